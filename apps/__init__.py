@@ -1,0 +1,1 @@
+"""ASGI apps under test."""

@@ -1,0 +1,96 @@
+"""The app of the article "FastAPI: async vs blocking I/O", plus what it should have had.
+
+Every sleeping endpoint takes ``?delay=`` in seconds (default 5, as in the article) and
+every response is JSON naming the endpoint and the worker process (``pid``) that served it,
+so the lab can check bodies and count distinct workers.
+"""
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Query
+
+DEFAULT_DELAY_S = 5.0
+READY_DIR_ENV = "LAB_READY_DIR"
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    # One marker per worker that finished start-up: lets the lab wait for *every* worker,
+    # not just the first one that answers /health.
+    ready_dir = os.environ.get(READY_DIR_ENV)
+    if ready_dir:
+        Path(ready_dir, str(os.getpid())).touch()
+    yield
+
+
+app = FastAPI(title="article", lifespan=lifespan)
+Delay = Query(DEFAULT_DELAY_S, ge=0, le=60, description="sleep in seconds")
+
+
+def _body(endpoint: str, **extra: object) -> dict[str, object]:
+    return {"endpoint": endpoint, "pid": os.getpid(), **extra}
+
+
+@app.get("/health")
+async def health() -> dict[str, object]:
+    return _body("/health")
+
+
+@app.get("/hello")
+async def hello() -> dict[str, object]:
+    return _body("/hello")
+
+
+@app.get("/blocking")
+def blocking(delay: float = Delay) -> dict[str, object]:
+    """The article's: ``def`` + ``time.sleep``. FastAPI runs it in a thread pool."""
+    time.sleep(delay)
+    return _body("/blocking", delay=delay)
+
+
+@app.get("/non-blocking")
+async def non_blocking(delay: float = Delay) -> dict[str, object]:
+    """The article's: ``async def`` + ``await asyncio.sleep``."""
+    await asyncio.sleep(delay)
+    return _body("/non-blocking", delay=delay)
+
+
+@app.get("/compare")
+async def compare(delay: float = Delay) -> dict[str, object]:
+    """The article's: two non-blocking sleeps gathered, ~1x the delay."""
+    await asyncio.gather(*(asyncio.sleep(delay) for _ in range(2)))
+    return _body("/compare", delay=delay, tasks=2)
+
+
+@app.get("/benchmark")
+async def benchmark(delay: float = Delay) -> dict[str, object]:
+    """The article's: ten non-blocking sleeps gathered, still ~1x the delay."""
+    await asyncio.gather(*(asyncio.sleep(delay) for _ in range(10)))
+    return _body("/benchmark", delay=delay, tasks=10)
+
+
+@app.get("/async-blocking")
+async def async_blocking(delay: float = Delay) -> dict[str, object]:
+    """The trap the article misses: ``async def`` + ``time.sleep`` blocks the event loop."""
+    time.sleep(delay)  # deliberately blocking: this is what the lab measures
+    return _body("/async-blocking", delay=delay)
+
+
+@app.get("/cpu")
+def cpu(n: int = Query(100_000, ge=1, le=50_000_000)) -> dict[str, object]:
+    """Pure-Python CPU work in a ``def`` endpoint: the GIL serialises it across threads."""
+    total = 0
+    for i in range(n):
+        total += i * i
+    return _body("/cpu", n=n, total=total)
+
+
+@app.get("/crash")
+async def crash() -> dict[str, object]:
+    """Kills the worker that serves it, for testing how the lab records a crashed cell."""
+    os._exit(3)

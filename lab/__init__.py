@@ -1,0 +1,1 @@
+"""asgi-lab: measure ASGI servers with real processes and honest numbers."""

@@ -1,0 +1,329 @@
+"""TOML config → typed, frozen, validated Matrix; its expansion into Cells.
+
+Every list is a matrix axis. Every error names its key path, e.g.
+``servers.granian.workers[1]: must be ≥ 1``.
+"""
+
+import ipaddress
+import itertools
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.errors import ConfigError
+from lab.servers import ADAPTERS, OptionValue
+
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class KindSchema:
+    """What an experiment kind reads from the config besides the common keys."""
+
+    load_key: str  # the list axis: "requests" for burst, "users" for closed
+    load_letter: str  # in the cell id: n50, c64
+    extra: Mapping[str, float]  # float-valued keys and their defaults
+    help: str
+
+
+KINDS: dict[str, KindSchema] = {
+    "burst": KindSchema(
+        "requests", "n", {},
+        "N requests sent at once; batch wall time and each request's latency",
+    ),
+    "closed": KindSchema(
+        "users", "c", {"duration_s": 3.0, "warmup_s": 1.0},
+        "c users loop on the endpoint for duration_s after warmup_s; req/s and percentiles",
+    ),
+}
+ENGINES = ("httpx", "aiohttp")
+DEFAULT_ENGINE = {"burst": "httpx", "closed": "aiohttp"}
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    app: str = "apps.article:app"
+    repeats: int = 1
+    host: str = "127.0.0.1"
+    start_timeout_s: float = 30.0
+    stop_grace_s: float = 5.0
+    cell_timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    workers: tuple[int, ...]
+    options: Mapping[str, tuple[OptionValue, ...]]  # each option is an axis
+
+    def variants(self) -> list[tuple[tuple[str, OptionValue], ...]]:
+        keys = sorted(self.options)
+        return [tuple(zip(keys, values, strict=True))
+                for values in itertools.product(*(self.options[k] for k in keys))]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    kind: str
+    endpoints: tuple[str, ...]
+    loads: tuple[int, ...]
+    params: Mapping[str, Scalar]
+    engine: str
+    timeout_s: float  # per request
+    duration_s: float = 0.0
+    warmup_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fully specified measurement."""
+
+    server: str
+    workers: int
+    options: tuple[tuple[str, OptionValue], ...]
+    experiment: Experiment
+    endpoint: str
+    load: int
+    repeat: int
+    label_options: tuple[str, ...] = field(default=(), compare=False)  # axes shown in the id
+    label_repeat: bool = field(default=False, compare=False)
+
+    @property
+    def server_id(self) -> str:
+        """The server configuration: server, workers and the options that vary."""
+        shown = [f"{k}={v}" for k, v in self.options if k in self.label_options]
+        return "-".join([self.server, f"w{self.workers}", *shown])
+
+    @property
+    def id(self) -> str:
+        letter = KINDS[self.experiment.kind].load_letter
+        slug = self.endpoint.strip("/").replace("/", "_") or "root"
+        cid = f"{self.server_id}-{self.experiment.name}-{slug}-{letter}{self.load}"
+        return f"{cid}-r{self.repeat}" if self.label_repeat else cid
+
+
+@dataclass(frozen=True)
+class Matrix:
+    lab: LabSettings
+    servers: tuple[ServerSpec, ...]
+    experiments: tuple[Experiment, ...]
+
+    def cells(self) -> list[Cell]:
+        """All cells, repeats outermost and servers innermost, so that every repeat of a
+        measurement point runs each server side by side and drift does not favour one."""
+        varying = {s.name: tuple(k for k, v in s.options.items() if len(v) > 1)
+                   for s in self.servers}
+        cells = []
+        for repeat in range(1, self.lab.repeats + 1):
+            for exp in self.experiments:
+                for endpoint, load in itertools.product(exp.endpoints, exp.loads):
+                    for spec in self.servers:
+                        for workers, variant in itertools.product(spec.workers, spec.variants()):
+                            cells.append(Cell(
+                                spec.name, workers, variant, exp, endpoint, load, repeat,
+                                varying[spec.name], self.lab.repeats > 1,
+                            ))
+        return cells
+
+    def only(self, servers: set[str] | None = None, workers: set[int] | None = None,
+             experiments: set[str] | None = None) -> "Matrix":
+        """The subset the CLI filters ask for; an empty result is an error."""
+        for wanted, known, what in (
+            (servers, {s.name for s in self.servers}, "--server"),
+            (experiments, {e.name for e in self.experiments}, "--experiment"),
+        ):
+            unknown = (wanted or set()) - known
+            if unknown:
+                raise ConfigError(what, f"{', '.join(sorted(unknown))} not in the config "
+                                        f"(it has {', '.join(sorted(known))})")
+        specs = []
+        for s in self.servers:
+            if servers and s.name not in servers:
+                continue
+            ws = tuple(w for w in s.workers if not workers or w in workers)
+            if ws:
+                specs.append(ServerSpec(s.name, ws, s.options))
+        exps = tuple(e for e in self.experiments if not experiments or e.name in experiments)
+        if not specs:
+            raise ConfigError("--workers", "no server configuration left after filtering")
+        return Matrix(self.lab, tuple(specs), exps)
+
+
+# ---- parsing ---------------------------------------------------------------------------
+
+def _table(value: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"must be a table, got {type(value).__name__}")
+    for key in value:
+        if key not in allowed:
+            raise ConfigError(_join(path, key),
+                              f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    for key in sorted(required - value.keys()):
+        raise ConfigError(_join(path, key), "is required")
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _number(value: Any, path: str, minimum: float, integer: bool = False,
+            strict: bool = False) -> Any:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ConfigError(path, f"must be {'an integer' if integer else 'a number'}, "
+                                f"got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        raise ConfigError(path, f"must be {'>' if strict else '≥'} {minimum}, got {value}")
+    return value
+
+
+def _list(value: Any, path: str) -> list:
+    """A list axis; a bare scalar is a list of one."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError(path, "must not be empty")
+    if len(set(map(repr, items))) != len(items):
+        raise ConfigError(path, f"has duplicate values: {items!r}")
+    return items
+
+
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(path, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
+    t = _table(raw, "lab", {"app", "repeats", "host", "start_timeout_s", "stop_grace_s",
+                            "cell_timeout_s"})
+    d = LabSettings()
+    app = _string(t.get("app", d.app), "lab.app")
+    if ":" not in app:
+        raise ConfigError("lab.app", f"must be 'module:attribute', got {app!r}")
+    host = _string(t.get("host", d.host), "lab.host")
+    if not allow_non_loopback and not _is_loopback(host):
+        raise ConfigError("lab.host", f"{host!r} is not a loopback address; the lab only "
+                                      "loads 127.0.0.1, localhost or ::1 unless "
+                                      "--allow-non-loopback is given")
+    return LabSettings(
+        app=app,
+        repeats=_number(t.get("repeats", d.repeats), "lab.repeats", 1, integer=True),
+        host=host,
+        start_timeout_s=_number(t.get("start_timeout_s", d.start_timeout_s),
+                                "lab.start_timeout_s", 0, strict=True),
+        stop_grace_s=_number(t.get("stop_grace_s", d.stop_grace_s), "lab.stop_grace_s", 0,
+                             strict=True),
+        cell_timeout_s=_number(t.get("cell_timeout_s", d.cell_timeout_s),
+                               "lab.cell_timeout_s", 0, strict=True),
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_server(name: str, raw: Any) -> ServerSpec:
+    path = f"servers.{name}"
+    if name not in ADAPTERS:
+        raise ConfigError(path, f"unknown server (known: {', '.join(sorted(ADAPTERS))})")
+    t = _table(raw, path, {"workers", "options"}, {"workers"})
+    workers = tuple(_number(w, f"{path}.workers[{i}]", 1, integer=True)
+                    for i, w in enumerate(_list(t["workers"], f"{path}.workers")))
+    known = ADAPTERS[name].options
+    options: dict[str, tuple[OptionValue, ...]] = {}
+    for key, value in _table(t.get("options", {}), f"{path}.options", set(known)).items():
+        opath = f"{path}.options.{key}"
+        values = _list(value, opath)
+        for i, v in enumerate(values):
+            problem = known[key].problem(v)
+            if problem:
+                raise ConfigError(opath if len(values) == 1 and not isinstance(value, list)
+                                  else f"{opath}[{i}]", problem)
+        options[key] = tuple(values)
+    return ServerSpec(name, workers, options)
+
+
+def _parse_experiment(i: int, raw: Any) -> Experiment:
+    path = f"experiments[{i}]"
+    common = {"name", "kind", "endpoints", "params", "engine", "timeout_s"}
+    kind = _table(raw, path, set(raw) if isinstance(raw, dict) else set()).get("kind")
+    if kind is None:
+        raise ConfigError(f"{path}.kind", f"is required (one of: {', '.join(KINDS)})")
+    if kind not in KINDS:
+        raise ConfigError(f"{path}.kind", f"unknown experiment kind {kind!r} "
+                                          f"(known: {', '.join(KINDS)})")
+    schema = KINDS[kind]
+    t = _table(raw, path, common | {schema.load_key} | set(schema.extra),
+               {"name", "endpoints", schema.load_key})
+    name = _string(t["name"], f"{path}.name")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"{path}.name", f"must be letters, digits, - or _, got {name!r}")
+    endpoints = tuple(_string(e, f"{path}.endpoints[{j}]")
+                      for j, e in enumerate(_list(t["endpoints"], f"{path}.endpoints")))
+    for j, e in enumerate(endpoints):
+        if not e.startswith("/") or "?" in e:
+            raise ConfigError(f"{path}.endpoints[{j}]",
+                              f"must be a path starting with '/' (query goes in params), got {e!r}")
+    loads = tuple(_number(n, f"{path}.{schema.load_key}[{j}]", 1, integer=True)
+                  for j, n in enumerate(_list(t[schema.load_key], f"{path}.{schema.load_key}")))
+    params = _table(t.get("params", {}), f"{path}.params", set(t.get("params", {}) or {}))
+    for key, value in params.items():
+        if isinstance(value, list | dict):
+            raise ConfigError(f"{path}.params.{key}", "must be a single value "
+                              "(add another experiment for another value)")
+        if key in ("delay", "n"):
+            _number(value, f"{path}.params.{key}", 0)
+    engine = t.get("engine", DEFAULT_ENGINE[kind])
+    if engine not in ENGINES:
+        raise ConfigError(f"{path}.engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
+    extra = {k: _number(t.get(k, default), f"{path}.{k}", 0, strict=(k == "duration_s"))
+             for k, default in schema.extra.items()}
+    return Experiment(
+        name=name, kind=kind, endpoints=endpoints, loads=loads, params=dict(params),
+        engine=engine,
+        timeout_s=_number(t.get("timeout_s", 60.0), f"{path}.timeout_s", 0, strict=True),
+        **extra,
+    )
+
+
+def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False) -> Matrix:
+    t = _table(raw, "", {"lab", "servers", "experiments"}, {"servers", "experiments"})
+    lab = _parse_lab(t.get("lab", {}), allow_non_loopback)
+    servers_raw = _table(t["servers"], "servers", set(t["servers"]) if isinstance(
+        t["servers"], dict) else set())
+    if not servers_raw:
+        raise ConfigError("servers", "must name at least one server")
+    servers = tuple(_parse_server(name, value) for name, value in servers_raw.items())
+    if not isinstance(t["experiments"], list) or not t["experiments"]:
+        raise ConfigError("experiments", "must be a non-empty array of tables ([[experiments]])")
+    experiments = tuple(_parse_experiment(i, e) for i, e in enumerate(t["experiments"]))
+    seen: dict[str, int] = {}
+    for i, e in enumerate(experiments):
+        if e.name in seen:
+            raise ConfigError(f"experiments[{i}].name",
+                              f"duplicate name {e.name!r} (also experiments[{seen[e.name]}])")
+        seen[e.name] = i
+    return Matrix(lab, servers, experiments)
+
+
+def load(path: Path, allow_non_loopback: bool = False) -> Matrix:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), f"cannot read: {e}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), f"not valid TOML: {e}") from None
+    return parse(raw, allow_non_loopback)

@@ -1,0 +1,189 @@
+"""Start a server in its own process group, wait until it answers, stop it, leave nothing.
+
+Each server runs under ``lab.guard`` (leader of a fresh process group, pipe on stdin) so
+that it dies with the lab even when the lab is SIGKILLed. Stopping signals the server's
+main process first and then the group: hypercorn's workers have no SIGTERM handler, so
+signalling the whole group at once would abort requests its main process would drain.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from lab import pgroup
+from lab.errors import ServerStartError
+from lab.guard import GRACE_ENV
+
+READY_DIR_ENV = "LAB_READY_DIR"  # apps write one file per started worker (apps.article does)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POLL_S = 0.02
+
+
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host.strip("[]"), 0))
+        return int(s.getsockname()[1])
+
+
+def url_host(host: str) -> str:
+    return f"[{host.strip('[]')}]" if ":" in host else host
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class StopReport:
+    seconds: float
+    killed: bool  # SIGKILL was needed
+    exit_code: int | None
+
+
+class Server:
+    """One running server process group."""
+
+    def __init__(self, argv: Sequence[str], host: str, port: int, workers: int,
+                 log_path: Path, guard_grace_s: float = 2.0) -> None:
+        self.argv, self.host, self.port, self.workers = list(argv), host, port, workers
+        self.log_path = log_path
+        self.base_url = f"http://{url_host(host)}:{port}"
+        self._ready_dir = Path(tempfile.mkdtemp(prefix="lab-ready-"))
+        env = {**os.environ, READY_DIR_ENV: str(self._ready_dir), GRACE_ENV: str(guard_grace_s),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                           os.environ.get("PYTHONPATH")]))}
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            log.write(f"$ {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.started = time.monotonic()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lab.guard", *self.argv],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=PROJECT_ROOT, env=env,
+            )
+        self.pgid = self.proc.pid  # the guard leads the new group
+        self.ready_s: float | None = None
+        self.last_stop: StopReport | None = None
+
+    def wait_ready(self, timeout_s: float, check: Callable[[], None] = lambda: None) -> float:
+        """Block until /health answers 200 and every worker has started; seconds taken."""
+        deadline = self.started + timeout_s
+        last = "no answer"
+        with httpx.Client(timeout=httpx.Timeout(1.0), trust_env=False) as client:
+            while True:
+                check()
+                if self.proc.poll() is not None:
+                    raise self._start_error(f"exited with code {self.proc.returncode} "
+                                            "before answering /health")
+                try:
+                    response = client.get(f"{self.base_url}/health")
+                    last = f"HTTP {response.status_code}"
+                    if response.status_code == 200 and self._workers_ready():
+                        break
+                except httpx.HTTPError as e:
+                    last = type(e).__name__
+                if time.monotonic() >= deadline:
+                    raise self._start_error(f"not ready within {timeout_s:g} s "
+                                            f"(/health: {last}; {self._marker_count()} of "
+                                            f"{self.workers} workers started)")
+                time.sleep(POLL_S)
+        self.ready_s = time.monotonic() - self.started
+        return self.ready_s
+
+    def _marker_count(self) -> int:
+        return len(os.listdir(self._ready_dir))
+
+    def _workers_ready(self) -> bool:
+        # A worker that answered /health has written its marker if the app writes them;
+        # an app that writes none is taken as ready on /health alone.
+        count = self._marker_count()
+        return count == 0 or count >= self.workers
+
+    def _start_error(self, reason: str) -> ServerStartError:
+        self.stop(grace_s=1.0)
+        return ServerStartError(reason, log_tail(self.log_path))
+
+    def main_pid(self) -> int | None:
+        """The server's own main process (the guard's child)."""
+        for pid in pgroup.members(self.pgid):
+            try:
+                if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) \
+                        == self.pgid:
+                    return pid
+            except (OSError, IndexError, ValueError):
+                continue
+        return None
+
+    def pids(self) -> list[int]:
+        return [p for p in pgroup.members(self.pgid) if p != self.pgid]
+
+    def stop(self, grace_s: float, hurry: Callable[[], bool] = lambda: False) -> StopReport:
+        """SIGTERM the main process, then the group, SIGKILL after ``grace_s``."""
+        t0 = time.monotonic()
+        deadline = t0 + grace_s
+        killed = False
+        main = self.main_pid()
+        if main is not None and not hurry():
+            try:
+                os.kill(main, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            while self.proc.poll() is None and time.monotonic() < deadline and not hurry():
+                time.sleep(POLL_S)
+        if pgroup.alive(self.pgid):
+            remaining = 0.0 if hurry() else max(0.0, deadline - time.monotonic())
+            killed = pgroup.terminate(self.pgid, remaining)
+        try:
+            code = self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pgroup.signal_group(self.pgid, signal.SIGKILL)
+            code = self.proc.wait()
+            killed = True
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        shutil.rmtree(self._ready_dir, ignore_errors=True)
+        return StopReport(time.monotonic() - t0, killed, code)
+
+
+@contextmanager
+def running(argv_for_port: Callable[[int], Sequence[str]], host: str, workers: int,
+            log_path: Path, start_timeout_s: float, stop_grace_s: float,
+            check: Callable[[], None] = lambda: None,
+            hurry: Callable[[], bool] = lambda: False, port_attempts: int = 3,
+            ) -> Iterator[Server]:
+    """A ready server on a free port; stopped on exit, whatever happened inside.
+
+    A port taken between choosing and binding it is retried on another port.
+    """
+    for attempt in range(1, port_attempts + 1):
+        port = free_port(host)
+        server = Server(argv_for_port(port), host, port, workers, log_path)
+        try:
+            server.wait_ready(start_timeout_s, check)
+            break
+        except ServerStartError as e:
+            if attempt == port_attempts or "address already in use" not in e.log_tail.lower():
+                raise
+        except BaseException:
+            server.stop(0.0)
+            raise
+    try:
+        yield server
+    finally:
+        server.last_stop = server.stop(stop_grace_s, hurry)

@@ -1,0 +1,76 @@
+"""What a server adapter is: argv for (app, host, port, workers, options), version, options."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata, util
+
+OptionValue = str | int | bool
+
+
+@dataclass(frozen=True)
+class Option:
+    """One server option the config may set, how it is checked and how it becomes argv."""
+
+    help: str
+    render: Callable[[OptionValue], list[str]]
+    type: type = str
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` is not acceptable, or None."""
+        # bool is a subclass of int: keep them apart so `workers = true` is refused.
+        if type(value) is not self.type:
+            return f"must be a {self.type.__name__}, got {value!r}"
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}, got {value!r}"
+        if self.minimum is not None and isinstance(value, int) and value < self.minimum:
+            return f"must be ≥ {self.minimum}, got {value}"
+        return None
+
+
+def choice(flag: str, choices: tuple[str, ...], help: str) -> Option:
+    return Option(help, lambda v: [flag, str(v)], str, choices)
+
+
+def integer(flag: str, minimum: int, help: str) -> Option:
+    return Option(help, lambda v: [flag, str(v)], int, minimum=minimum)
+
+
+def switch(on: list[str], off: list[str], help: str) -> Option:
+    return Option(help, lambda v: list(on if v else off), bool)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A server the lab can run. A new server is one module that builds one of these."""
+
+    name: str
+    distribution: str  # the PyPI distribution, for its version
+    module: str  # run as `python -m <module>`, so the lab's own interpreter is used
+    base_argv: Callable[[str, str, int, int], list[str]]  # (app, host, port, workers)
+    options: Mapping[str, Option]
+    # Applied unless the config says otherwise, so servers are compared like for like
+    # (uvicorn logs every request by default, the others do not).
+    defaults: Mapping[str, OptionValue] = field(default_factory=dict)
+
+    def installed(self) -> bool:
+        return util.find_spec(self.module) is not None
+
+    def version(self) -> str | None:
+        try:
+            return metadata.version(self.distribution)
+        except metadata.PackageNotFoundError:
+            return None
+
+    def effective_options(self, options: Mapping[str, OptionValue]) -> dict[str, OptionValue]:
+        return {**self.defaults, **options}
+
+    def argv(
+        self, python: str, app: str, host: str, port: int, workers: int,
+        options: Mapping[str, OptionValue],
+    ) -> list[str]:
+        argv = [python, "-m", self.module, *self.base_argv(app, host, port, workers)]
+        for key, value in sorted(self.effective_options(options).items()):
+            argv += self.options[key].render(value)
+        return argv

@@ -1,0 +1,20 @@
+"""hypercorn: `python -m hypercorn`, asyncio/uvloop/trio worker classes."""
+
+from lab.servers.base import Adapter, choice, integer, switch
+
+ADAPTER = Adapter(
+    name="hypercorn",
+    distribution="hypercorn",
+    module="hypercorn",
+    base_argv=lambda app, host, port, workers: [
+        app, "--bind", f"{host}:{port}", "--workers", str(workers),
+    ],
+    options={
+        "worker_class": choice("--worker-class", ("asyncio", "uvloop", "trio"), "event loop"),
+        "keep_alive": integer("--keep-alive", 0, "keep-alive timeout, s"),
+        "backlog": integer("--backlog", 1, "listen backlog"),
+        "graceful_timeout": integer("--graceful-timeout", 0, "shutdown grace, s"),
+        "access_log": switch(["--access-logfile", "-"], [], "log every request"),
+    },
+    defaults={"access_log": False},
+)

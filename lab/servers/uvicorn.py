@@ -1,0 +1,21 @@
+"""uvicorn: `python -m uvicorn`, multi-process via its own supervisor."""
+
+from lab.servers.base import Adapter, choice, integer, switch
+
+ADAPTER = Adapter(
+    name="uvicorn",
+    distribution="uvicorn",
+    module="uvicorn",
+    base_argv=lambda app, host, port, workers: [
+        app, "--host", host, "--port", str(port), "--workers", str(workers),
+    ],
+    options={
+        "loop": choice("--loop", ("auto", "asyncio", "uvloop"), "event loop"),
+        "http": choice("--http", ("auto", "h11", "httptools"), "HTTP/1.1 implementation"),
+        "access_log": switch(["--access-log"], ["--no-access-log"], "log every request"),
+        "timeout_keep_alive": integer("--timeout-keep-alive", 0, "keep-alive timeout, s"),
+        "limit_concurrency": integer("--limit-concurrency", 1, "503 above this many tasks"),
+        "backlog": integer("--backlog", 1, "listen backlog"),
+    },
+    defaults={"access_log": False},
+)
