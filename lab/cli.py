@@ -1,0 +1,213 @@
+"""``python -m lab``: run, validate, report, list.
+
+Exit codes: 0 all cells ok; 2 bad config or arguments; 3 the run finished but some cells
+failed (the report lists them); 128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM).
+"""
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lab import config as config_mod
+from lab import environment, report
+from lab.config import KINDS, Matrix
+from lab.errors import ConfigError, Interrupted, LabError, UsageError
+from lab.estimate import matrix_s
+from lab.interrupt import Interrupts
+from lab.load.engines import ENGINES
+from lab.process import PROJECT_ROOT
+from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
+from lab.runner import run_matrix
+from lab.servers import ADAPTERS
+
+EXIT_CELLS_FAILED = 3
+DEFAULT_MAX_MINUTES = 15.0
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2, like every error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", action="append", metavar="NAME",
+                   help="only this server (repeatable), e.g. --server uvicorn")
+    p.add_argument("--workers", action="append", type=int, metavar="N",
+                   help="only this worker count (repeatable)")
+    p.add_argument("--experiment", action="append", metavar="NAME",
+                   help="only the experiment with this name (repeatable)")
+    p.add_argument("--allow-non-loopback", action="store_true",
+                   help="allow lab.host to be an address other than 127.0.0.1/localhost/::1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m lab", description=(
+        "Measure ASGI servers (uvicorn, hypercorn, granian) at several worker counts and "
+        "options, from a TOML config matrix, and write a markdown comparison report."),
+        epilog="exit codes: 0 ok, 2 bad config/arguments, 3 some cells failed, "
+               "130/143 interrupted by SIGINT/SIGTERM")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    run = sub.add_parser("run", help="run a config matrix and write reports/<run-id>/report.md",
+                         description="Start every server configuration of CONFIG in turn, run "
+                         "its experiments, append each finished cell to results.jsonl and "
+                         "write report.md.")
+    run.add_argument("config", type=Path, nargs="?",
+                     help="TOML config, e.g. configs/matrix.toml (optional with --resume)")
+    _add_filters(run)
+    run.add_argument("--out", type=Path, default=Path("reports"),
+                     help="where run directories go (default: reports)")
+    run.add_argument("--run-id", help="name of the run directory (default: time-config)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="finish an interrupted run: only cells not in its results.jsonl")
+    run.add_argument("--force", action="store_true",
+                     help="with --resume: accept a config that changed since the run started")
+    run.add_argument("--yes", action="store_true",
+                     help="run even if the estimate exceeds --max-minutes")
+    run.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
+                     help=f"refuse longer estimated runs without --yes "
+                          f"(default {DEFAULT_MAX_MINUTES:g})")
+
+    val = sub.add_parser("validate", help="check a config; print its cells and an estimate",
+                         description="Parse and check CONFIG without starting anything; print "
+                         "every cell it would run and the estimated duration.")
+    val.add_argument("config", type=Path, help="TOML config")
+    _add_filters(val)
+
+    rep = sub.add_parser("report", help="rebuild report.md of a run directory",
+                         description="Rebuild RUN_DIR/report.md from its results files only.")
+    rep.add_argument("run_dir", type=Path, help="e.g. reports/20261126-101500-matrix")
+
+    sub.add_parser("list", help="servers installed (with versions), experiment kinds, engines",
+                   description="What this installation can measure.")
+    return p
+
+
+def _matrix(args: argparse.Namespace, path: Path) -> Matrix:
+    matrix = config_mod.load(path, args.allow_non_loopback)
+    matrix = matrix.only(set(args.server or ()) or None, set(args.workers or ()) or None,
+                         set(args.experiment or ()) or None)
+    for spec in matrix.servers:
+        if not ADAPTERS[spec.name].installed():
+            raise ConfigError(f"servers.{spec.name}", f"{spec.name} is not installed "
+                              f"(pip install 'asgi-lab[{spec.name}]', or --server to skip it)")
+    _check_app(matrix.lab.app)
+    return matrix
+
+
+def _check_app(app: str) -> None:
+    module, _, attr = app.partition(":")
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    try:
+        loaded = importlib.import_module(module)
+    except Exception as e:  # any import failure of the user's app is a config error
+        raise ConfigError("lab.app", f"cannot import {module!r}: "
+                                     f"{type(e).__name__}: {e}") from None
+    if not hasattr(loaded, attr):
+        raise ConfigError("lab.app", f"module {module!r} has no attribute {attr!r}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    matrix = _matrix(args, args.config)
+    cells = matrix.cells()
+    for cell in cells:
+        print(cell.id)
+    print(f"{args.config}: ok — {len(cells)} cells, estimated {matrix_s(cells) / 60:.1f} min")
+    return 0
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    print("servers:")
+    for a in ADAPTERS.values():
+        state = f"{a.version()}" if a.installed() else "not installed"
+        print(f"  {a.name:10} {state}")
+        for key, opt in a.options.items():
+            allowed = "|".join(opt.choices) if opt.choices else opt.type.__name__
+            default = f" (lab default {a.defaults[key]})" if key in a.defaults else ""
+            print(f"      {key:22} {allowed:26} {opt.help}{default}")
+    print("experiment kinds:")
+    for name, kind in KINDS.items():
+        print(f"  {name:10} {kind.help} (axis: {kind.load_key})")
+    print(f"engines: {', '.join(ENGINES)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run = RunDir.existing(args.run_dir)
+    if not run.load().records:
+        raise UsageError(f"{args.run_dir}: has no results yet (results.jsonl is empty)")
+    print(report.build(run))
+    return 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.resume:
+        run = RunDir.existing(args.resume)
+        info = run.read_json(RUN_INFO)
+        path = args.config or run.path / "config.toml"
+        text = path.read_text() if path.is_file() else ""
+        if args.config and config_hash(text) != info.get("config_hash") and not args.force:
+            raise UsageError(f"{args.config}: changed since {run.path.name} started "
+                             "(config hash differs); use --force to resume anyway")
+        matrix = _matrix(args, path)
+    else:
+        if args.config is None:
+            raise UsageError("run: CONFIG is required (or --resume RUN_DIR)")
+        matrix = _matrix(args, args.config)
+        text = args.config.read_text()
+        estimate = matrix_s(matrix.cells()) / 60
+        if estimate > args.max_minutes and not args.yes:
+            raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
+                             f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
+        run = RunDir.create(args.out, args.run_id or new_run_id(args.config), text)
+        info = {"config": str(args.config), "config_hash": config_hash(text),
+                "started_at": _now(), "argv": sys.argv}
+    cells = matrix.cells()
+    info |= {"state": "running", "cells_total": len(cells)}
+    run.write_json(RUN_INFO, info)
+    run.write_json("environment.json", environment.collect(PROJECT_ROOT))
+    print(f"running {len(cells)} cells (estimated {matrix_s(cells) / 60:.1f} min) "
+          f"→ {run.path}/", flush=True)
+    interrupts = Interrupts()
+    interrupts.install()
+    code = 0
+    try:
+        outcome = run_matrix(matrix, run, interrupts,
+                             out=lambda line: print(line, flush=True))
+        info["state"] = "finished"
+        code = EXIT_CELLS_FAILED if outcome.failed else 0
+        if outcome.failed:
+            print(f"{outcome.failed} of {outcome.ran} cells failed; see the report's "
+                  "'Failed cells'", file=sys.stderr)
+    except Interrupted as e:
+        info |= {"state": "interrupted", "signal": e.signum}
+        print(f"interrupted by signal {e.signum}: servers stopped, finished cells kept; "
+              f"resume with: python -m lab run --resume {run.path}", file=sys.stderr)
+        code = e.exit_code
+    finally:
+        info["finished_at"] = _now()
+        run.write_json(RUN_INFO, info)
+        print(f"report: {report.build(run)}", flush=True)
+    return code
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code

@@ -1,0 +1,41 @@
+"""Raw samples of a measurement and the one place responses are checked."""
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Sample:
+    start: float  # time.perf_counter() when sent (open model: when scheduled)
+    latency_s: float
+    error: str | None  # None when the response passed the check, else its kind
+    pid: int | None  # the worker process that answered
+
+
+@dataclass
+class Measurement:
+    """What one experiment returns: samples from its measured window and how it ran."""
+
+    samples: list[Sample]
+    wall_s: float  # length of the measured window
+    client_cpu_s: float  # the lab process's CPU time within the window
+    info: dict[str, object] = field(default_factory=dict)
+
+
+def check(status: int, body: bytes, endpoint: str) -> tuple[str | None, int | None]:
+    """(error kind or None, worker pid) for one response.
+
+    The apps answer a JSON object with the worker's ``pid`` and, when they name it,
+    the ``endpoint`` that ran: a 200 with any other body is an error, not a success.
+    """
+    if status != 200:
+        return f"http_{status}", None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "bad_body", None
+    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+        return "bad_body", None
+    if data.get("endpoint", endpoint) != endpoint:
+        return "bad_body", data["pid"]
+    return None, data["pid"]

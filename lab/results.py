@@ -1,0 +1,102 @@
+"""The append-only results store of one run: ``reports/<run-id>/``.
+
+``results.jsonl`` has one JSON line per finished cell, flushed and fsynced before the next
+cell starts; ``environment.json`` says what the run ran on; ``config.toml`` is a copy of
+the config. The report is built from these files only.
+"""
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.errors import UsageError
+
+SCHEMA_VERSION = 1
+RESULTS = "results.jsonl"
+ENVIRONMENT = "environment.json"
+CONFIG_COPY = "config.toml"
+RUN_INFO = "run.json"
+
+
+def new_run_id(config_path: Path) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{config_path.stem}"
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Loaded:
+    records: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.results = path / RESULTS
+        self.logs = path / "logs"
+
+    @classmethod
+    def create(cls, root: Path, run_id: str, config_text: str) -> "RunDir":
+        run = cls(root / run_id)
+        if run.path.exists():
+            raise UsageError(f"{run.path}: already exists (pick another --run-id or --resume it)")
+        run.logs.mkdir(parents=True)
+        (run.path / CONFIG_COPY).write_text(config_text)
+        return run
+
+    @classmethod
+    def existing(cls, path: Path) -> "RunDir":
+        run = cls(path)
+        if not path.is_dir():
+            raise UsageError(f"{path}: no such run directory")
+        if not run.results.is_file() and not (path / RUN_INFO).is_file():
+            raise UsageError(f"{path}: not a run directory (no {RESULTS})")
+        return run
+
+    def write_json(self, name: str, data: Mapping[str, Any]) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.path / name)  # atomic: never half a file
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        line = json.dumps({"schema_version": SCHEMA_VERSION, **record}, sort_keys=True)
+        with self.results.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def load(self) -> Loaded:
+        """Every complete line; a truncated or corrupt line is a warning, not a crash."""
+        loaded = Loaded([])
+        if not self.results.is_file():
+            return loaded
+        for n, line in enumerate(self.results.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                loaded.warnings.append(f"{RESULTS} line {n} is truncated or corrupt; "
+                                       "that cell counts as not finished")
+                continue
+            if record.get("schema_version") != SCHEMA_VERSION:
+                loaded.warnings.append(f"{RESULTS} line {n} has schema_version "
+                                       f"{record.get('schema_version')!r}, expected "
+                                       f"{SCHEMA_VERSION}; skipped")
+                continue
+            loaded.records.append(record)
+        return loaded

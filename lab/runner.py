@@ -1,0 +1,134 @@
+"""Run a matrix: for each cell, server up → load → figures → one line on disk.
+
+A failing cell is a result, with its reason and the server log's tail; the matrix goes on.
+Only an interruption stops the loop, and then after the running server has been stopped.
+"""
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lab.config import KINDS, Cell, LabSettings, Matrix
+from lab.errors import ServerStartError
+from lab.interrupt import Interrupts
+from lab.load import RUNNERS, Measurement
+from lab.process import Server, log_tail, running
+from lab.results import RunDir
+from lab.servers import ADAPTERS
+from lab.stats import summarize
+
+
+@dataclass
+class Outcome:
+    ran: int
+    failed: int
+    skipped: int  # already finished (resume)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
+    """The identifying part of a cell's results line."""
+    exp = cell.experiment
+    adapter = ADAPTERS[cell.server]
+    load: dict[str, Any] = {KINDS[exp.kind].load_key: cell.load}
+    if exp.kind == "closed":
+        load |= {"duration_s": exp.duration_s, "warmup_s": exp.warmup_s}
+    return {
+        "run_id": run_id, "cell_id": cell.id, "server_id": cell.server_id,
+        "server": cell.server, "server_version": adapter.version(), "workers": cell.workers,
+        "options": adapter.effective_options(dict(cell.options)), "app": lab.app,
+        "experiment": exp.name, "kind": exp.kind, "endpoint": cell.endpoint,
+        "params": dict(exp.params), "load": load, "engine": exp.engine,
+        "repeat": cell.repeat,
+    }
+
+
+def _failure(kind: str, reason: str, log: str) -> dict[str, str]:
+    return {"kind": kind, "reason": reason, "log_tail": log}
+
+
+def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
+             ) -> dict[str, Any]:
+    record = describe(cell, lab, run.path.name) | {"started_at": _now(), "failure": None,
+                                                   "figures": None}
+    adapter = ADAPTERS[cell.server]
+    log_path = run.logs / f"{cell.id}.log"
+    server: Server | None = None
+    measurement: Measurement | None = None
+    try:
+        with running(
+            lambda port: adapter.argv(sys.executable, lab.app, lab.host, port, cell.workers,
+                                      dict(cell.options)),
+            lab.host, cell.workers, log_path, lab.start_timeout_s, lab.stop_grace_s,
+            check=interrupts.check, hurry=lambda: interrupts.hurry,
+        ) as server:
+            pids_before = set(server.pids())
+            try:
+                measurement = asyncio.run(interrupts.guard(asyncio.wait_for(
+                    RUNNERS[cell.experiment.kind](server.base_url, cell.experiment,
+                                                  cell.endpoint, cell.load),
+                    lab.cell_timeout_s)))  # type: ignore[assignment]
+            except TimeoutError:
+                record["failure"] = _failure(
+                    "cell_timeout", f"cell exceeded lab.cell_timeout_s = {lab.cell_timeout_s:g} s",
+                    log_tail(log_path))
+            lost = pids_before - set(server.pids())
+            if lost and record["failure"] is None:
+                record["failure"] = _failure(
+                    "server_crashed",
+                    f"server process(es) {', '.join(map(str, sorted(lost)))} exited during the "
+                    "cell", log_tail(log_path))
+    except ServerStartError as e:
+        record["failure"] = _failure("start_failed", e.reason, e.log_tail)
+    if server is not None and server.last_stop is not None:
+        record["process"] = {
+            "start_to_ready_s": server.ready_s, "stop_s": server.last_stop.seconds,
+            "killed": server.last_stop.killed, "exit_code": server.last_stop.exit_code,
+            "port": server.port, "argv": server.argv,
+        }
+    if measurement is not None:
+        figures = summarize(measurement)
+        record["figures"] = figures
+        if figures["ok"] == 0 and record["failure"] is None:
+            record["failure"] = _failure(
+                "all_requests_failed", f"all {figures['requests']} requests failed: "
+                f"{figures['errors']}", log_tail(log_path))
+    record["status"] = "failed" if record["failure"] else "ok"
+    record["finished_at"] = _now()
+    return record
+
+
+def progress_line(i: int, total: int, record: dict[str, Any]) -> str:
+    head = f"[{i}/{total}] {record['cell_id']}"
+    if record["failure"]:
+        return f"{head}: FAILED ({record['failure']['kind']}: {record['failure']['reason']})"
+    f = record["figures"]
+    errors = sum(f["errors"].values())
+    main = (f"{f['wall_s']:.3f} s wall" if record["kind"] == "burst"
+            else f"{f['rps']:.0f} req/s")
+    return (f"{head}: {main}, p50 {f['latency_ms']['p50']:.1f} ms, "
+            f"{errors} errors, client CPU {f['client_cpu_pct']:.0f} %")
+
+
+def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
+               out: Callable[[str], None] = print) -> Outcome:
+    finished = {r["cell_id"] for r in run.load().records}
+    cells = [c for c in matrix.cells() if c.id not in finished]
+    skipped = len(matrix.cells()) - len(cells)
+    failed = 0
+    for i, cell in enumerate(cells, 1):
+        interrupts.check()
+        t0 = time.monotonic()
+        record = run_cell(cell, matrix.lab, run, interrupts)
+        record["cell_wall_s"] = time.monotonic() - t0
+        run.append(record)  # on disk before the next cell starts
+        failed += record["status"] == "failed"
+        out(progress_line(i, len(cells), record))
+    return Outcome(len(cells), failed, skipped)
