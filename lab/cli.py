@@ -19,6 +19,7 @@ from lab.estimate import matrix_s
 from lab.interrupt import Interrupts
 from lab.load.engines import ENGINES
 from lab.process import PROJECT_ROOT
+from lab.reaper import reap
 from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
 from lab.runner import run_matrix
 from lab.servers import ADAPTERS
@@ -172,6 +173,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = RunDir.create(args.out, args.run_id or new_run_id(args.config), text)
         info = {"config": str(args.config), "config_hash": config_hash(text),
                 "started_at": _now(), "argv": sys.argv}
+    for message in reap(args.out if not args.resume else run.path.parent):
+        print(message, file=sys.stderr)
     cells = matrix.cells()
     info |= {"state": "running", "cells_total": len(cells)}
     run.write_json(RUN_INFO, info)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import httpx
 from lab import pgroup
 from lab.errors import ServerStartError
 from lab.guard import GRACE_ENV
+from lab.reaper import TOKEN_ENV, Ledger
 
 READY_DIR_ENV = "LAB_READY_DIR"  # apps write one file per started worker (apps.article does)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -59,12 +61,16 @@ class Server:
     """One running server process group."""
 
     def __init__(self, argv: Sequence[str], host: str, port: int, workers: int,
-                 log_path: Path, guard_grace_s: float = 2.0) -> None:
+                 log_path: Path, ledger: Ledger | None = None,
+                 guard_grace_s: float = 2.0) -> None:
         self.argv, self.host, self.port, self.workers = list(argv), host, port, workers
         self.log_path = log_path
         self.base_url = f"http://{url_host(host)}:{port}"
         self._ready_dir = Path(tempfile.mkdtemp(prefix="lab-ready-"))
+        self.token = uuid.uuid4().hex
+        self.ledger = ledger
         env = {**os.environ, READY_DIR_ENV: str(self._ready_dir), GRACE_ENV: str(guard_grace_s),
+               TOKEN_ENV: self.token,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                            os.environ.get("PYTHONPATH")]))}
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +84,8 @@ class Server:
                 start_new_session=True, cwd=PROJECT_ROOT, env=env,
             )
         self.pgid = self.proc.pid  # the guard leads the new group
+        if ledger:
+            ledger.started(self.pgid, self.token)
         self.ready_s: float | None = None
         self.last_stop: StopReport | None = None
 
@@ -158,6 +166,8 @@ class Server:
         if self.proc.stdin:
             self.proc.stdin.close()
         shutil.rmtree(self._ready_dir, ignore_errors=True)
+        if self.ledger:
+            self.ledger.stopped(self.pgid, self.token)
         return StopReport(time.monotonic() - t0, killed, code)
 
 
@@ -166,14 +176,14 @@ def running(argv_for_port: Callable[[int], Sequence[str]], host: str, workers: i
             log_path: Path, start_timeout_s: float, stop_grace_s: float,
             check: Callable[[], None] = lambda: None,
             hurry: Callable[[], bool] = lambda: False, port_attempts: int = 3,
-            ) -> Iterator[Server]:
+            ledger: Ledger | None = None) -> Iterator[Server]:
     """A ready server on a free port; stopped on exit, whatever happened inside.
 
     A port taken between choosing and binding it is retried on another port.
     """
     for attempt in range(1, port_attempts + 1):
         port = free_port(host)
-        server = Server(argv_for_port(port), host, port, workers, log_path)
+        server = Server(argv_for_port(port), host, port, workers, log_path, ledger)
         try:
             server.wait_ready(start_timeout_s, check)
             break

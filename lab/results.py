@@ -74,10 +74,17 @@ class RunDir:
 
     def append(self, record: Mapping[str, Any]) -> None:
         line = json.dumps({"schema_version": SCHEMA_VERSION, **record}, sort_keys=True)
-        with self.results.open("a", encoding="utf-8") as f:
+        with self.results.open("a+", encoding="utf-8") as f:
+            if f.tell() and not self._ends_with_newline():
+                f.write("\n")  # a crash cut the last line short: never glue onto it
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def _ends_with_newline(self) -> bool:
+        with self.results.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
 
     def load(self) -> Loaded:
         """Every complete line; a truncated or corrupt line is a warning, not a crash."""

@@ -17,6 +17,7 @@ from lab.errors import ServerStartError
 from lab.interrupt import Interrupts
 from lab.load import RUNNERS, Measurement
 from lab.process import Server, log_tail, running
+from lab.reaper import Ledger
 from lab.results import RunDir
 from lab.servers import ADAPTERS
 from lab.stats import summarize
@@ -67,7 +68,7 @@ def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
             lambda port: adapter.argv(sys.executable, lab.app, lab.host, port, cell.workers,
                                       dict(cell.options)),
             lab.host, cell.workers, log_path, lab.start_timeout_s, lab.stop_grace_s,
-            check=interrupts.check, hurry=lambda: interrupts.hurry,
+            check=interrupts.check, hurry=lambda: interrupts.hurry, ledger=Ledger(run.path),
         ) as server:
             pids_before = set(server.pids())
             try:
@@ -119,7 +120,10 @@ def progress_line(i: int, total: int, record: dict[str, Any]) -> str:
 
 def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
                out: Callable[[str], None] = print) -> Outcome:
-    finished = {r["cell_id"] for r in run.load().records}
+    loaded = run.load()
+    for warning in loaded.warnings:
+        out(f"warning: {warning}")
+    finished = {r["cell_id"] for r in loaded.records}
     cells = [c for c in matrix.cells() if c.id not in finished]
     skipped = len(matrix.cells()) - len(cells)
     failed = 0
