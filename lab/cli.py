@@ -172,7 +172,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                              f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
         run = RunDir.create(args.out, args.run_id or new_run_id(args.config), text)
         info = {"config": str(args.config), "config_hash": config_hash(text),
-                "started_at": _now(), "argv": sys.argv}
+                "started_at": _now(), "argv": sys.argv, "order": matrix.lab.order,
+                "seed": matrix.lab.seed, "baseline": matrix.lab.baseline,
+                "repeats": matrix.lab.repeats}
     for message in reap(args.out if not args.resume else run.path.parent):
         print(message, file=sys.stderr)
     cells = matrix.cells()

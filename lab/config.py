@@ -6,8 +6,9 @@ Every list is a matrix axis. Every error names its key path, e.g.
 
 import ipaddress
 import itertools
+import random
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,33 @@ Scalar = str | int | float | bool
 class KindSchema:
     """What an experiment kind reads from the config besides the common keys."""
 
-    load_key: str  # the list axis: "requests" for burst, "users" for closed
-    load_letter: str  # in the cell id: n50, c64
-    extra: Mapping[str, float]  # float-valued keys and their defaults
+    load_key: str  # the list axis: "requests" for burst, "users" for closed, ...
+    load_letter: str  # in the cell id: n50, c64, rps200, bg10
+    settings: tuple[str, ...]  # which of SETTINGS the kind accepts
     help: str
 
 
 KINDS: dict[str, KindSchema] = {
     "burst": KindSchema(
-        "requests", "n", {},
+        "requests", "n", (),
         "N requests sent at once; batch wall time and each request's latency",
     ),
     "closed": KindSchema(
-        "users", "c", {"duration_s": 3.0, "warmup_s": 1.0},
+        "users", "c", ("duration_s", "warmup_s", "clients"),
         "c users loop on the endpoint for duration_s after warmup_s; req/s and percentiles",
+    ),
+    "open": KindSchema(
+        "rates", "rps", ("duration_s", "warmup_s", "clients", "max_connections", "slo_p99_ms"),
+        "a fixed arrival rate (req/s) whatever the answers; latency from the scheduled time",
+    ),
+    "interference": KindSchema(
+        "background", "bg", ("probe", "probes", "probe_interval_s", "settle_s"),
+        "latency of a probe endpoint idle, then while c users load the slow endpoint",
     ),
 }
 ENGINES = ("httpx", "aiohttp")
-DEFAULT_ENGINE = {"burst": "httpx", "closed": "aiohttp"}
+DEFAULT_ENGINE = {"burst": "httpx", "closed": "aiohttp", "open": "aiohttp",
+                  "interference": "httpx"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,9 @@ class LabSettings:
     start_timeout_s: float = 30.0
     stop_grace_s: float = 5.0
     cell_timeout_s: float = 300.0
+    order: str = "interleaved"  # or "shuffled": server order within each point, seeded
+    seed: int = 1
+    baseline: str | None = None  # a configuration id, e.g. "uvicorn-w1"; default: the best
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,15 @@ class Experiment:
     params: Mapping[str, Scalar]
     engine: str
     timeout_s: float  # per request
-    duration_s: float = 0.0
-    warmup_s: float = 0.0
+    duration_s: float = 3.0
+    warmup_s: float = 1.0
+    clients: int = 1  # client processes whose results merge (closed, open)
+    max_connections: int = 512  # open model: the client's connection cap
+    slo_p99_ms: float | None = None  # open model: find the highest rate within it
+    probe: str = "/hello"  # interference: the unrelated fast endpoint
+    probes: int = 20
+    probe_interval_s: float = 0.02
+    settle_s: float = 0.1  # interference: background running before probing
 
 
 @dataclass(frozen=True)
@@ -113,19 +133,26 @@ class Matrix:
 
     def cells(self) -> list[Cell]:
         """All cells, repeats outermost and servers innermost, so that every repeat of a
-        measurement point runs each server side by side and drift does not favour one."""
+        measurement point runs each server side by side and drift does not favour one.
+        With ``order = "shuffled"`` the servers' order within each point is shuffled by a
+        seeded generator, so the same config always runs in the same order."""
         varying = {s.name: tuple(k for k, v in s.options.items() if len(v) > 1)
                    for s in self.servers}
+        rng = random.Random(self.lab.seed)
         cells = []
         for repeat in range(1, self.lab.repeats + 1):
             for exp in self.experiments:
                 for endpoint, load in itertools.product(exp.endpoints, exp.loads):
-                    for spec in self.servers:
-                        for workers, variant in itertools.product(spec.workers, spec.variants()):
-                            cells.append(Cell(
-                                spec.name, workers, variant, exp, endpoint, load, repeat,
-                                varying[spec.name], self.lab.repeats > 1,
-                            ))
+                    point = [
+                        Cell(spec.name, workers, variant, exp, endpoint, load, repeat,
+                             varying[spec.name], self.lab.repeats > 1)
+                        for spec in self.servers
+                        for workers, variant in itertools.product(spec.workers,
+                                                                  spec.variants())
+                    ]
+                    if self.lab.order == "shuffled":
+                        rng.shuffle(point)
+                    cells += point
         return cells
 
     def only(self, servers: set[str] | None = None, workers: set[int] | None = None,
@@ -197,9 +224,31 @@ def _string(value: Any, path: str) -> str:
     return value
 
 
+def _endpoint(value: Any, path: str) -> str:
+    e = _string(value, path)
+    if not e.startswith("/") or "?" in e:
+        raise ConfigError(path, f"must be a path starting with '/' (query goes in params), "
+                                f"got {e!r}")
+    return e
+
+
+# Kind-specific settings: each parses and checks its value.
+SETTINGS: dict[str, Callable[[Any, str], Any]] = {
+    "duration_s": lambda v, p: float(_number(v, p, 0, strict=True)),
+    "warmup_s": lambda v, p: float(_number(v, p, 0)),
+    "clients": lambda v, p: _number(v, p, 1, integer=True),
+    "max_connections": lambda v, p: _number(v, p, 1, integer=True),
+    "slo_p99_ms": lambda v, p: float(_number(v, p, 0, strict=True)),
+    "probe": _endpoint,
+    "probes": lambda v, p: _number(v, p, 1, integer=True),
+    "probe_interval_s": lambda v, p: float(_number(v, p, 0)),
+    "settle_s": lambda v, p: float(_number(v, p, 0)),
+}
+
+
 def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
     t = _table(raw, "lab", {"app", "repeats", "host", "start_timeout_s", "stop_grace_s",
-                            "cell_timeout_s"})
+                            "cell_timeout_s", "order", "seed", "baseline"})
     d = LabSettings()
     app = _string(t.get("app", d.app), "lab.app")
     if ":" not in app:
@@ -219,7 +268,16 @@ def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
                              strict=True),
         cell_timeout_s=_number(t.get("cell_timeout_s", d.cell_timeout_s),
                                "lab.cell_timeout_s", 0, strict=True),
+        order=_choice(t.get("order", d.order), "lab.order", ("interleaved", "shuffled")),
+        seed=_number(t.get("seed", d.seed), "lab.seed", 0, integer=True),
+        baseline=_string(t["baseline"], "lab.baseline") if "baseline" in t else None,
     )
+
+
+def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(path, f"must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
 
 
 def _is_loopback(host: str) -> bool:
@@ -262,7 +320,7 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
         raise ConfigError(f"{path}.kind", f"unknown experiment kind {kind!r} "
                                           f"(known: {', '.join(KINDS)})")
     schema = KINDS[kind]
-    t = _table(raw, path, common | {schema.load_key} | set(schema.extra),
+    t = _table(raw, path, common | {schema.load_key} | set(schema.settings),
                {"name", "endpoints", schema.load_key})
     name = _string(t["name"], f"{path}.name")
     if not name.replace("_", "").replace("-", "").isalnum():
@@ -270,9 +328,7 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
     endpoints = tuple(_string(e, f"{path}.endpoints[{j}]")
                       for j, e in enumerate(_list(t["endpoints"], f"{path}.endpoints")))
     for j, e in enumerate(endpoints):
-        if not e.startswith("/") or "?" in e:
-            raise ConfigError(f"{path}.endpoints[{j}]",
-                              f"must be a path starting with '/' (query goes in params), got {e!r}")
+        _endpoint(e, f"{path}.endpoints[{j}]")
     loads = tuple(_number(n, f"{path}.{schema.load_key}[{j}]", 1, integer=True)
                   for j, n in enumerate(_list(t[schema.load_key], f"{path}.{schema.load_key}")))
     params = _table(t.get("params", {}), f"{path}.params", set(t.get("params", {}) or {}))
@@ -282,11 +338,8 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
                               "(add another experiment for another value)")
         if key in ("delay", "n"):
             _number(value, f"{path}.params.{key}", 0)
-    engine = t.get("engine", DEFAULT_ENGINE[kind])
-    if engine not in ENGINES:
-        raise ConfigError(f"{path}.engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
-    extra = {k: _number(t.get(k, default), f"{path}.{k}", 0, strict=(k == "duration_s"))
-             for k, default in schema.extra.items()}
+    engine = _choice(t.get("engine", DEFAULT_ENGINE[kind]), f"{path}.engine", ENGINES)
+    extra = {k: SETTINGS[k](t[k], f"{path}.{k}") for k in schema.settings if k in t}
     return Experiment(
         name=name, kind=kind, endpoints=endpoints, loads=loads, params=dict(params),
         engine=engine,
@@ -312,7 +365,11 @@ def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False) -> Matrix:
             raise ConfigError(f"experiments[{i}].name",
                               f"duplicate name {e.name!r} (also experiments[{seen[e.name]}])")
         seen[e.name] = i
-    return Matrix(lab, servers, experiments)
+    matrix = Matrix(lab, servers, experiments)
+    if lab.baseline and lab.baseline not in {c.server_id for c in matrix.cells()}:
+        raise ConfigError("lab.baseline", f"{lab.baseline!r} is not a configuration of this "
+                                          "matrix (e.g. 'uvicorn-w1')")
+    return matrix
 
 
 def load(path: Path, allow_non_loopback: bool = False) -> Matrix:

@@ -15,7 +15,8 @@ from typing import Any
 from lab.config import KINDS, Cell, LabSettings, Matrix
 from lab.errors import ServerStartError
 from lab.interrupt import Interrupts
-from lab.load import RUNNERS, Measurement
+from lab.load import MULTI_PROCESS, RUNNERS, Measurement, processes
+from lab.monitor import Window
 from lab.process import Server, log_tail, running
 from lab.reaper import Ledger
 from lab.results import RunDir
@@ -39,12 +40,12 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
     exp = cell.experiment
     adapter = ADAPTERS[cell.server]
     load: dict[str, Any] = {KINDS[exp.kind].load_key: cell.load}
-    if exp.kind == "closed":
-        load |= {"duration_s": exp.duration_s, "warmup_s": exp.warmup_s}
+    load |= {k: getattr(exp, k) for k in KINDS[exp.kind].settings}
     return {
         "run_id": run_id, "cell_id": cell.id, "server_id": cell.server_id,
         "server": cell.server, "server_version": adapter.version(), "workers": cell.workers,
-        "options": adapter.effective_options(dict(cell.options)), "app": lab.app,
+        "options": adapter.effective_options(dict(cell.options)),
+        "settings": adapter.settings(dict(cell.options)), "app": lab.app,
         "experiment": exp.name, "kind": exp.kind, "endpoint": cell.endpoint,
         "params": dict(exp.params), "load": load, "engine": exp.engine,
         "repeat": cell.repeat,
@@ -53,6 +54,17 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
 
 def _failure(kind: str, reason: str, log: str) -> dict[str, str]:
     return {"kind": kind, "reason": reason, "log_tail": log}
+
+
+def measure(cell: Cell, server: Server, lab: LabSettings, interrupts: Interrupts
+            ) -> Measurement:
+    exp = cell.experiment
+    window = Window(server.pids())
+    if exp.clients > 1 and exp.kind in MULTI_PROCESS:
+        return processes.run(exp.kind, server.base_url, exp, cell.endpoint, cell.load, window,
+                             interrupts.check)
+    coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
+    return asyncio.run(interrupts.guard(asyncio.wait_for(coro, lab.cell_timeout_s)))  # type: ignore[return-value]
 
 
 def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
@@ -72,10 +84,7 @@ def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
         ) as server:
             pids_before = set(server.pids())
             try:
-                measurement = asyncio.run(interrupts.guard(asyncio.wait_for(
-                    RUNNERS[cell.experiment.kind](server.base_url, cell.experiment,
-                                                  cell.endpoint, cell.load),
-                    lab.cell_timeout_s)))  # type: ignore[assignment]
+                measurement = measure(cell, server, lab, interrupts)
             except TimeoutError:
                 record["failure"] = _failure(
                     "cell_timeout", f"cell exceeded lab.cell_timeout_s = {lab.cell_timeout_s:g} s",
@@ -112,9 +121,12 @@ def progress_line(i: int, total: int, record: dict[str, Any]) -> str:
         return f"{head}: FAILED ({record['failure']['kind']}: {record['failure']['reason']})"
     f = record["figures"]
     errors = sum(f["errors"].values())
-    main = (f"{f['wall_s']:.3f} s wall" if record["kind"] == "burst"
-            else f"{f['rps']:.0f} req/s")
-    return (f"{head}: {main}, p50 {f['latency_ms']['p50']:.1f} ms, "
+    main = {"burst": f"{f['wall_s']:.3f} s wall", "closed": f"{f['rps']:.0f} req/s",
+            "open": f"{f['rps']:.0f} of {f.get('target_rps')} req/s",
+            "interference": f"probe idle p50 {f['idle_latency_ms']['p50']} ms, loaded"
+            }[record["kind"]]
+    p50 = f["latency_ms"]["p50"]
+    return (f"{head}: {main}, p50 {p50 if p50 is None else round(p50, 1)} ms, "
             f"{errors} errors, client CPU {f['client_cpu_pct']:.0f} %")
 
 

@@ -1,82 +1,15 @@
-"""Latency histograms, per-cell figures, and aggregation of repeats.
+"""Per-cell figures from raw samples, and the spread of a figure over repeats."""
 
-Latencies go into a log-bucketed histogram (1 % relative precision, like HdrHistogram
-with two significant digits) so repeats and client processes merge exactly.
-"""
-
-import math
+import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
+from lab.histogram import Histogram, latency_figures
 from lab.load.samples import Measurement
 
-PRECISION = 0.01
-_LOG_BASE = math.log1p(PRECISION)
-PERCENTILES = (50.0, 90.0, 99.0, 99.9)
-CLIENT_LIMITED_CPU_PCT = 90.0
-
-
-@dataclass
-class Histogram:
-    """Counts of latencies in microseconds, bucket i covering [(1+p)^i, (1+p)^(i+1))."""
-
-    counts: Counter[int] = field(default_factory=Counter)
-    min_us: float = math.inf
-    max_us: float = 0.0
-    sum_us: float = 0.0
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def record(self, seconds: float) -> None:
-        us = max(seconds * 1e6, 1.0)
-        self.counts[int(math.log(us) / _LOG_BASE)] += 1
-        self.min_us, self.max_us = min(self.min_us, us), max(self.max_us, us)
-        self.sum_us += us
-
-    def merge(self, other: "Histogram") -> "Histogram":
-        return Histogram(self.counts + other.counts, min(self.min_us, other.min_us),
-                         max(self.max_us, other.max_us), self.sum_us + other.sum_us)
-
-    def percentile_ms(self, q: float) -> float | None:
-        """The q-th percentile (nearest rank) within 1 %; exact at 0 and 100."""
-        total = self.total
-        if not total:
-            return None
-        if q >= 100:
-            return self.max_us / 1e3
-        rank, seen = max(1, math.ceil(q / 100 * total)), 0
-        for index in sorted(self.counts):
-            seen += self.counts[index]
-            if seen >= rank:
-                mid = math.exp((index + 0.5) * _LOG_BASE)
-                return min(max(mid, self.min_us), self.max_us) / 1e3
-        raise AssertionError("unreachable: ranks sum to total")
-
-    def to_json(self) -> dict[str, object]:
-        return {"precision": PRECISION, "unit": "us",
-                "counts": {str(k): v for k, v in sorted(self.counts.items())},
-                "min": self.min_us if self.counts else None, "max": self.max_us,
-                "sum": self.sum_us}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> "Histogram":
-        counts = data["counts"]
-        assert isinstance(counts, dict)
-        return cls(Counter({int(k): int(v) for k, v in counts.items()}),
-                   float(data["min"] if data["min"] is not None else math.inf),  # type: ignore[arg-type]
-                   float(data["max"]), float(data["sum"]))  # type: ignore[arg-type]
-
-
-def latency_figures(h: Histogram) -> dict[str, float | None]:
-    figures: dict[str, float | None] = {
-        f"p{q:g}": h.percentile_ms(q) for q in PERCENTILES
-    }
-    figures["max"] = h.max_us / 1e3 if h.total else None
-    figures["mean"] = h.sum_us / h.total / 1e3 if h.total else None
-    return figures
+CLIENT_LIMITED_CPU_PCT = 90.0  # of one core, for the busiest client process
+SATURATED_PCT = 90.0  # of all usable cores, client and server together
 
 
 def summarize(m: Measurement) -> dict[str, object]:
@@ -86,18 +19,33 @@ def summarize(m: Measurement) -> dict[str, object]:
     hist = Histogram()
     for s in ok:
         hist.record(s.latency_s)
-    cpu_pct = 100.0 * m.client_cpu_s / m.wall_s if m.wall_s > 0 else 0.0
+    u = m.usage
+    wall = u.wall_s if u.wall_s > 0 else float("nan")
+    client_pct = 100.0 * u.client_cpu_s / wall
+    # With several client processes, the busiest one decides whether the client was the limit.
+    busiest_pct = float(m.info.get("client_cpu_busiest_pct", client_pct))  # type: ignore[arg-type]
+    server_pct = 100.0 * u.server_cpu_s / wall if u.server_cpu_s is not None else None
+    cores = len(os.sched_getaffinity(0))
     return {
         "requests": len(m.samples),
         "ok": len(ok),
         "errors": dict(Counter(s.error for s in m.samples if s.error is not None)),
-        "wall_s": m.wall_s,
-        "rps": len(ok) / m.wall_s if m.wall_s > 0 else 0.0,
+        "wall_s": u.wall_s,
+        "rps": len(ok) / wall,
         "latency_ms": latency_figures(hist),
         "histogram": hist.to_json(),
         "pids": {str(pid): n for pid, n in Counter(s.pid for s in ok).most_common()},
-        "client_cpu_pct": cpu_pct,
-        "client_limited": cpu_pct >= CLIENT_LIMITED_CPU_PCT,
+        "client_cpu_pct": client_pct,
+        "client_limited": busiest_pct >= CLIENT_LIMITED_CPU_PCT,
+        "server_cpu_pct": server_pct,
+        "server_cpu_s_per_1000": (1000 * u.server_cpu_s / len(ok)
+                                  if u.server_cpu_s is not None and ok else None),
+        "server_peak_rss_mb": u.server_peak_rss_mb,
+        "server_processes": u.server_processes,
+        # Client and server share the machine: when together they use (nearly) every core,
+        # neither figure is the server's ceiling.
+        "cores": cores,
+        "machine_saturated": client_pct + (server_pct or 0.0) >= SATURATED_PCT * cores,
         **m.info,
     }
 

@@ -2,11 +2,16 @@
 
 from collections.abc import Awaitable, Callable
 
-from lab.config import Experiment
-from lab.load import burst, closed
+from lab.load import burst, closed, interference, open_model
 from lab.load.samples import Measurement, Sample
 
-Runner = Callable[[str, Experiment, str, int], Awaitable[Measurement]]
-RUNNERS: dict[str, Runner] = {"burst": burst.run, "closed": closed.run}
+Runner = Callable[..., Awaitable[Measurement]]  # (base_url, exp, endpoint, load, window)
+RUNNERS: dict[str, Runner] = {
+    "burst": burst.run,
+    "closed": closed.run,
+    "open": open_model.run,
+    "interference": interference.run,
+}
+MULTI_PROCESS = ("closed", "open")  # the kinds that accept clients = k
 
-__all__ = ["RUNNERS", "Measurement", "Sample"]
+__all__ = ["MULTI_PROCESS", "RUNNERS", "Measurement", "Sample"]

@@ -4,19 +4,20 @@ This is the article's own experiment.
 """
 
 import asyncio
-import time
 
 from lab.config import Experiment
 from lab.load.engines import ENGINES
 from lab.load.samples import Measurement
+from lab.monitor import Window
 
 
-async def run(base_url: str, exp: Experiment, endpoint: str, n: int) -> Measurement:
+async def run(base_url: str, exp: Experiment, endpoint: str, n: int,
+              window: Window) -> Measurement:
     client = ENGINES[exp.engine].client(base_url, exp.params, n, exp.timeout_s)
     try:
-        cpu0, t0 = time.process_time(), time.perf_counter()
+        window.start()
         samples = await asyncio.gather(*(client.get(endpoint) for _ in range(n)))
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        usage = window.end()
     finally:
         await client.aclose()
-    return Measurement(list(samples), wall, cpu)
+    return Measurement(list(samples), usage)

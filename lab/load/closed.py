@@ -10,17 +10,19 @@ import time
 from lab.config import Experiment
 from lab.load.engines import ENGINES, Client, close_all
 from lab.load.samples import Measurement, Sample
+from lab.load.window import measure
+from lab.monitor import Window
 
 
-async def run(base_url: str, exp: Experiment, endpoint: str, users: int) -> Measurement:
+async def run(base_url: str, exp: Experiment, endpoint: str, users: int, window: Window,
+              begin: float | None = None) -> Measurement:
     engine = ENGINES[exp.engine]
     make = engine.client
     clients: list[Client] = (
         [make(base_url, exp.params, 1, exp.timeout_s) for _ in range(users)]
         if engine.per_user else [make(base_url, exp.params, users, exp.timeout_s)]
     )
-    t_begin = time.perf_counter()
-    window_start = t_begin + exp.warmup_s
+    window_start = (begin or time.perf_counter()) + exp.warmup_s
     window_end = window_start + exp.duration_s
     samples: list[Sample] = []
 
@@ -30,15 +32,10 @@ async def run(base_url: str, exp: Experiment, endpoint: str, users: int) -> Meas
             if sample.start >= window_start:
                 samples.append(sample)
 
-    async def window() -> tuple[float, float]:
-        await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
-        cpu0 = time.process_time()
-        await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
-        return time.process_time() - cpu0, time.perf_counter() - window_start
-
     try:
-        (cpu, wall), *_ = await asyncio.gather(
-            window(), *(user(clients[i % len(clients)]) for i in range(users)))
+        usage, *_ = await asyncio.gather(
+            measure(window, window_start, window_end),
+            *(user(clients[i % len(clients)]) for i in range(users)))
     finally:
         await close_all(clients)
-    return Measurement(samples, wall, cpu, {"clients": len(clients)})
+    return Measurement(samples, usage)

@@ -3,6 +3,8 @@
 import json
 from dataclasses import dataclass, field
 
+from lab.monitor import Usage
+
 
 @dataclass(slots=True)
 class Sample:
@@ -17,9 +19,8 @@ class Measurement:
     """What one experiment returns: samples from its measured window and how it ran."""
 
     samples: list[Sample]
-    wall_s: float  # length of the measured window
-    client_cpu_s: float  # the lab process's CPU time within the window
-    info: dict[str, object] = field(default_factory=dict)
+    usage: Usage  # the measured window: its length, client and server resources
+    info: dict[str, object] = field(default_factory=dict)  # kind-specific figures
 
 
 def check(status: int, body: bytes, endpoint: str) -> tuple[str | None, int | None]:

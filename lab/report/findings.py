@@ -5,8 +5,11 @@ requests one after another needs (its share of N) × delay; anything well below 
 overlapped. The article's claims are stated next to what was measured, never assumed.
 """
 
+from typing import Any
+
 from lab.report.groups import Comparison, Row
 from lab.report.tables import fmt, split
+from lab.verdict import compare
 
 # What the article's app endpoints are, and what is claimed about them.
 ENDPOINTS = {
@@ -26,89 +29,156 @@ ENDPOINTS = {
 SERIAL_FRACTION = 0.8  # wall ≥ 80 % of (busiest worker's share × delay) counts as serialised
 
 
-def _serialised(row: Row, delay: float) -> tuple[bool, float] | None:
-    """(was it serialised per worker, the wall time that would mean)."""
-    typical = row.typical("wall_s")
-    if typical is None:
-        return None
-    f = typical["figures"]
-    busiest = max(f["pids"].values(), default=0)
-    serial_s = busiest * delay
-    return f["wall_s"] >= SERIAL_FRACTION * serial_s, serial_s
+def _what(endpoint: str) -> tuple[str, str]:
+    return ENDPOINTS.get(endpoint, (f"`{endpoint}`", ""))
 
 
 def burst_finding(comp: Comparison) -> str | None:
     delay = comp.delay
-    if delay is None or not comp.rows:
+    if delay is None:
         return None
-    what, claim = ENDPOINTS.get(comp.endpoint, (f"`{comp.endpoint}`", ""))
+    what, claim = _what(comp.endpoint)
     parts, serial_rows, overlap_rows = [], [], []
     for row in comp.rows:
-        verdict = _serialised(row, delay)
-        s = row.spread("wall_s")
-        if verdict is None or s is None:
+        s, typical = row.spread(), row.typical()
+        if s is None or typical is None:
             continue
-        serialised, serial_s = verdict
-        (serial_rows if serialised else overlap_rows).append(row.server_id)
-        typical = row.typical("wall_s")
-        assert typical is not None
-        parts.append(f"{row.server_id} {fmt(s.median)} s "
-                     + (f"(serialised: split {split(typical)}, busiest worker × delay = "
-                        f"{fmt(serial_s)} s)" if serialised
-                        else f"(overlapped ≈{comp.n * delay / s.median:.0f}×)"))
+        busiest = max(typical["figures"]["pids"].values(), default=0)
+        serial_s = busiest * delay
+        if s.median >= SERIAL_FRACTION * serial_s:
+            serial_rows.append(row.server_id)
+            parts.append(f"{row.server_id} {fmt(s.median)} s (serialised: split "
+                         f"{split(typical)}, busiest worker × delay = {fmt(serial_s)} s)")
+        else:
+            overlap_rows.append(row.server_id)
+            parts.append(f"{row.server_id} {fmt(s.median)} s "
+                         f"(overlapped ≈{comp.n * delay / s.median:.0f}×)")
     if not parts:
         return None
-    if serial_rows and not overlap_rows:
+    if not overlap_rows:
         summary = "requests ran one after another on every configuration"
-    elif overlap_rows and not serial_rows:
+    elif not serial_rows:
         summary = "requests overlapped on every configuration"
     else:
-        summary = f"serialised on {', '.join(serial_rows)}; overlapped on " \
-                  f"{', '.join(overlap_rows)}"
-    lead = f"**{comp.endpoint}** ({what}{'; ' + claim if claim else ''}), " \
-           f"N = {comp.n} × {fmt(delay)} s (one after another: {fmt(comp.n * delay)} s)"
+        summary = (f"serialised on {', '.join(serial_rows)}; overlapped on "
+                   f"{', '.join(overlap_rows)}")
+    lead = (f"**{comp.endpoint}** ({what}{'; ' + claim if claim else ''}), "
+            f"N = {comp.n} × {fmt(delay)} s (one after another: {fmt(comp.n * delay)} s)")
     return f"{lead}: {summary}. " + "; ".join(parts) + "."
 
 
-def scaling_finding(comp: Comparison) -> str | None:
-    """req/s at more workers over req/s at one, per server and options."""
-    by_base: dict[tuple[str, str], dict[int, Row]] = {}
+def _by_variant(comp: Comparison) -> dict[tuple[str, str], dict[int, Row]]:
+    out: dict[tuple[str, str], dict[int, Row]] = {}
     for row in comp.rows:
-        by_base.setdefault((row.server, repr(sorted(row.options.items()))), {})[row.workers] = row
+        if row.values():
+            key = (row.server, repr(sorted(row.options.items())))
+            out.setdefault(key, {})[row.workers] = row
+    return out
+
+
+def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
+    """req/s at more workers over req/s at one, per server and options, with a verdict."""
     parts = []
-    for (server, _), rows in by_base.items():
+    for (server, _), rows in _by_variant(comp).items():
         one = rows.get(1)
-        s1 = one.spread("rps") if one else None
         for w, row in sorted(rows.items()):
-            sw = row.spread("rps")
-            if w == 1 or s1 is None or sw is None or not s1.median:
+            if w == 1 or one is None:
                 continue
-            ratio = sw.median / s1.median
+            v = compare(row.values(), one.values(), True, noise_pct)
+            ratio = 1 / v.ratio
+            word = {True: "significant", False: "no clear difference",
+                    None: "single run"}[v.significant]
             parts.append(f"{server} ×{ratio:.2f} at {w} workers "
-                         f"(efficiency {100 * ratio / w:.0f} %)")
+                         f"(efficiency {100 * ratio / w:.0f} %, {word})")
     if not parts:
         return None
-    what, _ = ENDPOINTS.get(comp.endpoint, (f"`{comp.endpoint}`", ""))
-    return (f"**{comp.endpoint}** ({what}), {comp.n} users: req/s relative to 1 worker: "
-            + "; ".join(parts) + ".")
+    what, _ = _what(comp.endpoint)
+    return (f"**{comp.endpoint}** ({what}), {comp.n} users, {comp.experiment}: req/s "
+            "relative to 1 worker: " + "; ".join(parts) + ".")
+
+
+def interference_finding(comp: Comparison) -> str | None:
+    """Did the slow endpoint stall the probe? Stalled = probe p50 under load ≥ half the
+    delay (or ≥ 10× idle when there is no delay)."""
+    stalled, fine = [], []
+    for row in comp.rows:
+        loaded = row.spread()
+        idle = row.spread(lambda f: f["idle_latency_ms"]["p50"])
+        if loaded is None or idle is None:
+            continue
+        bar = 500 * comp.delay if comp.delay else 10 * idle.median
+        text = f"{row.server_id} {fmt(loaded.median)} ms vs {fmt(idle.median)} ms idle"
+        (stalled if loaded.median >= bar else fine).append(text)
+    if not stalled and not fine:
+        return None
+    probe = comp.load.get("probe", "the probe")
+    what, _ = _what(comp.endpoint)
+    head = (f"**{comp.endpoint} in the background** ({what}, {comp.n} users"
+            + (f", delay {fmt(comp.delay)} s" if comp.delay else "") + f"), probe `{probe}` p50: ")
+    parts = []
+    if stalled:
+        parts.append("it **stalled unrelated requests** on " + "; ".join(stalled))
+    if fine:
+        parts.append("it did not on " + "; ".join(fine))
+    return head + "; ".join(parts) + "."
+
+
+def knees(comps: list[Comparison]) -> list[tuple[str, str, float, float | None, str]]:
+    """Per open experiment and configuration: (experiment, configuration, SLO, highest
+    rate tried whose median p99 met the SLO with no errors, first rate that did not)."""
+    by: dict[tuple[str, str], list[tuple[int, Row]]] = {}
+    slo: dict[str, float] = {}
+    for comp in comps:
+        if comp.kind != "open" or comp.load.get("slo_p99_ms") is None:
+            continue
+        slo[comp.experiment] = float(comp.load["slo_p99_ms"])
+        for row in comp.rows:
+            by.setdefault((comp.experiment, row.server_id), []).append((comp.n, row))
+    out = []
+    for (exp, sid), rates in by.items():
+        best: float | None = None
+        over = "none tried"
+        for rate, row in sorted(rates, key=lambda x: x[0]):
+            s = row.spread()
+            ok = s is not None and s.median <= slo[exp] and not any(
+                r["figures"]["errors"] or r["figures"].get("client_behind") for r in row.ok)
+            if ok and over == "none tried":
+                best = rate
+            elif over == "none tried":
+                over = str(rate)
+        out.append((exp, sid, slo[exp], best, over))
+    return out
+
+
+def _cells(comps: list[Comparison], flag: str) -> list[str]:
+    return sorted({r["cell_id"] for c in comps if c.kind in ("closed", "open")
+                   for row in c.rows for r in row.ok if r["figures"].get(flag)})
 
 
 def client_limit_finding(comps: list[Comparison]) -> str | None:
-    limited = sorted({r["cell_id"] for c in comps for row in c.rows for r in row.ok
-                      if r["figures"]["client_limited"]})
-    if not limited:
-        return None
-    return (f"**Client-limited:** in {len(limited)} cell(s) the lab's client used ≥ 90 % of a "
-            "core, so their req/s are lower bounds on what the server can do: "
-            + ", ".join(limited) + ".")
+    limited, saturated = _cells(comps, "client_limited"), _cells(comps, "machine_saturated")
+    saturated = [c for c in saturated if c not in limited]
+    parts = []
+    if limited:
+        parts.append(f"**Client-limited:** in {len(limited)} cell(s) the lab's client (its "
+                     "busiest process) used ≥ 90 % of a core, so their req/s are lower bounds "
+                     "on what the server can do: " + ", ".join(limited) + ".")
+    if saturated:
+        parts.append(f"**Machine saturated:** in {len(saturated)} more cell(s) client and "
+                     "server together used ≥ 90 % of all cores; the server competed with the "
+                     "client for CPU, so more workers cannot show their worth there: "
+                     + ", ".join(saturated) + ".")
+    return " ".join(parts) or None
 
 
-def findings(comps: list[Comparison]) -> list[str]:
-    out = []
+def findings(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
+    out: list[Any] = []
     for comp in comps:
-        line = burst_finding(comp) if comp.kind == "burst" else scaling_finding(comp)
-        if line:
-            out.append(line)
-    if (limit := client_limit_finding(comps)):
-        out.append(limit)
-    return out
+        if comp.kind == "burst":
+            out.append(burst_finding(comp))
+        elif comp.kind == "closed":
+            out.append(scaling_finding(comp, noise.get(comp.kind, 0.0)))
+        elif comp.kind == "interference":
+            out.append(interference_finding(comp))
+    out.append(client_limit_finding(comps))
+    return [x for x in out if x]

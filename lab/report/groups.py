@@ -4,15 +4,30 @@ A comparison is one experiment × endpoint × load; its rows are server configur
 a row holds every repeat of that cell.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab.config import KINDS
+from lab.histogram import Histogram, latency_figures
 from lab.stats import Spread
 
-# What "better" means for each kind's headline figure.
-HEADLINE = {"burst": ("wall_s", "lower"), "closed": ("rps", "higher")}
+
+@dataclass(frozen=True)
+class Headline:
+    """The one figure a kind's rows are ranked by."""
+
+    label: str
+    get: Callable[[dict[str, Any]], float | None]  # from a record's figures
+    higher_is_better: bool
+
+
+HEADLINES = {
+    "burst": Headline("wall s", lambda f: f["wall_s"], False),
+    "closed": Headline("req/s", lambda f: f["rps"], True),
+    "open": Headline("p99 ms", lambda f: f["latency_ms"]["p99"], False),
+    "interference": Headline("probe p50 ms", lambda f: f["latency_ms"]["p50"], False),
+}
 
 
 @dataclass
@@ -21,22 +36,38 @@ class Row:
     server: str
     workers: int
     options: dict[str, Any]
+    headline: Headline
     records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["figures"] and r["status"] == "ok"]
+        return [r for r in self.records
+                if r["status"] == "ok" and self.headline.get(r["figures"]) is not None]
 
-    def spread(self, key: str) -> Spread | None:
-        values = [r["figures"][key] for r in self.ok]
-        return Spread.of(values) if values else None
+    def values(self, get: Callable[[dict[str, Any]], float | None] | None = None
+               ) -> list[float]:
+        get = get or self.headline.get
+        return [v for r in self.ok if (v := get(r["figures"])) is not None]
 
-    def typical(self, key: str) -> dict[str, Any] | None:
-        """The repeat whose figure is nearest the median: its split and latencies are shown."""
-        s = self.spread(key)
+    def spread(self, get: Callable[[dict[str, Any]], float | None] | None = None
+               ) -> Spread | None:
+        vals = self.values(get)
+        return Spread.of(vals) if vals else None
+
+    def typical(self) -> dict[str, Any] | None:
+        """The repeat whose headline is nearest the median: its split is the one shown."""
+        s = self.spread()
         if s is None:
             return None
-        return min(self.ok, key=lambda r: abs(r["figures"][key] - s.median))
+        return min(self.ok, key=lambda r: abs(self.headline.get(r["figures"]) - s.median))
+
+    def latency(self, key: str = "histogram") -> dict[str, float | None]:
+        """Latency percentiles over every successful repeat, from merged histograms."""
+        merged = Histogram()
+        for r in self.ok:
+            if r["figures"].get(key):
+                merged = merged.merge(Histogram.from_json(r["figures"][key]))
+        return latency_figures(merged)
 
 
 @dataclass
@@ -50,8 +81,8 @@ class Comparison:
     rows: list[Row] = field(default_factory=list)
 
     @property
-    def headline(self) -> tuple[str, str]:
-        return HEADLINE[self.kind]
+    def headline(self) -> Headline:
+        return HEADLINES[self.kind]
 
     @property
     def delay(self) -> float | None:
@@ -60,7 +91,7 @@ class Comparison:
 
     @property
     def n(self) -> int:
-        """The load axis value: N for a burst, users for a closed loop."""
+        """The load axis value: N, users, rate or background users."""
         return int(self.load[KINDS[self.kind].load_key])
 
 
@@ -72,7 +103,7 @@ def comparisons(records: Iterable[dict[str, Any]]) -> list[Comparison]:
                                               r["load"], r["params"], r["engine"]))
         row = next((x for x in comp.rows if x.server_id == r["server_id"]), None)
         if row is None:
-            row = Row(r["server_id"], r["server"], r["workers"], r["options"])
+            row = Row(r["server_id"], r["server"], r["workers"], r["options"], comp.headline)
             comp.rows.append(row)
         row.records.append(r)
     return list(out.values())

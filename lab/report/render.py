@@ -6,11 +6,13 @@ from typing import Any
 
 from tabulate import tabulate
 
-from lab.report.findings import findings
+from lab.config import KINDS
+from lab.report.findings import findings, knees
 from lab.report.groups import Comparison, comparisons
 from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
 from lab.results import ENVIRONMENT, RUN_INFO, RunDir
 from lab.stats import Spread
+from lab.verdict import noise_floor_pct
 
 REPORT = "report.md"
 
@@ -37,6 +39,10 @@ def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) ->
         f"copy in `config.toml`)",
         f"- cells: {len(records)} finished ({len(records) - failed} ok, {failed} failed)"
         + (f" of {info['cells_total']} planned" if "cells_total" in info else ""),
+        f"- repeats: {info.get('repeats', '?')}, run {info.get('order', '?')} (seed "
+        f"{info.get('seed', '?')}): every repeat of a point ran all configurations side by "
+        "side; baseline: " + (f"`{info['baseline']}`" if info.get("baseline")
+                              else "the best row of each table"),
         f"- started {info.get('started_at', '?')}, finished {info.get('finished_at', '–')}",
         "",
     ]
@@ -51,26 +57,81 @@ HOW_TO_READ = f"""## How to read this report
   N·delay/wall* says how many requests were really in progress together: ≈ N means fully
   concurrent, ≈ 1 per worker means one after another.
 - **Closed**: c users each send the next request when the last one answered; *req/s* over
-  the measured window after a warm-up.
+  the measured window after a warm-up. *scaling vs 1 worker* = req/s at w workers ÷ req/s
+  at 1, and its efficiency ÷ w.
+- **Open**: requests arrive at a fixed rate whether or not earlier ones answered; latency
+  counts from each request's *scheduled* time, so queueing shows (no coordinated omission).
+  If the client itself sent late (send lag p99 > 10 ms) the row says so.
+- **Interference**: a probe endpoint's latency, idle and then while c users keep a slow
+  endpoint busy; each probe is a new connection, as an unrelated user's would be.
 - Latency percentiles are over successful requests; errors are counted by kind.
   *requests per worker* is how the server split requests across its worker processes.
-- *relative*: the row's headline figure against the best row (1.00 = best, 2.00 = twice as
-  slow). With several repeats a figure reads `median (min–max)`; ⚠ marks a spread ≥
-  {NOISY_SPREAD_PCT:g} % of the median, where differences are not to be trusted.
-- *client CPU %* is the lab's own CPU during the window; at ≥ 90 % the client, not the
-  server, may be the limit and the figure is a lower bound (⚠ client-limited).
+- *relative*: the row's headline figure (the table's first figure) against the baseline
+  (1.00; 2.00 = twice as slow, whichever way the figure points). With repeats a figure
+  reads `median (min–max)`, and ⚠ noisy marks a spread ≥ {NOISY_SPREAD_PCT:g} % of the median.
+- *verdict*: "significant" only when the repeats' ranges do not overlap *and* the
+  difference exceeds the noise floor (see Noise); otherwise "no clear difference". One run
+  per cell gives no verdict at all.
+- *client CPU %* is the lab's own CPU during the window (all client processes); when its
+  busiest process used ≥ 90 % of a core the figure is a lower bound (⚠ client-limited);
+  when client and server together used ≥ 90 % of all cores, ⚠ machine saturated.
 """
 
 
-def _sections(comps: list[Comparison]) -> list[str]:
+def _sections(comps: list[Comparison], noise: dict[str, float],
+              preferred: str | None) -> list[str]:
     lines: list[str] = []
     experiment = None
     for comp in comps:
         if comp.experiment != experiment:
             experiment = comp.experiment
-            lines += [f"## Experiment `{comp.experiment}` ({comp.kind})", ""]
-        lines += [f"### {_title(comp)}", "", table(comp), ""]
+            lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
+                      f"{KINDS[comp.kind].help})", ""]
+        lines += [f"### {_title(comp)}", "", table(comp, noise.get(comp.kind, 0.0), preferred),
+                  ""]
     return lines
+
+
+def noise_by_kind(comps: list[Comparison]) -> dict[str, float]:
+    spreads: dict[str, list[Spread]] = {}
+    for comp in comps:
+        for row in comp.rows:
+            if (s := row.spread()) is not None:
+                spreads.setdefault(comp.kind, []).append(s)
+    return {kind: noise_floor_pct(ss) for kind, ss in spreads.items()}
+
+
+def _noise(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
+    repeated = [(c, r, s) for c in comps for r in c.rows if (s := r.spread()) and s.n > 1]
+    if not repeated:
+        return ["## Noise", "", "Each cell ran once (`repeats = 1`): no spread was measured, "
+                "so no difference in this report is called significant. Set `repeats = 3` or "
+                "more in `[lab]` for verdicts.", ""]
+    noisy = [f"`{c.experiment} {c.endpoint} {c.n}` {r.server_id}: {s.spread_pct:.0f} %"
+             for c, r, s in repeated if s.spread_pct >= NOISY_SPREAD_PCT]
+    lines = ["## Noise", "",
+             "Spread = (max − min) ÷ median over the repeats of one cell. The noise floor is "
+             "the median spread of a kind's cells; a verdict needs non-overlapping ranges "
+             "*and* a difference beyond it.", "",
+             tabulate([[k, f"{v:.1f} %"] for k, v in noise.items()],
+                      headers=["kind", "noise floor (median spread)"], tablefmt="github"), ""]
+    if noisy:
+        lines += [f"Cells with a spread ≥ {NOISY_SPREAD_PCT:g} % of their median "
+                  "(their differences are not to be trusted): " + "; ".join(noisy) + ".", ""]
+    return lines
+
+
+def _knees(comps: list[Comparison]) -> list[str]:
+    rows = knees(comps)
+    if not rows:
+        return []
+    return ["## Saturation knee (open model)", "",
+            "The highest arrival rate tried at which the median p99 stayed within the SLO "
+            "with no errors and the client on schedule; a finer `rates` axis narrows it.", "",
+            tabulate([[e, sid, fmt(slo), fmt(best, 6), over] for e, sid, slo, best, over in rows],
+                     headers=["experiment", "configuration", "SLO p99 ms",
+                              "highest rate within SLO", "first rate over it"],
+                     tablefmt="github", disable_numparse=True), ""]
 
 
 def _settings(records: list[dict[str, Any]], cores: int | None) -> list[str]:
@@ -84,15 +145,18 @@ def _settings(records: list[dict[str, Any]], cores: int | None) -> list[str]:
                   if r.get("process") and r["process"]["start_to_ready_s"] is not None]
         stops = [r["process"]["stop_s"] for r in rs if r.get("process")]
         killed = sum(bool(r.get("process", {}).get("killed")) for r in rs)
-        opts = ", ".join(f"{k}={v}" for k, v in sorted(first["options"].items()))
         flag = " ⚠ more workers than cores" if cores and first["workers"] > cores else ""
-        body.append([sid, first["server_version"], f"{first['workers']}{flag}", opts,
+        body.append([sid, first["server_version"], f"{first['workers']}{flag}",
+                     *(first.get("settings") or {}).values(),
                      _range(starts), _range(stops), killed])
+    settings = list((records[0].get("settings") or {}).keys())
     return ["## Server configurations as run", "",
-            "Options are what the lab passed (its defaults plus the config's); anything not "
-            "listed is the server's own default. Start-to-ready and stop times are over all "
-            "cells of that configuration (median, min–max).", "",
-            tabulate(body, headers=["configuration", "version", "workers", "options",
+            "What actually ran, to judge whether a comparison is like for like: the lab's "
+            "defaults plus the config's options, and each server's own default where neither "
+            "set it. FastAPI runs `def` endpoints in anyio's thread pool (40 threads) on every "
+            "server. Start-to-ready and stop times are over all cells of that configuration "
+            "(median, min–max); SIGKILLed counts stops that needed SIGKILL.", "",
+            tabulate(body, headers=["configuration", "version", "workers", *settings,
                                     "start-to-ready s", "stop s", "SIGKILLed"],
                      tablefmt="github", disable_numparse=True), ""]
 
@@ -147,10 +211,13 @@ def build(run: RunDir) -> Path:
     lines = _header(info, records, run)
     if loaded.warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in loaded.warnings), ""]
-    found = findings(comps)
+    noise = noise_by_kind(comps)
+    found = findings(comps, noise)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
-    lines += _sections(comps)
+    lines += _sections(comps, noise, info.get("baseline"))
+    lines += _knees(comps)
+    lines += _noise(comps, noise)
     lines += _failures(records)
     if records:
         lines += _settings(records, env.get("cpu", {}).get("usable_cores"))

@@ -1,11 +1,14 @@
-"""One markdown table per comparison: a row per server configuration, best = 1.00."""
+"""One markdown table per comparison: a row per server configuration, with its headline
+figure over repeats, a relative column (baseline = 1.00) and an honest verdict."""
 
+from collections.abc import Callable
 from typing import Any
 
 from tabulate import tabulate
 
 from lab.report.groups import Comparison, Row
 from lab.stats import Spread
+from lab.verdict import Verdict, compare
 
 NOISY_SPREAD_PCT = 10.0
 
@@ -13,15 +16,17 @@ NOISY_SPREAD_PCT = 10.0
 def fmt(x: float | None, digits: int = 3) -> str:
     if x is None:
         return "–"
-    return f"{x:.{digits}g}" if abs(x) < 10 ** digits else f"{x:.0f}"
+    text = f"{x:.{digits}g}"
+    return f"{x:.0f}" if "e" in text else text  # never 1e+02 for 99.6
 
 
 def fmt_spread(s: Spread | None, digits: int = 3) -> str:
+    """'median' for one run; 'median (min–max)' for repeats, ⚠ when the spread is large."""
     if s is None:
         return "–"
     if s.n == 1:
         return fmt(s.median, digits)
-    flag = " ⚠" if s.spread_pct >= NOISY_SPREAD_PCT else ""
+    flag = " ⚠ noisy" if s.spread_pct >= NOISY_SPREAD_PCT else ""
     return f"{fmt(s.median, digits)} ({fmt(s.low, digits)}–{fmt(s.high, digits)}){flag}"
 
 
@@ -31,9 +36,9 @@ def split(record: dict[str, Any]) -> str:
     return "/".join(map(str, counts)) or "–"
 
 
-def errors(rows: Row) -> str:
+def errors(row: Row) -> str:
     counts: dict[str, int] = {}
-    for r in rows.records:
+    for r in row.records:
         for kind, n in ((r["figures"] or {}).get("errors") or {}).items():
             counts[kind] = counts.get(kind, 0) + n
     if not counts:
@@ -41,44 +46,144 @@ def errors(rows: Row) -> str:
     return f"{sum(counts.values())} (" + ", ".join(f"{k} {n}" for k, n in counts.items()) + ")"
 
 
-def relative(comp: Comparison) -> dict[str, float]:
-    """Each row's headline median over the best one, so that 1.00 is best and 2.00 is
-    twice as slow whichever way the headline figure points."""
-    key, better = comp.headline
-    medians = {r.server_id: s.median for r in comp.rows if (s := r.spread(key))}
-    if not medians:
+def baseline(comp: Comparison, preferred: str | None) -> Row | None:
+    """The row others are compared with: the preferred configuration, else the best."""
+    rows = [r for r in comp.rows if r.values()]
+    if not rows:
+        return None
+    for row in rows:
+        if row.server_id == preferred:
+            return row
+    h = comp.headline
+    pick = max if h.higher_is_better else min
+    return pick(rows, key=lambda r: r.spread().median)  # type: ignore[union-attr]
+
+
+def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
+             ) -> dict[str, Verdict]:
+    base = baseline(comp, preferred)
+    if base is None:
         return {}
-    best = min(medians.values()) if better == "lower" else max(medians.values())
-    return {sid: (m / best if better == "lower" else best / m) if m and best else float("inf")
-            for sid, m in medians.items()}
+    out = {}
+    for row in comp.rows:
+        if row.values():
+            v = compare(row.values(), base.values(), comp.headline.higher_is_better,
+                        noise_pct)
+            out[row.server_id] = Verdict(v.ratio, v.significant, "baseline") \
+                if row is base else v
+    return out
 
 
-def table(comp: Comparison) -> str:
-    rel = relative(comp)
-    key, _ = comp.headline
-    burst = comp.kind == "burst"
-    headers = ["server", "workers", "wall s" if burst else "req/s"]
-    if burst and comp.delay:
-        headers.append("concurrency ≈ N·delay/wall")
-    headers += ["p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "requests per worker",
-                "client CPU %", "relative"]
+def _mean(row: Row, key: str) -> float | None:
+    vals = [r["figures"].get(key) for r in row.ok]
+    nums = [v for v in vals if isinstance(v, int | float)]
+    return sum(nums) / len(nums) if nums else None
+
+
+def _cpu(row: Row) -> str:
+    typical = row.typical()
+    assert typical is not None
+    f = typical["figures"]
+    flag = " ⚠ client-limited" if f["client_limited"] else (
+        " ⚠ machine saturated" if f.get("machine_saturated") else "")
+    return fmt(f["client_cpu_pct"], 2) + flag
+
+
+def _resources(row: Row) -> list[str]:
+    return [fmt(_mean(row, "server_cpu_pct"), 3), fmt(_mean(row, "server_cpu_s_per_1000"), 2),
+            fmt(_mean(row, "server_peak_rss_mb"), 3)]
+
+
+RESOURCE_HEADERS = ["server CPU %", "server CPU s /1000 req", "peak RSS MB"]
+Columns = tuple[list[str], Callable[[Comparison, Row], list[str]]]
+
+
+def _burst(comp: Comparison) -> Columns:
+    headers = ["wall s"] + (["concurrency ≈ N·delay/wall"] if comp.delay else []) + [
+        "p50 ms", "p99 ms", "max ms", "errors", "requests per worker", "client CPU %"]
+
+    def cells(comp: Comparison, row: Row) -> list[str]:
+        s = row.spread()
+        assert s is not None
+        lat = row.latency()
+        conc = [fmt(comp.n * comp.delay / s.median, 2)] if comp.delay else []
+        return [fmt_spread(s), *conc, fmt(lat["p50"]), fmt(lat["p99"]), fmt(lat["max"]),
+                errors(row), split(row.typical()), _cpu(row)]  # type: ignore[arg-type]
+    return headers, cells
+
+
+def _variant(row: Row) -> tuple[str, str]:
+    """A server and its options: rows that differ only in workers share it."""
+    return row.server, repr(sorted(row.options.items()))
+
+
+def _closed(comp: Comparison) -> Columns:
+    one = {_variant(r): r.spread() for r in comp.rows if r.workers == 1 and r.values()}
+    headers = ["req/s", "scaling vs 1 worker", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
+               "max ms", "errors", "requests per worker", "client CPU %", *RESOURCE_HEADERS]
+
+    def cells(comp: Comparison, row: Row) -> list[str]:
+        s = row.spread()
+        assert s is not None
+        lat = row.latency()
+        base = one.get(_variant(row))
+        scaling = "–"
+        if base and base.median and row.workers > 1:
+            ratio = s.median / base.median
+            scaling = f"{ratio:.2f}× ({100 * ratio / row.workers:.0f} % eff.)"
+        return [fmt_spread(s, 4), scaling, fmt(lat["p50"]), fmt(lat["p90"]), fmt(lat["p99"]),
+                fmt(lat["p99.9"]), fmt(lat["max"]), errors(row), split(row.typical()),  # type: ignore[arg-type]
+                _cpu(row), *_resources(row)]
+    return headers, cells
+
+
+def _open(comp: Comparison) -> Columns:
+    headers = ["p99 ms", "achieved req/s", "p50 ms", "p99.9 ms", "max ms", "errors",
+               "client send lag p99 ms", "client CPU %", *RESOURCE_HEADERS]
+
+    def cells(comp: Comparison, row: Row) -> list[str]:
+        lat = row.latency()
+        behind = any(r["figures"].get("client_behind") for r in row.ok)
+        lag = fmt(max(r["figures"]["send_lag_p99_ms"] for r in row.ok), 2) \
+            + (" ⚠ client behind schedule" if behind else "")
+        return [fmt_spread(row.spread()), fmt_spread(row.spread(lambda f: f["rps"]), 4),
+                fmt(lat["p50"]), fmt(lat["p99.9"]), fmt(lat["max"]), errors(row), lag,
+                _cpu(row), *_resources(row)]
+    return headers, cells
+
+
+def _interference(comp: Comparison) -> Columns:
+    headers = ["probe p50 ms (loaded)", "probe p50 ms (idle)", "× idle", "probe p90 ms",
+               "probe max ms", "errors", "background requests"]
+
+    def cells(comp: Comparison, row: Row) -> list[str]:
+        s = row.spread()
+        assert s is not None
+        idle = row.spread(lambda f: f["idle_latency_ms"]["p50"])
+        lat = row.latency()
+        times = f"{s.median / idle.median:.0f}×" if idle and idle.median else "–"
+        bg = sum(int(r["figures"]["background_requests"]) for r in row.ok)
+        return [fmt_spread(s), fmt_spread(idle), times, fmt(lat["p90"]), fmt(lat["max"]),
+                errors(row), str(bg)]
+    return headers, cells
+
+
+KIND_COLUMNS: dict[str, Callable[[Comparison], Columns]] = {
+    "burst": _burst, "closed": _closed, "open": _open, "interference": _interference,
+}
+
+
+def table(comp: Comparison, noise_pct: float, preferred: str | None = None) -> str:
+    kind_headers, cells = KIND_COLUMNS[comp.kind](comp)
+    verdict = verdicts(comp, noise_pct, preferred)
+    headers = ["configuration", *kind_headers, "relative", "verdict"]
     body = []
     for row in comp.rows:
-        s = row.spread(key)
-        typical = row.typical(key)
-        if s is None or typical is None:
-            reasons = {r["failure"]["kind"] for r in row.records if r["failure"]}
-            body.append([row.server_id, row.workers, "failed: " + ", ".join(sorted(reasons))]
-                        + [""] * (len(headers) - 3))
+        if not row.values():
+            reasons = sorted({r["failure"]["kind"] for r in row.records if r["failure"]})
+            body.append([row.server_id, "failed: " + ", ".join(reasons)]
+                        + [""] * (len(headers) - 2))
             continue
-        f = typical["figures"]
-        lat = f["latency_ms"]
-        cells: list[Any] = [row.server_id, row.workers,
-                            fmt_spread(s, 3 if burst else 4)]
-        if burst and comp.delay:
-            cells.append(fmt(comp.n * comp.delay / s.median, 2))
-        cpu = fmt(f["client_cpu_pct"], 2) + (" ⚠ client-limited" if f["client_limited"] else "")
-        cells += [fmt(lat["p50"]), fmt(lat["p90"]), fmt(lat["p99"]), fmt(lat["max"]),
-                  errors(row), split(typical), cpu, f"{rel.get(row.server_id, 0):.2f}"]
-        body.append(cells)
+        v = verdict[row.server_id]
+        body.append([row.server_id, *cells(comp, row), f"{v.ratio:.2f}", v.text])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)

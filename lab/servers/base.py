@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from importlib import metadata, util
 
 OptionValue = str | int | bool
+FACTS = ("loop", "http", "keep-alive", "runtime threads", "access log")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class Adapter:
     # Applied unless the config says otherwise, so servers are compared like for like
     # (uvicorn logs every request by default, the others do not).
     defaults: Mapping[str, OptionValue] = field(default_factory=dict)
+    # What a reader needs to judge like-for-like: setting → (option that sets it, or None;
+    # the server's own default, as documented by its --help).
+    facts: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
 
     def installed(self) -> bool:
         return util.find_spec(self.module) is not None
@@ -65,6 +69,18 @@ class Adapter:
 
     def effective_options(self, options: Mapping[str, OptionValue]) -> dict[str, OptionValue]:
         return {**self.defaults, **options}
+
+    def settings(self, options: Mapping[str, OptionValue]) -> dict[str, str]:
+        """The effective value of each like-for-like setting (see ``FACTS``)."""
+        opts = self.effective_options(options)
+        out = {}
+        for name in FACTS:
+            key, default = self.facts.get(name, (None, "n/a"))
+            out[name] = str(opts[key]) if key in opts else default
+        out["other options"] = ", ".join(
+            f"{k}={v}" for k, v in sorted(opts.items())
+            if k not in {key for key, _ in self.facts.values()}) or "–"
+        return out
 
     def argv(
         self, python: str, app: str, host: str, port: int, workers: int,

@@ -22,4 +22,11 @@ ADAPTER = Adapter(
         "access_log": switch(["--access-log"], ["--no-access-log"], "log every request"),
     },
     defaults={"access_log": False},
+    facts={
+        "loop": ("loop", "auto (uvloop if installed)"),
+        "http": ("http", "auto: HTTP/1.1 + 2 (Rust hyper)"),
+        "keep-alive": (None, "on"),
+        "runtime threads": ("runtime_threads", "1"),
+        "access log": ("access_log", "off"),
+    },
 )

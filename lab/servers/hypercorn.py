@@ -17,4 +17,10 @@ ADAPTER = Adapter(
         "access_log": switch(["--access-logfile", "-"], [], "log every request"),
     },
     defaults={"access_log": False},
+    facts={
+        "loop": ("worker_class", "asyncio"),
+        "http": (None, "h11 / h2 (pure Python)"),
+        "keep-alive": ("keep_alive", "5 s"),
+        "access log": ("access_log", "off"),
+    },
 )

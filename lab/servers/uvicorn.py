@@ -18,4 +18,10 @@ ADAPTER = Adapter(
         "backlog": integer("--backlog", 1, "listen backlog"),
     },
     defaults={"access_log": False},
+    facts={
+        "loop": ("loop", "auto (uvloop if installed)"),
+        "http": ("http", "auto (httptools if installed)"),
+        "keep-alive": ("timeout_keep_alive", "5 s"),
+        "access log": ("access_log", "on"),
+    },
 )

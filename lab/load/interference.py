@@ -1,0 +1,64 @@
+"""interference: does a slow endpoint stall *unrelated* requests?
+
+The probe endpoint's latency is measured idle, then again while c users keep the slow
+endpoint busy. Each probe opens a new connection, so a multi-worker server may hand it to
+any worker, as it would a new client. This shows `async def` + `time.sleep` stalling the
+event loop for everyone on that worker, and `def` + `time.sleep` not doing so.
+"""
+
+import asyncio
+
+from lab.config import Experiment
+from lab.histogram import Histogram, latency_figures
+from lab.load.engines import ENGINES, Client, close_all
+from lab.load.samples import Measurement, Sample
+from lab.monitor import Window
+
+
+async def _probe(base_url: str, exp: Experiment) -> list[Sample]:
+    out = []
+    for _ in range(exp.probes):
+        # A client per probe: a fresh connection, as an unrelated user would open.
+        client = ENGINES[exp.engine].client(base_url, {}, 1, exp.timeout_s)
+        try:
+            out.append(await client.get(exp.probe))
+        finally:
+            await client.aclose()
+        await asyncio.sleep(exp.probe_interval_s)
+    return out
+
+
+async def run(base_url: str, exp: Experiment, endpoint: str, users: int,
+              window: Window) -> Measurement:
+    idle = await _probe(base_url, exp)
+    stop = asyncio.Event()
+    clients: list[Client] = [ENGINES[exp.engine].client(base_url, exp.params, 1, exp.timeout_s)
+                             for _ in range(users)]
+    background: list[Sample] = []
+
+    async def user(client: Client) -> None:
+        while not stop.is_set():
+            background.append(await client.get(endpoint))
+
+    tasks = [asyncio.create_task(user(c)) for c in clients]
+    try:
+        await asyncio.sleep(exp.settle_s)
+        window.start()
+        loaded = await _probe(base_url, exp)
+        usage = window.end()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)  # each ends after one request
+        await close_all(clients)
+    idle_hist = Histogram()
+    for s in idle:
+        if s.error is None:
+            idle_hist.record(s.latency_s)
+    return Measurement(loaded, usage, {
+        "probe": exp.probe,
+        "idle_errors": sum(s.error is not None for s in idle),
+        "idle_histogram": idle_hist.to_json(),
+        "idle_latency_ms": latency_figures(idle_hist),
+        "background_requests": len(background),
+        "background_errors": sum(s.error is not None for s in background),
+    })

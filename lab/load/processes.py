@@ -1,0 +1,116 @@
+"""Several client processes for one closed or open cell (``clients = k``).
+
+One Python process tops out near one core; k processes share the load (users, or the
+arrival rate) and their samples merge exactly. They start first, say they are ready, and
+are then given one common ``begin`` on the shared monotonic clock, so all measure the same
+window. They ignore Ctrl-C (the lab stops them) and die with the lab (PR_SET_PDEATHSIG).
+"""
+
+import asyncio
+import ctypes
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from lab.config import Experiment
+from lab.load.samples import Measurement
+from lab.monitor import Usage, Window
+
+READY_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+def _child(conn: Connection, kind: str, base_url: str, exp: Experiment, endpoint: str,
+           load: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    from lab.load import RUNNERS  # here, not at module level: lab.load imports this module
+
+    conn.send("ready")
+    begin = conn.recv()
+    m = asyncio.run(RUNNERS[kind](base_url, exp, endpoint, load, Window(), begin))
+    conn.send(m)
+
+
+def shares(load: int, k: int, kind: str) -> list[float]:
+    """Users split as evenly as integers allow; a rate split exactly."""
+    if kind == "open":
+        return [load / k] * k
+    return [float(load // k + (i < load % k)) for i in range(k) if load // k + (i < load % k)]
+
+
+def _sleep_until(t: float, check: Callable[[], None]) -> None:
+    while (left := t - time.perf_counter()) > 0:
+        check()
+        time.sleep(min(left, 0.05))
+
+
+def _wait(conn: Connection, timeout_s: float, check: Callable[[], None]) -> bool:
+    deadline = time.perf_counter() + timeout_s
+    while not conn.poll(0.05):
+        check()
+        if time.perf_counter() >= deadline:
+            return False
+    return True
+
+
+def run(kind: str, base_url: str, exp: Experiment, endpoint: str, load: int,
+        window: Window, check: Callable[[], None]) -> Measurement:
+    """``check`` is called while waiting and raises to abandon the cell (Ctrl-C)."""
+    ctx = mp.get_context("spawn")  # no fork: the lab may have threads
+    parts = shares(load, exp.clients, kind)
+    pipes, procs = [], []
+    try:
+        for part in parts:
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_child, args=(child, kind, base_url, exp, endpoint,
+                                                  int(part) if kind != "open" else part),
+                            daemon=True)
+            p.start()
+            pipes.append(parent)
+            procs.append(p)
+        for conn in pipes:
+            if not _wait(conn, READY_TIMEOUT_S, check) or conn.recv() != "ready":
+                raise RuntimeError("a client process did not start")
+        begin = time.perf_counter() + 0.05
+        for i, conn in enumerate(pipes):
+            # Open model: stagger the processes' schedules so arrivals interleave.
+            conn.send(begin + (i / load if kind == "open" else 0.0))
+        start = begin + exp.warmup_s
+        _sleep_until(start, check)
+        window.start()
+        _sleep_until(start + exp.duration_s, check)
+        usage = window.end()
+        deadline = exp.timeout_s + 10.0
+        results: list[Measurement] = []
+        for conn in pipes:
+            if not _wait(conn, deadline, check):
+                raise RuntimeError("a client process did not finish")
+            results.append(conn.recv())
+    finally:
+        for p in procs:
+            p.kill()
+            p.join()
+    return merge(results, usage)
+
+
+def merge(results: list[Measurement], usage: Usage) -> Measurement:
+    samples = [s for m in results for s in m.samples]
+    client_cpu = sum(m.usage.client_cpu_s for m in results)
+    info: dict[str, Any] = {"clients": len(results)}
+    if results and "target_rps" in results[0].info:
+        info |= {
+            "target_rps": sum(float(m.info["target_rps"]) for m in results),  # type: ignore[arg-type]
+            "scheduled": sum(int(m.info["scheduled"]) for m in results),  # type: ignore[arg-type]
+            "send_lag_p99_ms": max(float(m.info["send_lag_p99_ms"]) for m in results),  # type: ignore[arg-type]
+            "send_lag_max_ms": max(float(m.info["send_lag_max_ms"]) for m in results),  # type: ignore[arg-type]
+            "client_behind": any(m.info["client_behind"] for m in results),
+        }
+    # The busiest client process decides whether the client was the limit.
+    busiest = max((m.usage.client_cpu_s for m in results), default=0.0)
+    info["client_cpu_busiest_pct"] = 100.0 * busiest / usage.wall_s if usage.wall_s else 0.0
+    return Measurement(samples, Usage(usage.wall_s, client_cpu, usage.server_cpu_s,
+                                      usage.server_peak_rss_mb, usage.server_processes), info)

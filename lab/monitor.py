@@ -1,0 +1,84 @@
+"""CPU and memory of the server's process tree and of the lab itself, over a window.
+
+Experiments call ``start()`` and ``end()`` around their measured window; between the two
+a thread samples the server tree's resident memory, so a warm-up never counts.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+
+import psutil
+
+SAMPLE_S = 0.1
+
+
+@dataclass
+class Usage:
+    wall_s: float
+    client_cpu_s: float  # the lab process (the load client), all threads
+    server_cpu_s: float | None  # the server's whole tree: main process and workers
+    server_peak_rss_mb: float | None
+    server_processes: int
+
+
+class Window:
+    """Measures one window. Without a server pid (unit tests) it measures the client only."""
+
+    def __init__(self, server_pids: list[int] | None = None) -> None:
+        self._procs = [p for pid in server_pids or [] if (p := _process(pid))]
+        self._peak_rss = 0
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self._t0 = self._cpu0 = 0.0
+        self._server_cpu0: dict[int, float] = {}
+        self.usage: Usage | None = None
+
+    def start(self) -> None:
+        self._server_cpu0 = self._server_cpu()
+        self._t0, self._cpu0 = time.perf_counter(), time.process_time()
+        if self._procs:
+            self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
+            self._sampler.start()
+
+    def end(self) -> Usage:
+        wall, cpu = time.perf_counter() - self._t0, time.process_time() - self._cpu0
+        self._stop.set()
+        if self._sampler:
+            self._sampler.join()
+        server_cpu = None
+        if self._procs:
+            now = self._server_cpu()
+            server_cpu = sum(now[pid] - self._server_cpu0.get(pid, 0.0) for pid in now)
+        self.usage = Usage(wall, cpu, server_cpu,
+                           self._peak_rss / 2**20 if self._procs else None, len(self._procs))
+        return self.usage
+
+    def _server_cpu(self) -> dict[int, float]:
+        out = {}
+        for p in self._procs:
+            try:
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+            except psutil.Error:
+                continue  # a worker that exited keeps only the CPU seen until then
+        return out
+
+    def _sample_rss(self) -> None:
+        while True:
+            total = 0
+            for p in self._procs:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    continue
+            self._peak_rss = max(self._peak_rss, total)
+            if self._stop.wait(SAMPLE_S):
+                return
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None

@@ -1,0 +1,46 @@
+"""Is a difference real? Repeats of a cell give a range; a verdict needs two things:
+
+1. the two rows' ranges (min–max over repeats) do not overlap — for 3 repeats each that is
+   the exact Mann–Whitney U test at its most extreme (U = 0, two-sided p = 0.1), and
+2. the difference is larger than the noise floor: the typical spread that repeats of the
+   *same* cell show on this machine in this run.
+
+Otherwise the report says "no clear difference": never a winner inside the noise.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lab.stats import Spread, median
+
+MIN_REPEATS = 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ratio: float  # ≥ 1: how many times worse the row is than the baseline
+    significant: bool | None  # None: too few repeats to tell
+    text: str
+
+
+def noise_floor_pct(spreads: Iterable[Spread]) -> float:
+    """Median relative spread (max−min over median, %) of cells that were repeated."""
+    pcts = [s.spread_pct for s in spreads if s.n >= MIN_REPEATS]
+    return median(pcts) if pcts else 0.0
+
+
+def compare(row: Sequence[float], base: Sequence[float], higher_is_better: bool,
+            noise_pct: float) -> Verdict:
+    r, b = Spread.of(row), Spread.of(base)
+    if not r.median or not b.median:
+        return Verdict(float("inf"), None, "no verdict (zero figure)")
+    ratio = b.median / r.median if higher_is_better else r.median / b.median
+    if len(row) < MIN_REPEATS or len(base) < MIN_REPEATS:
+        return Verdict(ratio, None, "single run: no verdict")
+    apart = r.high < b.low or b.high < r.low
+    beyond_noise = abs(ratio - 1) * 100 > noise_pct
+    if apart and beyond_noise:
+        word = "slower" if ratio > 1 else "faster"
+        factor = ratio if ratio > 1 else 1 / ratio
+        return Verdict(ratio, True, f"{factor:.2f}× {word} (significant)")
+    return Verdict(ratio, False, "no clear difference")

@@ -1,0 +1,94 @@
+"""Shared helpers: run the real CLI, write TOML files, and find processes a test left behind.
+
+Leftover detection uses an environment token: a test sets ``ASGI_LAB_TEST_TOKEN`` to a
+fresh value, every process started from then on (the lab, its guards, servers and their
+workers) inherits it, and afterwards no process may still carry it. This finds orphans
+that changed process group or parent, and never touches processes of other sessions.
+"""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.load.samples import Measurement, Sample
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = Path(__file__).resolve().parent / "configs"
+TOKEN_ENV = "ASGI_LAB_TEST_TOKEN"
+
+
+def run_lab(*args: str | os.PathLike[str], timeout: float = 60.0,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m lab ARGS`` from the project root, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *map(str, args)], cwd=ROOT, capture_output=True,
+        text=True, encoding="utf-8", timeout=timeout, env=env,
+    )
+
+
+def measurement(samples: list[Sample], wall_s: float, client_cpu_s: float,
+                **info: object) -> Measurement:
+    """A Measurement of a window ``wall_s`` long in which the client used ``client_cpu_s``."""
+    if "usage" in {f.name for f in dataclasses.fields(Measurement)}:
+        from lab.monitor import Usage
+
+        return Measurement(samples, Usage(wall_s, client_cpu_s, None, None, 0), dict(info))
+    return Measurement(samples, wall_s, client_cpu_s, dict(info))  # type: ignore[call-arg]
+
+
+def carrying(token: str) -> list[int]:
+    """Live, non-zombie pids (other than this one) whose environment holds the token."""
+    needle = f"{TOKEN_ENV}={token}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2:].split()[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def leftovers(token: str, wait_s: float = 3.0) -> list[int]:
+    """Processes still carrying the token after waiting up to ``wait_s`` for them to go."""
+    deadline = time.monotonic() + wait_s
+    while (left := carrying(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.fixture
+def leak_token(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A token every process the test starts inherits; orphans are killed and fail the test."""
+    token = uuid.uuid4().hex
+    monkeypatch.setenv(TOKEN_ENV, token)
+    yield token
+    left = leftovers(token)
+    for pid in left:  # only processes this test started carry the token
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    assert not left, f"processes left behind by the test: {left}"
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str, str], Path]:
+    def write(text: str, name: str = "config.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

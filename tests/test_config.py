@@ -1,0 +1,397 @@
+"""Config → Matrix → Cells, and every bad config through the real CLI (exit 2, one line)."""
+
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lab.config import Matrix, parse
+from lab.errors import ConfigError
+from tests.conftest import ROOT, run_lab
+
+ARTICLE = """
+[servers.uvicorn]
+workers = [1, 2]
+
+[servers.granian]
+workers = [2]
+
+[[experiments]]
+name = "article"
+kind = "burst"
+endpoints = ["/blocking", "/non-blocking"]
+requests = [10, 50]
+params = { delay = 0.2 }
+
+[[experiments]]
+name = "hello"
+kind = "closed"
+endpoints = ["/hello"]
+users = [64]
+"""
+
+ARTICLE_IDS = [
+    "uvicorn-w1-article-blocking-n10", "uvicorn-w2-article-blocking-n10",
+    "granian-w2-article-blocking-n10",
+    "uvicorn-w1-article-blocking-n50", "uvicorn-w2-article-blocking-n50",
+    "granian-w2-article-blocking-n50",
+    "uvicorn-w1-article-non-blocking-n10", "uvicorn-w2-article-non-blocking-n10",
+    "granian-w2-article-non-blocking-n10",
+    "uvicorn-w1-article-non-blocking-n50", "uvicorn-w2-article-non-blocking-n50",
+    "granian-w2-article-non-blocking-n50",
+    "uvicorn-w1-hello-hello-c64", "uvicorn-w2-hello-hello-c64", "granian-w2-hello-hello-c64",
+]
+
+
+def matrix(text: str, **kwargs: bool) -> Matrix:
+    return parse(tomllib.loads(text), **kwargs)
+
+
+# ---- valid configs ---------------------------------------------------------------------
+
+def test_cells_count_order_and_ids() -> None:
+    cells = matrix(ARTICLE).cells()
+    assert [c.id for c in cells] == ARTICLE_IDS
+    assert len({c.id for c in cells}) == len(cells)
+
+
+def test_cells_carry_their_full_specification() -> None:
+    cell = matrix(ARTICLE).cells()[4]  # uvicorn-w2-article-blocking-n50
+    assert (cell.server, cell.workers, cell.endpoint, cell.load, cell.repeat) == (
+        "uvicorn", 2, "/blocking", 50, 1)
+    assert cell.experiment.name == "article"
+    assert dict(cell.experiment.params) == {"delay": 0.2}
+    assert cell.server_id == "uvicorn-w2"
+
+
+def test_repeats_are_outermost_and_suffix_the_ids() -> None:
+    cells = matrix("[lab]\nrepeats = 2\n" + ARTICLE).cells()
+    assert len(cells) == 2 * len(ARTICLE_IDS)
+    assert [c.id for c in cells] == ([f"{i}-r1" for i in ARTICLE_IDS]
+                                     + [f"{i}-r2" for i in ARTICLE_IDS])
+    assert [c.repeat for c in cells] == [1] * 15 + [2] * 15
+
+
+def test_repeats_of_one_have_no_suffix() -> None:
+    cells = matrix("[lab]\nrepeats = 1\n" + ARTICLE).cells()
+    assert not any(c.id.endswith("-r1") for c in cells)
+
+
+def test_option_axes_appear_in_ids_only_when_they_vary() -> None:
+    text = """
+[servers.uvicorn]
+workers = [1, 2]
+options = { loop = ["asyncio", "uvloop"], http = "h11" }
+
+[servers.hypercorn]
+workers = [1]
+options = { worker_class = "uvloop" }
+
+[[experiments]]
+name = "x"
+kind = "burst"
+endpoints = ["/hello"]
+requests = [5]
+"""
+    cells = matrix(text).cells()
+    assert [c.id for c in cells] == [
+        "uvicorn-w1-loop=asyncio-x-hello-n5", "uvicorn-w1-loop=uvloop-x-hello-n5",
+        "uvicorn-w2-loop=asyncio-x-hello-n5", "uvicorn-w2-loop=uvloop-x-hello-n5",
+        "hypercorn-w1-x-hello-n5",
+    ]
+    # the fixed option is still applied, just not shown
+    assert all(dict(c.options)["http"] == "h11" for c in cells[:4])
+    assert dict(cells[4].options) == {"worker_class": "uvloop"}
+
+
+def test_two_varying_options_are_both_shown_in_sorted_order() -> None:
+    text = """
+[servers.uvicorn]
+workers = 1
+options = { loop = ["asyncio", "uvloop"], http = ["h11", "httptools"] }
+
+[[experiments]]
+name = "x"
+kind = "burst"
+endpoints = "/hello"
+requests = 5
+"""
+    ids = [c.id for c in matrix(text).cells()]
+    assert ids == [
+        "uvicorn-w1-http=h11-loop=asyncio-x-hello-n5",
+        "uvicorn-w1-http=h11-loop=uvloop-x-hello-n5",
+        "uvicorn-w1-http=httptools-loop=asyncio-x-hello-n5",
+        "uvicorn-w1-http=httptools-loop=uvloop-x-hello-n5",
+    ]
+
+
+def test_endpoint_slugs() -> None:
+    text = """
+[servers.granian]
+workers = [1]
+[[experiments]]
+name = "e"
+kind = "burst"
+endpoints = ["/", "/a/b"]
+requests = [1]
+"""
+    assert [c.id for c in matrix(text).cells()] == ["granian-w1-e-root-n1",
+                                                    "granian-w1-e-a_b-n1"]
+
+
+def test_defaults_per_kind() -> None:
+    m = matrix(ARTICLE)
+    burst, closed = m.experiments
+    assert (burst.kind, burst.engine, burst.loads) == ("burst", "httpx", (10, 50))
+    assert (closed.kind, closed.engine, closed.loads) == ("closed", "aiohttp", (64,))
+    assert (closed.duration_s, closed.warmup_s) == (3.0, 1.0)
+    assert m.lab.host == "127.0.0.1" and m.lab.repeats == 1
+    assert m.lab.app == "apps.article:app"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_hosts_are_accepted(host: str) -> None:
+    assert matrix(f'[lab]\nhost = "{host}"\n' + ARTICLE).lab.host == host
+
+
+def test_non_loopback_host_needs_the_flag() -> None:
+    text = '[lab]\nhost = "10.0.0.1"\n' + ARTICLE
+    with pytest.raises(ConfigError) as e:
+        matrix(text)
+    assert e.value.path == "lab.host"
+    assert matrix(text, allow_non_loopback=True).lab.host == "10.0.0.1"
+
+
+# ---- Matrix.only -----------------------------------------------------------------------
+
+def test_only_server() -> None:
+    ids = [c.id for c in matrix(ARTICLE).only(servers={"granian"}).cells()]
+    assert ids == [i for i in ARTICLE_IDS if i.startswith("granian-")]
+
+
+def test_only_workers() -> None:
+    ids = [c.id for c in matrix(ARTICLE).only(workers={2}).cells()]
+    assert ids == [i for i in ARTICLE_IDS if "-w2-" in i]
+
+
+def test_only_experiment_and_server_together() -> None:
+    ids = [c.id for c in matrix(ARTICLE).only(servers={"uvicorn"}, workers={1},
+                                              experiments={"hello"}).cells()]
+    assert ids == ["uvicorn-w1-hello-hello-c64"]
+
+
+def test_only_nothing_is_everything() -> None:
+    assert [c.id for c in matrix(ARTICLE).only().cells()] == ARTICLE_IDS
+
+
+@pytest.mark.parametrize(("kwargs", "path"), [
+    ({"servers": {"hypercorn"}}, "--server"),
+    ({"experiments": {"nope"}}, "--experiment"),
+    ({"workers": {3}}, "--workers"),
+    ({"servers": {"granian"}, "workers": {1}}, "--workers"),
+])
+def test_only_refuses_unknown_or_empty(kwargs: dict, path: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        matrix(ARTICLE).only(**kwargs)
+    assert e.value.path == path
+
+
+# ---- invalid configs through the CLI -------------------------------------------------
+
+SERVER = "[servers.uvicorn]\nworkers = [1]\n"
+
+
+def exp(**keys: str | None) -> str:
+    """One [[experiments]] table; values are raw TOML, None leaves the key out."""
+    fields = {"name": '"a"', "kind": '"burst"', "endpoints": '["/hello"]', "requests": "[10]"}
+    fields |= keys
+    return "[[experiments]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items()
+                                         if v is not None)
+
+
+def cfg(lab: str = "", servers: str = SERVER, experiments: str | None = None,
+        top: str = "") -> str:
+    return (top + ("[lab]\n" + lab if lab else "") + servers
+            + (exp() if experiments is None else experiments))
+
+
+CLOSED = {"kind": '"closed"', "requests": None, "users": "[4]"}
+
+# (case, config text, what the one error line starts with after "error: ")
+INVALID = [
+    ("unknown top-level key", cfg(top="bogus = 1\n"), "bogus: unknown key"),
+    ("unknown key in lab", cfg(lab="speed = 3\n"), "lab.speed: unknown key"),
+    ("unknown key in server", "[servers.uvicorn]\nworkers = [1]\nthreads = 4\n" + exp(),
+     "servers.uvicorn.threads: unknown key"),
+    ("unknown server", cfg(servers="[servers.nginx]\nworkers = [1]\n"),
+     "servers.nginx: unknown server"),
+    ("no servers table", exp(), "servers: is required"),
+    ("empty servers table", cfg(servers="[servers]\n"), "servers: "),
+    ("server without workers", cfg(servers="[servers.uvicorn]\noptions = {}\n"),
+     "servers.uvicorn.workers: is required"),
+    ("workers 0", cfg(servers="[servers.granian]\nworkers = [1, 0]\n"),
+     "servers.granian.workers[1]: must be ≥ 1"),
+    ("workers negative", cfg(servers="[servers.uvicorn]\nworkers = [-2]\n"),
+     "servers.uvicorn.workers[0]: must be ≥ 1"),
+    ("workers string", cfg(servers='[servers.uvicorn]\nworkers = ["2"]\n'),
+     "servers.uvicorn.workers[0]: must be an integer"),
+    ("workers bool", cfg(servers="[servers.hypercorn]\nworkers = [1, true]\n"),
+     "servers.hypercorn.workers[1]: must be an integer"),
+    ("workers float", cfg(servers="[servers.uvicorn]\nworkers = 1.5\n"),
+     "servers.uvicorn.workers[0]: must be an integer"),
+    ("workers empty", cfg(servers="[servers.uvicorn]\nworkers = []\n"),
+     "servers.uvicorn.workers: must not be empty"),
+    ("workers duplicate", cfg(servers="[servers.uvicorn]\nworkers = [1, 2, 1]\n"),
+     "servers.uvicorn.workers: has duplicate values"),
+    ("unknown option", cfg(servers="[servers.uvicorn]\nworkers = [1]\n"
+                                   "options = { threads = 4 }\n"),
+     "servers.uvicorn.options.threads: unknown key"),
+    ("option of another server", cfg(servers="[servers.granian]\nworkers = [1]\n"
+                                             'options = { worker_class = "uvloop" }\n'),
+     "servers.granian.options.worker_class: unknown key"),
+    ("bad option choice", cfg(servers='[servers.uvicorn]\nworkers = [1]\n'
+                                      'options = { loop = "foo" }\n'),
+     "servers.uvicorn.options.loop: must be one of"),
+    ("bad option choice in a list", cfg(servers='[servers.uvicorn]\nworkers = [1]\n'
+                                                'options = { loop = ["uvloop", "foo"] }\n'),
+     "servers.uvicorn.options.loop[1]: must be one of"),
+    ("bad option type", cfg(servers='[servers.uvicorn]\nworkers = [1]\n'
+                                    'options = { backlog = "many" }\n'),
+     "servers.uvicorn.options.backlog: must be a"),
+    ("bool for an integer option", cfg(servers='[servers.granian]\nworkers = [1]\n'
+                                               'options = { backpressure = true }\n'),
+     "servers.granian.options.backpressure: must be a"),
+    ("option below minimum", cfg(servers='[servers.uvicorn]\nworkers = [1]\n'
+                                         'options = { limit_concurrency = 0 }\n'),
+     "servers.uvicorn.options.limit_concurrency: must be ≥ 1"),
+    ("no experiments", SERVER, "experiments: is required"),
+    ("empty experiments", "experiments = []\n" + SERVER, "experiments: must be a non-empty"),
+    ("unknown experiment kind", cfg(experiments=exp(kind='"storm"')),
+     "experiments[0].kind: unknown experiment kind"),
+    ("missing experiment kind", cfg(experiments=exp(kind=None)),
+     "experiments[0].kind: is required"),
+    ("experiment kind not a string", cfg(experiments=exp(kind='["burst"]')),
+     "experiments[0].kind: "),
+    ("missing name", cfg(experiments=exp(name=None)), "experiments[0].name: is required"),
+    ("bad name", cfg(experiments=exp(name='"a b"')), "experiments[0].name: must be"),
+    ("missing endpoints", cfg(experiments=exp(endpoints=None)),
+     "experiments[0].endpoints: is required"),
+    ("missing requests", cfg(experiments=exp(requests=None)),
+     "experiments[0].requests: is required"),
+    ("closed without users", cfg(experiments=exp(**CLOSED | {"users": None})),
+     "experiments[0].users: is required"),
+    ("burst with users", cfg(experiments=exp(users="[4]")),
+     "experiments[0].users: unknown key"),
+    ("endpoint without slash", cfg(experiments=exp(endpoints='["/hello", "blocking"]')),
+     "experiments[0].endpoints[1]: must be a path starting with '/'"),
+    ("endpoint with query", cfg(experiments=exp(endpoints='["/blocking?delay=1"]')),
+     "experiments[0].endpoints[0]: must be a path"),
+    ("requests 0", cfg(experiments=exp(requests="[0]")),
+     "experiments[0].requests[0]: must be ≥ 1"),
+    ("users 0", cfg(experiments=exp(**CLOSED | {"users": "[2, 0]"})),
+     "experiments[0].users[1]: must be ≥ 1"),
+    ("duplicate experiment names", cfg(experiments=exp() + exp(endpoints='["/blocking"]')),
+     "experiments[1].name: duplicate name 'a'"),
+    ("params list value", cfg(experiments=exp(params="{ delay = [0.1, 0.2] }")),
+     "experiments[0].params.delay: must be a single value"),
+    ("params not a table", cfg(experiments=exp(params="5")),
+     "experiments[0].params: must be a table"),
+    ("negative delay", cfg(experiments=exp(params="{ delay = -0.1 }")),
+     "experiments[0].params.delay: must be ≥ 0"),
+    ("delay not a number", cfg(experiments=exp(params='{ delay = "fast" }')),
+     "experiments[0].params.delay: must be a number"),
+    ("closed duration_s 0", cfg(experiments=exp(**CLOSED | {"duration_s": "0"})),
+     "experiments[0].duration_s: must be > 0"),
+    ("closed negative warmup", cfg(experiments=exp(**CLOSED | {"warmup_s": "-1"})),
+     "experiments[0].warmup_s: must be ≥ 0"),
+    ("bad engine", cfg(experiments=exp(engine='"curl"')),
+     "experiments[0].engine: must be one of"),
+    ("timeout_s 0", cfg(experiments=exp(timeout_s="0")), "experiments[0].timeout_s: must be >"),
+    ("non-loopback host", cfg(lab='host = "10.0.0.1"\n'), "lab.host: '10.0.0.1' is not"),
+    ("app without colon", cfg(lab='app = "apps.article"\n'), "lab.app: must be 'module:attr"),
+    ("app that does not import", cfg(lab='app = "apps.no_such_module_xyz:app"\n'),
+     "lab.app: cannot import"),
+    ("app attribute missing", cfg(lab='app = "apps.article:nope"\n'),
+     "lab.app: module 'apps.article' has no attribute 'nope'"),
+    ("repeats 0", cfg(lab="repeats = 0\n"), "lab.repeats: must be ≥ 1"),
+    ("lab not a table", "lab = 3\n" + SERVER + exp(), "lab: must be a table"),
+]
+
+
+def assert_one_line_error(result, starts: str) -> str:
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: " + starts), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(("text", "starts"), [case[1:] for case in INVALID],
+                         ids=[case[0] for case in INVALID])
+def test_invalid_config_is_one_line_exit_2(write_config: Callable[..., Path], text: str,
+                                           starts: str) -> None:
+    # the text parses as TOML: what is wrong is the lab's to say, not the TOML parser's
+    tomllib.loads(text)
+    assert_one_line_error(run_lab("validate", write_config(text)), starts)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    assert_one_line_error(run_lab("validate", path), f"{path}: no such config file")
+
+
+def test_not_toml(write_config: Callable[..., Path]) -> None:
+    path = write_config("[servers.uvicorn\nworkers = [1\n")
+    assert_one_line_error(run_lab("validate", path), f"{path}: not valid TOML")
+
+
+def test_unknown_server_filter(write_config: Callable[..., Path]) -> None:
+    path = write_config(cfg())
+    assert_one_line_error(run_lab("validate", path, "--server", "nginx"), "--server: nginx")
+
+
+def test_unknown_flag(write_config: Callable[..., Path]) -> None:
+    line = assert_one_line_error(run_lab("validate", write_config(cfg()), "--bogus"), "")
+    assert "--bogus" in line
+
+
+def test_unknown_flag_without_config() -> None:
+    assert_one_line_error(run_lab("validate", "--bogus"), "")
+
+
+def test_unknown_subcommand() -> None:
+    line = assert_one_line_error(run_lab("bogus"), "")
+    assert "bogus" in line
+
+
+def test_no_subcommand() -> None:
+    assert_one_line_error(run_lab(), "")
+
+
+# ---- valid configs through the CLI ---------------------------------------------------
+
+def test_validate_prints_every_cell_and_an_estimate(write_config: Callable[..., Path]) -> None:
+    path = write_config(ARTICLE)
+    result = run_lab("validate", path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[:-1] == ARTICLE_IDS
+    assert lines[-1].startswith(f"{path}: ok — {len(ARTICLE_IDS)} cells, estimated ")
+    assert lines[-1].endswith(" min")
+
+
+def test_validate_applies_filters(write_config: Callable[..., Path]) -> None:
+    result = run_lab("validate", write_config(ARTICLE), "--server", "uvicorn", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[:-1] == [
+        i for i in ARTICLE_IDS if i.startswith("uvicorn-w1-")]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path) -> None:
+    result = run_lab("validate", path)
+    assert result.returncode == 0, result.stderr
+    assert " cells, estimated " in result.stdout

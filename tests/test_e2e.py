@@ -1,0 +1,182 @@
+"""``python -m lab run`` on a tiny matrix against all three real servers, once per module:
+exit code, files, one line per cell, the physics of the article's endpoints, the report's
+findings, and no process left behind."""
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from lab.results import RunDir
+from tests.conftest import CONFIGS, TOKEN_ENV, carrying, leftovers, run_lab
+
+pytestmark = pytest.mark.servers
+
+CONFIG = CONFIGS / "e2e.toml"
+SERVER_IDS = ["uvicorn-w1", "hypercorn-w1", "granian-w1", "granian-w2"]
+DELAY = 0.05
+N = 10
+CELLS = 3 * len(SERVER_IDS)  # 2 burst endpoints + 1 closed endpoint, per configuration
+
+
+@dataclass
+class E2E:
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed_s: float
+    run_id: str
+    out: Path
+    run: RunDir
+    records: list[dict[str, Any]]
+    report: str
+    stray: list[str]
+
+
+def stray_processes(token: str, run_id: str) -> list[str]:
+    """Processes of this run still alive: any carrying the run's environment token (the
+    lab, its ``lab.guard`` processes, servers, workers) or naming the run in their command
+    line. Guards of other sessions on this machine lack the token and are not counted."""
+    mine = set(carrying(token))
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        if p.info["status"] == psutil.STATUS_ZOMBIE or p.pid == os.getpid():
+            continue
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if p.pid in mine or run_id in cmdline:
+            found.append(f"{p.pid}: {cmdline}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> E2E:
+    out = tmp_path_factory.mktemp("reports")
+    run_id = f"e2e-{uuid.uuid4().hex[:12]}"
+    token = uuid.uuid4().hex
+    t0 = time.monotonic()
+    result = run_lab("run", CONFIG, "--out", out, "--run-id", run_id, timeout=240,
+                     env={**os.environ, TOKEN_ENV: token})
+    elapsed = time.monotonic() - t0
+    left = leftovers(token, wait_s=3.0)
+    stray = stray_processes(token, run_id)
+    for pid in left:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    run = RunDir(out / run_id)
+    report = run.path / "report.md"
+    return E2E(result.returncode, result.stdout, result.stderr, elapsed, run_id, out, run,
+               run.load().records, report.read_text() if report.is_file() else "", stray)
+
+
+def records_for(e2e: E2E, endpoint: str) -> dict[str, dict[str, Any]]:
+    return {r["server_id"]: r for r in e2e.records if r["endpoint"] == endpoint}
+
+
+def test_run_exits_0_and_writes_the_report(e2e: E2E) -> None:
+    assert e2e.returncode == 0, e2e.stdout + e2e.stderr
+    assert "Traceback" not in e2e.stdout + e2e.stderr
+    assert (e2e.run.path / "report.md").is_file()
+    assert e2e.elapsed_s < 120
+    for sid in SERVER_IDS:
+        assert sid in e2e.report
+    assert "## Failed cells" not in e2e.report
+    assert f"cells: {CELLS} finished ({CELLS} ok, 0 failed) of {CELLS} planned" in e2e.report
+
+
+def test_one_results_line_per_cell_in_validate_order(e2e: E2E) -> None:
+    validate = run_lab("validate", CONFIG)
+    assert validate.returncode == 0, validate.stderr
+    lines = validate.stdout.strip().splitlines()
+    assert lines[-1].startswith(f"{CONFIG}: ok — {CELLS} cells, estimated ")
+    assert lines[-1].endswith(" min")
+    ids = lines[:-1]
+    assert len(ids) == CELLS
+    assert [r["cell_id"] for r in e2e.records] == ids
+    assert len(e2e.run.results.read_text().splitlines()) == CELLS
+    assert {r["server_id"] for r in e2e.records} == set(SERVER_IDS)
+    for r in e2e.records:
+        assert r["status"] == "ok", (r["cell_id"], r["failure"])
+        assert r["run_id"] == e2e.run_id
+
+
+def test_every_request_answered(e2e: E2E) -> None:
+    for r in e2e.records:
+        f = r["figures"]
+        assert f["errors"] == {}, r["cell_id"]
+        assert f["ok"] == f["requests"] > 0, r["cell_id"]
+        assert 1 <= len(f["pids"]) <= r["workers"], r["cell_id"]
+
+
+def test_servers_started_and_stopped_cleanly(e2e: E2E) -> None:
+    for r in e2e.records:
+        p = r["process"]
+        assert 0 < p["start_to_ready_s"] < 10, r["cell_id"]
+        assert p["killed"] is False, r["cell_id"]
+        assert p["argv"][2] == r["server"]  # python -m <server>
+
+
+def test_non_blocking_overlaps(e2e: E2E) -> None:
+    rows = records_for(e2e, "/non-blocking")
+    assert set(rows) == set(SERVER_IDS)
+    for sid, r in rows.items():
+        wall = r["figures"]["wall_s"]
+        assert DELAY <= wall < 5 * DELAY, f"{sid}: {wall:.3f} s for {N} × {DELAY} s"
+
+
+def test_async_blocking_runs_one_after_another_per_worker(e2e: E2E) -> None:
+    rows = records_for(e2e, "/async-blocking")
+    assert set(rows) == set(SERVER_IDS)
+    for sid, r in rows.items():
+        f = r["figures"]
+        busiest = max(f["pids"].values())
+        assert sum(f["pids"].values()) == N
+        if r["workers"] == 1:
+            assert busiest == N
+            assert f["wall_s"] >= 0.9 * N * DELAY, f"{sid}: {f['wall_s']:.3f} s"
+        # whatever the split, the busiest worker slept its share one sleep after another
+        assert f["wall_s"] >= 0.9 * busiest * DELAY, f"{sid}: {f['wall_s']:.3f} s"
+
+
+def test_closed_loop_on_hello(e2e: E2E) -> None:
+    rows = records_for(e2e, "/hello")
+    assert set(rows) == set(SERVER_IDS)
+    for sid, r in rows.items():
+        f = r["figures"]
+        assert r["load"] == {"users": 4, "duration_s": 0.5, "warmup_s": 0.2}
+        assert 0.49 <= f["wall_s"] < 1.5, sid
+        assert f["rps"] > 50, sid
+        assert f["rps"] == pytest.approx(f["ok"] / f["wall_s"])
+        assert f["latency_ms"]["p50"] is not None and f["latency_ms"]["p50"] < 1000
+
+
+def findings(report: str) -> list[str]:
+    body = report.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    return [line for line in body.splitlines() if line.startswith("- ")]
+
+
+def test_report_findings(e2e: E2E) -> None:
+    lines = findings(e2e.report)
+    async_blocking = [x for x in lines if x.startswith("- **/async-blocking**")]
+    non_blocking = [x for x in lines if x.startswith("- **/non-blocking**")]
+    assert len(async_blocking) == 1 and len(non_blocking) == 1
+    assert "ran one after another on every configuration" in async_blocking[0]
+    assert "overlapped on every configuration" in non_blocking[0]
+    scaling = [x for x in lines if x.startswith("- **/hello**")]
+    assert len(scaling) == 1 and "granian ×" in scaling[0]
+
+
+def test_report_rebuilds_identically_from_files(e2e: E2E) -> None:
+    result = run_lab("report", e2e.run.path)
+    assert result.returncode == 0, result.stderr
+    assert (e2e.run.path / "report.md").read_text() == e2e.report
+
+
+def test_no_process_left_behind(e2e: E2E) -> None:
+    assert e2e.stray == []

@@ -1,0 +1,316 @@
+"""report.md from a synthetic run directory: records shaped exactly as the runner writes them
+(``describe`` + figures from ``summarize``), with known physics, so every verdict is known."""
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import environment, report
+from lab.config import Cell, Matrix, parse
+from lab.load.samples import Sample
+from lab.results import RUN_INFO, RunDir
+from lab.runner import describe
+from lab.stats import summarize
+from tests.conftest import ROOT, measurement, run_lab
+
+DELAY = 0.05
+N = 10
+
+CONFIG = f"""
+[servers.uvicorn]
+workers = [1]
+
+[servers.granian]
+workers = [1, 2]
+
+[[experiments]]
+name = "article"
+kind = "burst"
+endpoints = ["/blocking", "/async-blocking"]
+requests = [{N}]
+params = {{ delay = {DELAY} }}
+
+[[experiments]]
+name = "hello"
+kind = "closed"
+endpoints = ["/hello"]
+users = [4]
+duration_s = 1.0
+warmup_s = 0.1
+"""
+
+# Burst wall times (s): /blocking overlaps (≈ one delay); /async-blocking is serialised per
+# worker (busiest worker's share × delay). granian-w2 split the burst 6/4.
+BLOCKING_WALL = {"uvicorn-w1": 0.055, "granian-w1": 0.060, "granian-w2": 0.066}
+ASYNC_BLOCKING_WALL = {"uvicorn-w1": 0.52, "granian-w1": 0.51, "granian-w2": 0.31}
+HELLO_RPS = {"uvicorn-w1": 900, "granian-w1": 1200}  # granian-w2 fails to start
+HELLO_CPU = {"uvicorn-w1": 0.5, "granian-w1": 0.95}  # granian-w1's client was saturated
+FAILED_REASON = "exited with code 1 before answering /health"
+FAILED_LOG = "AttributeError: module 'apps.article' has no attribute 'boom'"
+
+
+def burst_samples(cell: Cell, wall: float) -> list[Sample]:
+    pids = [1000] * N if cell.workers == 1 else [1000] * 6 + [2000] * 4
+    if cell.endpoint == "/async-blocking":  # one after another on each worker
+        seen: dict[int, int] = {}
+        out = []
+        for pid in pids:
+            seen[pid] = seen.get(pid, 0) + 1
+            out.append(Sample(0.0, seen[pid] * DELAY, None, pid))
+        return out
+    return [Sample(0.0, wall - 0.002 * (i % 3), None, pid) for i, pid in enumerate(pids)]
+
+
+def record_for(cell: Cell, matrix: Matrix, run_id: str) -> dict[str, Any]:
+    """A results line as lab.runner.run_cell builds it."""
+    record = describe(cell, matrix.lab, run_id) | {
+        "started_at": "2025-11-26T10:00:00+00:00", "finished_at": "2025-11-26T10:00:01+00:00",
+        "failure": None, "figures": None, "cell_wall_s": 1.0,
+    }
+    sid = cell.server_id
+    if cell.experiment.kind == "closed" and sid not in HELLO_RPS:
+        record["failure"] = {"kind": "start_failed", "reason": FAILED_REASON,
+                             "log_tail": "Traceback (most recent call last):\n" + FAILED_LOG}
+    else:
+        if cell.experiment.kind == "burst":
+            wall = (BLOCKING_WALL if cell.endpoint == "/blocking" else ASYNC_BLOCKING_WALL)[sid]
+            m = measurement(burst_samples(cell, wall), wall, 0.01)
+        else:
+            m = measurement([Sample(0.2 + i / 1e4, 0.004, None, 1000)
+                             for i in range(HELLO_RPS[sid])], 1.0, HELLO_CPU[sid], clients=1)
+        record["figures"] = summarize(m)
+        record["process"] = {"start_to_ready_s": 0.35, "stop_s": 0.1, "killed": False,
+                             "exit_code": 0, "port": 40000, "argv": ["python", "-m", "x"]}
+    record["status"] = "failed" if record["failure"] else "ok"
+    return record
+
+
+def make_run(tmp_path: Path, config: str = CONFIG, run_id: str = "20251126-100000-synthetic",
+             records: list[dict[str, Any]] | None = None) -> RunDir:
+    matrix = parse(tomllib.loads(config))
+    run = RunDir.create(tmp_path, run_id, config)
+    cells = matrix.cells()
+    for r in records if records is not None else [record_for(c, matrix, run_id) for c in cells]:
+        run.append(json.loads(json.dumps(r)))  # exactly what survives the JSON line
+    run.write_json(RUN_INFO, {"config": "synthetic.toml", "config_hash": "0" * 16,
+                              "state": "finished", "cells_total": len(cells),
+                              "started_at": "2025-11-26T10:00:00+00:00",
+                              "finished_at": "2025-11-26T10:01:00+00:00"})
+    run.write_json("environment.json", environment.collect(ROOT))
+    return run
+
+
+def sections(md: str) -> dict[str, str]:
+    """### heading → the text up to the next heading."""
+    out: dict[str, str] = {}
+    current = None
+    for line in md.splitlines():
+        if line.startswith("#"):
+            current = line if line.startswith("### ") else None
+            if current:
+                out[current] = ""
+        elif current:
+            out[current] += line + "\n"
+    return out
+
+
+def table_rows(section: str) -> list[dict[str, str]]:
+    lines = [x for x in section.splitlines() if x.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in x.strip("|").split("|")), strict=True))
+            for x in lines[2:]]
+
+
+def section_for(md: str, endpoint: str) -> str:
+    found = [body for title, body in sections(md).items() if f"`{endpoint}`" in title]
+    assert len(found) == 1, f"expected one table for {endpoint}, got {len(found)}"
+    return found[0]
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> str:
+    path = report.build(make_run(tmp_path))
+    assert path == tmp_path / "20251126-100000-synthetic" / "report.md"
+    return path.read_text()
+
+
+def test_a_table_per_comparison_with_every_server(built: str) -> None:
+    tables = sections(built)
+    assert len(tables) == 3
+    for endpoint, servers in (("/blocking", BLOCKING_WALL), ("/async-blocking",
+                                                             ASYNC_BLOCKING_WALL),
+                              ("/hello", ["uvicorn-w1", "granian-w1", "granian-w2"])):
+        rows = table_rows(section_for(built, endpoint))
+        assert [r["server"] for r in rows] == list(servers)
+
+
+@pytest.mark.parametrize(("endpoint", "walls"), [("/blocking", BLOCKING_WALL),
+                                                 ("/async-blocking", ASYNC_BLOCKING_WALL)])
+def test_relative_is_one_for_the_fastest_burst(built: str, endpoint: str,
+                                                walls: dict[str, float]) -> None:
+    rows = {r["server"]: r for r in table_rows(section_for(built, endpoint))}
+    best = min(walls, key=walls.__getitem__)
+    assert rows[best]["relative"] == "1.00"
+    for sid, wall in walls.items():
+        assert float(rows[sid]["relative"]) == pytest.approx(wall / walls[best], abs=0.006)
+        assert rows[sid]["wall s"] == f"{wall:.3g}"
+
+
+def test_relative_is_one_for_the_highest_rps_and_failed_row_says_why(built: str) -> None:
+    rows = {r["server"]: r for r in table_rows(section_for(built, "/hello"))}
+    assert rows["granian-w1"]["relative"] == "1.00"
+    assert float(rows["uvicorn-w1"]["relative"]) == pytest.approx(1200 / 900, abs=0.006)
+    assert float(rows["uvicorn-w1"]["req/s"]) == pytest.approx(900, rel=0.01)
+    assert "start_failed" in rows["granian-w2"]["req/s"]
+    assert "client-limited" in rows["granian-w1"]["client CPU %"]
+    assert "client-limited" not in rows["uvicorn-w1"]["client CPU %"]
+
+
+def test_requests_per_worker_split(built: str) -> None:
+    rows = {r["server"]: r for r in table_rows(section_for(built, "/async-blocking"))}
+    assert rows["granian-w2"]["requests per worker"] == "6/4"
+    assert rows["uvicorn-w1"]["requests per worker"] == "10"
+
+
+def test_failed_cells_section_has_reason_and_log(built: str) -> None:
+    assert "## Failed cells" in built
+    failed = built.split("## Failed cells", 1)[1].split("\n## ", 1)[0]
+    assert "`granian-w2-hello-hello-c4`" in failed
+    assert "start_failed" in failed and FAILED_REASON in failed
+    assert FAILED_LOG in failed
+    assert "cells: 9 finished (8 ok, 1 failed) of 9 planned" in built
+
+
+def findings(md: str) -> list[str]:
+    body = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    return [line for line in body.splitlines() if line.startswith("- ")]
+
+
+def test_findings_serialised_async_blocking_and_overlapped_blocking(built: str) -> None:
+    lines = findings(built)
+    async_blocking = [x for x in lines if x.startswith("- **/async-blocking**")]
+    blocking = [x for x in lines if x.startswith("- **/blocking**")]
+    assert len(async_blocking) == 1 and len(blocking) == 1
+    assert "ran one after another on every configuration" in async_blocking[0]
+    assert "overlapped" not in async_blocking[0]
+    assert "overlapped on every configuration" in blocking[0]
+    assert "serialised" not in blocking[0]
+    assert "ran one after another" not in blocking[0]
+    for sid in ASYNC_BLOCKING_WALL:
+        assert sid in async_blocking[0] and sid in blocking[0]
+
+
+def test_findings_mixed_verdict_names_each_side(tmp_path: Path) -> None:
+    """A configuration that overlapped /async-blocking (impossible for this app, but the
+    finding must say which side each configuration is on)."""
+    matrix = parse(tomllib.loads(CONFIG))
+    records = []
+    for cell in matrix.cells():
+        if cell.endpoint != "/async-blocking":
+            continue
+        r = record_for(cell, matrix, "mixed")
+        if cell.server_id == "granian-w1":
+            wall = 0.06
+            r["figures"] = summarize(measurement(
+                [Sample(0.0, wall, None, 1000) for _ in range(N)], wall, 0.01))
+        records.append(r)
+    md = report.build(make_run(tmp_path, run_id="mixed", records=records)).read_text()
+    line = next(x for x in findings(md) if x.startswith("- **/async-blocking**"))
+    assert "serialised on uvicorn-w1, granian-w2; overlapped on granian-w1" in line
+
+
+def test_client_limited_finding(built: str) -> None:
+    line = next(x for x in findings(built) if "Client-limited" in x)
+    assert "granian-w1-hello-hello-c4" in line
+    assert "uvicorn-w1-hello-hello-c4" not in line
+
+
+def test_environment_and_versions(built: str) -> None:
+    env = built.split("## Environment", 1)[1]
+    for server in ("uvicorn", "hypercorn", "granian", "fastapi"):
+        assert f"{server} " in env
+    assert "logical cores" in env
+
+
+def test_truncated_last_line_gives_a_warning_not_a_crash(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    whole = run.results.read_text()
+    run.results.write_text(whole + whole.splitlines()[0][:57])  # a crash mid-write
+    md = report.build(run).read_text()
+    assert "## Warnings" in md
+    warnings = md.split("## Warnings", 1)[1].split("\n## ", 1)[0]
+    assert "line 10 is truncated or corrupt" in warnings
+    assert "cells: 9 finished" in md  # the complete lines all still count
+
+
+def test_append_after_a_truncated_line_keeps_the_new_record(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    records = run.load().records
+    run.results.write_text(run.results.read_text() + '{"schema_version": 1, "cell_')
+    run.append(records[0] | {"cell_id": "after-the-crash"})
+    loaded = run.load()
+    assert [r["cell_id"] for r in loaded.records][-1] == "after-the-crash"
+    assert len(loaded.records) == len(records) + 1
+    assert len(loaded.warnings) == 1
+
+
+def test_repeats_show_median_and_range(tmp_path: Path) -> None:
+    config = "[lab]\nrepeats = 3\n" + CONFIG
+    matrix = parse(tomllib.loads(config))
+    records = []
+    walls = {1: 0.50, 2: 0.60, 3: 0.52}
+    for cell in matrix.cells():
+        if cell.endpoint != "/async-blocking" or cell.server_id != "uvicorn-w1":
+            continue
+        r = record_for(cell, matrix, "repeats")
+        r["figures"] = summarize(measurement(burst_samples(cell, 0.5), walls[cell.repeat], 0.01))
+        records.append(r)
+    md = report.build(make_run(tmp_path, config, "repeats", records)).read_text()
+    row = table_rows(section_for(md, "/async-blocking"))[0]
+    assert row["wall s"] == "0.52 (0.5–0.6) ⚠"  # spread 19 % of the median: flagged noisy
+
+
+def test_overlapping_spreads_say_no_clear_difference(tmp_path: Path) -> None:
+    """DESIGN: a "faster" verdict needs non-overlapping spreads, otherwise the report
+    says "no clear difference"."""
+    config = "[lab]\nrepeats = 3\n" + CONFIG
+    matrix = parse(tomllib.loads(config))
+    walls = {"uvicorn-w1": (0.50, 0.56, 0.60), "granian-w1": (0.52, 0.55, 0.58)}
+    records = []
+    for cell in matrix.cells():
+        if cell.endpoint != "/async-blocking" or cell.server_id not in walls:
+            continue
+        r = record_for(cell, matrix, "overlap")
+        wall = walls[cell.server_id][cell.repeat - 1]
+        r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01))
+        records.append(r)
+    md = report.build(make_run(tmp_path, config, "overlap", records)).read_text()
+    assert "no clear difference" in md.lower()
+
+
+def test_report_cli_rebuilds_from_files(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    result = run_lab("report", run.path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(run.path / "report.md")
+    md = (run.path / "report.md").read_text()
+    assert "granian-w2-hello-hello-c4" in md
+
+
+def test_report_cli_nonexistent_dir(tmp_path: Path) -> None:
+    result = run_lab("report", tmp_path / "no-such-run")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "no-such-run" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_report_cli_not_a_run_dir(tmp_path: Path) -> None:
+    result = run_lab("report", tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: ")
