@@ -13,11 +13,11 @@ from pathlib import Path
 
 from lab import config as config_mod
 from lab import environment, report
-from lab.config import KINDS, Matrix
+from lab.config import ENGINE_NAMES, KINDS, Matrix
 from lab.errors import ConfigError, Interrupted, LabError, UsageError
 from lab.estimate import matrix_s
 from lab.interrupt import Interrupts
-from lab.load.engines import ENGINES
+from lab.load import wrk
 from lab.process import PROJECT_ROOT
 from lab.reaper import reap
 from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
@@ -97,6 +97,10 @@ def _matrix(args: argparse.Namespace, path: Path) -> Matrix:
         if not ADAPTERS[spec.name].installed():
             raise ConfigError(f"servers.{spec.name}", f"{spec.name} is not installed "
                               f"(pip install 'asgi-lab[{spec.name}]', or --server to skip it)")
+    for i, exp in enumerate(matrix.experiments):
+        if exp.engine == "wrk" and not wrk.available():
+            raise ConfigError(f"experiments[{i}].engine", "wrk is not installed "
+                              "(apt-get install wrk), or use engine = \"aiohttp\"")
     _check_app(matrix.lab.app)
     return matrix
 
@@ -135,7 +139,7 @@ def cmd_list(_: argparse.Namespace) -> int:
     print("experiment kinds:")
     for name, kind in KINDS.items():
         print(f"  {name:10} {kind.help} (axis: {kind.load_key})")
-    print(f"engines: {', '.join(ENGINES)}")
+    print(f"engines: {', '.join(ENGINE_NAMES)}")
     return 0
 
 

@@ -47,7 +47,9 @@ KINDS: dict[str, KindSchema] = {
         "latency of a probe endpoint idle, then while c users load the slow endpoint",
     ),
 }
-ENGINES = ("httpx", "aiohttp")
+ENGINE_NAMES = ("httpx", "aiohttp", "wrk")
+KIND_ENGINES = {"burst": ("httpx", "aiohttp"), "closed": ENGINE_NAMES, "open": ("httpx", "aiohttp"),
+                "interference": ("httpx", "aiohttp")}
 DEFAULT_ENGINE = {"burst": "httpx", "closed": "aiohttp", "open": "aiohttp",
                   "interference": "httpx"}
 
@@ -338,7 +340,7 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
                               "(add another experiment for another value)")
         if key in ("delay", "n"):
             _number(value, f"{path}.params.{key}", 0)
-    engine = _choice(t.get("engine", DEFAULT_ENGINE[kind]), f"{path}.engine", ENGINES)
+    engine = _choice(t.get("engine", DEFAULT_ENGINE[kind]), f"{path}.engine", KIND_ENGINES[kind])
     extra = {k: SETTINGS[k](t[k], f"{path}.{k}") for k in schema.settings if k in t}
     return Experiment(
         name=name, kind=kind, endpoints=endpoints, loads=loads, params=dict(params),

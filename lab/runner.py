@@ -15,7 +15,7 @@ from typing import Any
 from lab.config import KINDS, Cell, LabSettings, Matrix
 from lab.errors import ServerStartError
 from lab.interrupt import Interrupts
-from lab.load import MULTI_PROCESS, RUNNERS, Measurement, processes
+from lab.load import MULTI_PROCESS, RUNNERS, processes, wrk
 from lab.monitor import Window
 from lab.process import Server, log_tail, running
 from lab.reaper import Ledger
@@ -57,14 +57,19 @@ def _failure(kind: str, reason: str, log: str) -> dict[str, str]:
 
 
 def measure(cell: Cell, server: Server, lab: LabSettings, interrupts: Interrupts
-            ) -> Measurement:
+            ) -> dict[str, Any]:
+    """The cell's figures, from whichever engine and number of client processes it uses."""
     exp = cell.experiment
     window = Window(server.pids())
+    if exp.engine == "wrk":
+        return wrk.run(server.base_url, exp, cell.endpoint, cell.load, window)
     if exp.clients > 1 and exp.kind in MULTI_PROCESS:
-        return processes.run(exp.kind, server.base_url, exp, cell.endpoint, cell.load, window,
-                             interrupts.check)
-    coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
-    return asyncio.run(interrupts.guard(asyncio.wait_for(coro, lab.cell_timeout_s)))  # type: ignore[return-value]
+        m = processes.run(exp.kind, server.base_url, exp, cell.endpoint, cell.load, window,
+                          interrupts.check)
+    else:
+        coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
+        m = asyncio.run(interrupts.guard(asyncio.wait_for(coro, lab.cell_timeout_s)))  # type: ignore[assignment]
+    return summarize(m)
 
 
 def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
@@ -74,7 +79,7 @@ def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
     adapter = ADAPTERS[cell.server]
     log_path = run.logs / f"{cell.id}.log"
     server: Server | None = None
-    measurement: Measurement | None = None
+    figures: dict[str, Any] | None = None
     try:
         with running(
             lambda port: adapter.argv(sys.executable, lab.app, lab.host, port, cell.workers,
@@ -84,7 +89,7 @@ def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
         ) as server:
             pids_before = set(server.pids())
             try:
-                measurement = measure(cell, server, lab, interrupts)
+                figures = measure(cell, server, lab, interrupts)
             except TimeoutError:
                 record["failure"] = _failure(
                     "cell_timeout", f"cell exceeded lab.cell_timeout_s = {lab.cell_timeout_s:g} s",
@@ -103,8 +108,7 @@ def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
             "killed": server.last_stop.killed, "exit_code": server.last_stop.exit_code,
             "port": server.port, "argv": server.argv,
         }
-    if measurement is not None:
-        figures = summarize(measurement)
+    if figures is not None:
         record["figures"] = figures
         if figures["ok"] == 0 and record["failure"] is None:
             record["failure"] = _failure(
@@ -121,13 +125,19 @@ def progress_line(i: int, total: int, record: dict[str, Any]) -> str:
         return f"{head}: FAILED ({record['failure']['kind']}: {record['failure']['reason']})"
     f = record["figures"]
     errors = sum(f["errors"].values())
-    main = {"burst": f"{f['wall_s']:.3f} s wall", "closed": f"{f['rps']:.0f} req/s",
-            "open": f"{f['rps']:.0f} of {f.get('target_rps')} req/s",
-            "interference": f"probe idle p50 {f['idle_latency_ms']['p50']} ms, loaded"
-            }[record["kind"]]
-    p50 = f["latency_ms"]["p50"]
-    return (f"{head}: {main}, p50 {p50 if p50 is None else round(p50, 1)} ms, "
-            f"{errors} errors, client CPU {f['client_cpu_pct']:.0f} %")
+    kind = record["kind"]
+    if kind == "burst":
+        main = f"{f['wall_s']:.3f} s wall"
+    elif kind == "interference":
+        main = f"probe p50 idle {_ms(f['idle_latency_ms']['p50'])}, loaded"
+    else:
+        main = f"{f['rps']:.0f} req/s" + (f" of {f['target_rps']:g}" if kind == "open" else "")
+    return (f"{head}: {main} p50 {_ms(f['latency_ms']['p50'])}, {errors} errors, "
+            f"client CPU {f['client_cpu_pct']:.0f} %")
+
+
+def _ms(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f} ms"
 
 
 def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,

@@ -4,41 +4,29 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from lab.histogram import Histogram, latency_figures
 from lab.load.samples import Measurement
+from lab.monitor import Usage
 
 CLIENT_LIMITED_CPU_PCT = 90.0  # of one core, for the busiest client process
 SATURATED_PCT = 90.0  # of all usable cores, client and server together
 
 
-def summarize(m: Measurement) -> dict[str, object]:
-    """The figures of one cell. Latency percentiles are over successful requests only;
-    failed ones are counted by kind, never dropped."""
-    ok = [s for s in m.samples if s.error is None]
-    hist = Histogram()
-    for s in ok:
-        hist.record(s.latency_s)
-    u = m.usage
+def usage_figures(u: Usage, ok: int, busiest_pct: float | None = None) -> dict[str, Any]:
+    """Client and server resources over the window. With several client processes the
+    busiest one decides whether the client was the limit."""
     wall = u.wall_s if u.wall_s > 0 else float("nan")
     client_pct = 100.0 * u.client_cpu_s / wall
-    # With several client processes, the busiest one decides whether the client was the limit.
-    busiest_pct = float(m.info.get("client_cpu_busiest_pct", client_pct))  # type: ignore[arg-type]
     server_pct = 100.0 * u.server_cpu_s / wall if u.server_cpu_s is not None else None
     cores = len(os.sched_getaffinity(0))
     return {
-        "requests": len(m.samples),
-        "ok": len(ok),
-        "errors": dict(Counter(s.error for s in m.samples if s.error is not None)),
-        "wall_s": u.wall_s,
-        "rps": len(ok) / wall,
-        "latency_ms": latency_figures(hist),
-        "histogram": hist.to_json(),
-        "pids": {str(pid): n for pid, n in Counter(s.pid for s in ok).most_common()},
         "client_cpu_pct": client_pct,
-        "client_limited": busiest_pct >= CLIENT_LIMITED_CPU_PCT,
+        "client_limited": (client_pct if busiest_pct is None else busiest_pct)
+        >= CLIENT_LIMITED_CPU_PCT,
         "server_cpu_pct": server_pct,
-        "server_cpu_s_per_1000": (1000 * u.server_cpu_s / len(ok)
+        "server_cpu_s_per_1000": (1000 * u.server_cpu_s / ok
                                   if u.server_cpu_s is not None and ok else None),
         "server_peak_rss_mb": u.server_peak_rss_mb,
         "server_processes": u.server_processes,
@@ -46,6 +34,28 @@ def summarize(m: Measurement) -> dict[str, object]:
         # neither figure is the server's ceiling.
         "cores": cores,
         "machine_saturated": client_pct + (server_pct or 0.0) >= SATURATED_PCT * cores,
+    }
+
+
+def summarize(m: Measurement) -> dict[str, Any]:
+    """The figures of one cell. Latency percentiles are over successful requests only;
+    failed ones are counted by kind, never dropped."""
+    ok = [s for s in m.samples if s.error is None]
+    hist = Histogram()
+    for s in ok:
+        hist.record(s.latency_s)
+    wall = m.usage.wall_s if m.usage.wall_s > 0 else float("nan")
+    busiest = m.info.get("client_cpu_busiest_pct")
+    return {
+        "requests": len(m.samples),
+        "ok": len(ok),
+        "errors": dict(Counter(s.error for s in m.samples if s.error is not None)),
+        "wall_s": m.usage.wall_s,
+        "rps": len(ok) / wall,
+        "latency_ms": latency_figures(hist),
+        "histogram": hist.to_json(),
+        "pids": {str(pid): n for pid, n in Counter(s.pid for s in ok).most_common()},
+        **usage_figures(m.usage, len(ok), float(busiest) if busiest is not None else None),  # type: ignore[arg-type]
         **m.info,
     }
 

@@ -163,6 +163,41 @@ def test_non_loopback_host_needs_the_flag() -> None:
     assert matrix(text, allow_non_loopback=True).lab.host == "10.0.0.1"
 
 
+def test_shuffled_order_is_seeded_and_stays_within_each_point() -> None:
+    text = """
+[servers.uvicorn]
+workers = [1, 2, 3]
+[servers.hypercorn]
+workers = [1, 2]
+[servers.granian]
+workers = [1, 2, 3]
+[[experiments]]
+name = "x"
+kind = "burst"
+endpoints = ["/a", "/b"]
+requests = [1, 2]
+"""
+    interleaved = [c.id for c in matrix("[lab]\nrepeats = 2\n" + text).cells()]
+    per_point = 8  # server configurations
+    orders = {}
+    for seed in range(5):
+        cfg_text = f'[lab]\nrepeats = 2\norder = "shuffled"\nseed = {seed}\n' + text
+        ids = [c.id for c in matrix(cfg_text).cells()]
+        assert ids == [c.id for c in matrix(cfg_text).cells()]  # same seed, same order
+        for i in range(0, len(ids), per_point):  # each point keeps its own cells
+            assert sorted(ids[i:i + per_point]) == sorted(interleaved[i:i + per_point])
+        orders[seed] = ids
+    assert any(ids != interleaved for ids in orders.values())
+    assert len({tuple(ids) for ids in orders.values()}) > 1
+
+
+def test_baseline_names_a_configuration() -> None:
+    assert matrix('[lab]\nbaseline = "granian-w2"\n' + ARTICLE).lab.baseline == "granian-w2"
+    with pytest.raises(ConfigError) as e:
+        matrix('[lab]\nbaseline = "granian-w1"\n' + ARTICLE)
+    assert e.value.path == "lab.baseline"
+
+
 # ---- Matrix.only -----------------------------------------------------------------------
 
 def test_only_server() -> None:
@@ -316,6 +351,9 @@ INVALID = [
      "lab.app: module 'apps.article' has no attribute 'nope'"),
     ("repeats 0", cfg(lab="repeats = 0\n"), "lab.repeats: must be ≥ 1"),
     ("lab not a table", "lab = 3\n" + SERVER + exp(), "lab: must be a table"),
+    ("bad order", cfg(lab='order = "random"\n'), "lab.order: must be one of"),
+    ("negative seed", cfg(lab="seed = -1\n"), "lab.seed: must be ≥ 0"),
+    ("unknown baseline", cfg(lab='baseline = "uvicorn-w9"\n'), "lab.baseline: 'uvicorn-w9'"),
 ]
 
 

@@ -2,7 +2,11 @@
 exit code, files, one line per cell, the physics of the article's endpoints, the report's
 findings, and no process left behind."""
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,7 +17,7 @@ import psutil
 import pytest
 
 from lab.results import RunDir
-from tests.conftest import CONFIGS, TOKEN_ENV, carrying, leftovers, run_lab
+from tests.conftest import CONFIGS, ROOT, TOKEN_ENV, carrying, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
 
@@ -36,6 +40,13 @@ class E2E:
     records: list[dict[str, Any]]
     report: str
     stray: list[str]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def stray_processes(token: str, run_id: str) -> list[str]:
@@ -149,7 +160,7 @@ def test_closed_loop_on_hello(e2e: E2E) -> None:
     assert set(rows) == set(SERVER_IDS)
     for sid, r in rows.items():
         f = r["figures"]
-        assert r["load"] == {"users": 4, "duration_s": 0.5, "warmup_s": 0.2}
+        assert r["load"] | {"users": 4, "duration_s": 0.5, "warmup_s": 0.2} == r["load"]
         assert 0.49 <= f["wall_s"] < 1.5, sid
         assert f["rps"] > 50, sid
         assert f["rps"] == pytest.approx(f["ok"] / f["wall_s"])
@@ -180,3 +191,89 @@ def test_report_rebuilds_identically_from_files(e2e: E2E) -> None:
 
 def test_no_process_left_behind(e2e: E2E) -> None:
     assert e2e.stray == []
+
+
+# ---- failures, interruption and a killed lab --------------------------------------------
+
+def test_a_crashing_cell_is_recorded_and_the_matrix_goes_on(
+        tmp_path: Path, leak_token: str) -> None:
+    result = run_lab("run", CONFIGS / "crash.toml", "--out", tmp_path, "--run-id", "crash",
+                     timeout=120)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    records = {r["cell_id"]: r for r in RunDir(tmp_path / "crash").load().records}
+    assert list(records) == ["uvicorn-w1-crash-crash-n2", "uvicorn-w1-crash-hello-n2"]
+    crashed, hello = records.values()
+    assert crashed["status"] == "failed"
+    assert crashed["failure"]["kind"] in ("server_crashed", "all_requests_failed")
+    assert crashed["failure"]["reason"]
+    assert hello["status"] == "ok" and hello["figures"]["ok"] == 2
+    md = (tmp_path / "crash" / "report.md").read_text()
+    assert "## Failed cells" in md and "`uvicorn-w1-crash-crash-n2`" in md
+    assert leftovers(leak_token) == []
+
+
+def test_interrupted_run_stops_servers_and_resumes(tmp_path: Path, leak_token: str) -> None:
+    config = CONFIGS / "interrupt.toml"
+    run = RunDir(tmp_path / "intr")
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", str(config), "--out", str(tmp_path),
+         "--run-id", "intr"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, encoding="utf-8")
+    try:
+        deadline = time.monotonic() + 60
+        while not (run.results.is_file() and run.results.read_text().count("\n") >= 1):
+            assert lab.poll() is None, lab.communicate()
+            assert time.monotonic() < deadline, "the first cell never finished"
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        lab.send_signal(signal.SIGINT)
+        stdout, stderr = lab.communicate(timeout=30)
+        stopped_s = time.monotonic() - t0
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.communicate()
+    assert lab.returncode == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert "--resume" in stderr
+    assert stopped_s < 10
+    assert leftovers(leak_token) == []  # the running server was stopped, not orphaned
+    assert json.loads((run.path / "run.json").read_text())["state"] == "interrupted"
+    done_before = [r["cell_id"] for r in run.load().records]
+    assert 1 <= len(done_before) < 3
+    assert "interrupted" in (run.path / "report.md").read_text()
+
+    resumed = run_lab("run", "--resume", run.path, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    ids = [r["cell_id"] for r in run.load().records]
+    assert ids[:len(done_before)] == done_before
+    assert sorted(ids) == sorted(["uvicorn-w1-slow-async-blocking-n5",
+                                  "hypercorn-w1-slow-async-blocking-n5",
+                                  "granian-w1-slow-async-blocking-n5"])
+    assert json.loads((run.path / "run.json").read_text())["state"] == "finished"
+    assert leftovers(leak_token) == []
+
+
+def test_a_killed_lab_leaves_no_server(tmp_path: Path, leak_token: str) -> None:
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", str(CONFIGS / "sigkill.toml"), "--out",
+         str(tmp_path), "--run-id", "killed"], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        workers: list[int] = []
+        while len(workers) < 2:  # both uvicorn workers are serving the 20 s burst
+            assert lab.poll() is None and time.monotonic() < deadline
+            workers = [p for p in carrying(leak_token) if b"spawn_main" in cmdline(p)]
+            time.sleep(0.05)
+        time.sleep(1.0)  # the burst is under way
+        assert carrying(leak_token)
+        lab.kill()
+        lab.wait(timeout=10)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    # the guard sees its pipe close, SIGTERMs the server, SIGKILLs the group after 2 s
+    assert leftovers(leak_token, wait_s=10.0) == []

@@ -144,23 +144,26 @@ def test_a_table_per_comparison_with_every_server(built: str) -> None:
                                                              ASYNC_BLOCKING_WALL),
                               ("/hello", ["uvicorn-w1", "granian-w1", "granian-w2"])):
         rows = table_rows(section_for(built, endpoint))
-        assert [r["server"] for r in rows] == list(servers)
+        assert [r["configuration"] for r in rows] == list(servers)
 
 
 @pytest.mark.parametrize(("endpoint", "walls"), [("/blocking", BLOCKING_WALL),
                                                  ("/async-blocking", ASYNC_BLOCKING_WALL)])
 def test_relative_is_one_for_the_fastest_burst(built: str, endpoint: str,
                                                 walls: dict[str, float]) -> None:
-    rows = {r["server"]: r for r in table_rows(section_for(built, endpoint))}
+    rows = {r["configuration"]: r for r in table_rows(section_for(built, endpoint))}
     best = min(walls, key=walls.__getitem__)
     assert rows[best]["relative"] == "1.00"
+    assert rows[best]["verdict"] == "baseline"
     for sid, wall in walls.items():
         assert float(rows[sid]["relative"]) == pytest.approx(wall / walls[best], abs=0.006)
         assert rows[sid]["wall s"] == f"{wall:.3g}"
+        if sid != best:  # one run per cell: no verdict either way
+            assert "no verdict" in rows[sid]["verdict"]
 
 
 def test_relative_is_one_for_the_highest_rps_and_failed_row_says_why(built: str) -> None:
-    rows = {r["server"]: r for r in table_rows(section_for(built, "/hello"))}
+    rows = {r["configuration"]: r for r in table_rows(section_for(built, "/hello"))}
     assert rows["granian-w1"]["relative"] == "1.00"
     assert float(rows["uvicorn-w1"]["relative"]) == pytest.approx(1200 / 900, abs=0.006)
     assert float(rows["uvicorn-w1"]["req/s"]) == pytest.approx(900, rel=0.01)
@@ -169,8 +172,18 @@ def test_relative_is_one_for_the_highest_rps_and_failed_row_says_why(built: str)
     assert "client-limited" not in rows["uvicorn-w1"]["client CPU %"]
 
 
+def test_baseline_from_the_run_is_the_one(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    run.write_json(RUN_INFO, run.read_json(RUN_INFO) | {"baseline": "granian-w2"})
+    md = report.build(run).read_text()
+    rows = {r["configuration"]: r for r in table_rows(section_for(md, "/blocking"))}
+    assert rows["granian-w2"]["relative"] == "1.00"
+    assert rows["granian-w2"]["verdict"] == "baseline"
+    assert float(rows["uvicorn-w1"]["relative"]) == pytest.approx(0.055 / 0.066, abs=0.006)
+
+
 def test_requests_per_worker_split(built: str) -> None:
-    rows = {r["server"]: r for r in table_rows(section_for(built, "/async-blocking"))}
+    rows = {r["configuration"]: r for r in table_rows(section_for(built, "/async-blocking"))}
     assert rows["granian-w2"]["requests per worker"] == "6/4"
     assert rows["uvicorn-w1"]["requests per worker"] == "10"
 
@@ -270,25 +283,41 @@ def test_repeats_show_median_and_range(tmp_path: Path) -> None:
         records.append(r)
     md = report.build(make_run(tmp_path, config, "repeats", records)).read_text()
     row = table_rows(section_for(md, "/async-blocking"))[0]
-    assert row["wall s"] == "0.52 (0.5–0.6) ⚠"  # spread 19 % of the median: flagged noisy
+    assert row["wall s"].startswith("0.52 (0.5–0.6) ⚠")  # spread 19 % of the median: noisy
+
+
+def repeated_async_blocking(tmp_path: Path, walls: dict[str, tuple[float, ...]]) -> str:
+    config = f"[lab]\nrepeats = {len(next(iter(walls.values())))}\n" + CONFIG
+    matrix = parse(tomllib.loads(config))
+    records = []
+    for cell in matrix.cells():
+        if cell.endpoint != "/async-blocking" or cell.server_id not in walls:
+            continue
+        r = record_for(cell, matrix, "verdicts")
+        wall = walls[cell.server_id][cell.repeat - 1]
+        r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01))
+        records.append(r)
+    return report.build(make_run(tmp_path, config, "verdicts", records)).read_text()
 
 
 def test_overlapping_spreads_say_no_clear_difference(tmp_path: Path) -> None:
     """DESIGN: a "faster" verdict needs non-overlapping spreads, otherwise the report
     says "no clear difference"."""
-    config = "[lab]\nrepeats = 3\n" + CONFIG
-    matrix = parse(tomllib.loads(config))
-    walls = {"uvicorn-w1": (0.50, 0.56, 0.60), "granian-w1": (0.52, 0.55, 0.58)}
-    records = []
-    for cell in matrix.cells():
-        if cell.endpoint != "/async-blocking" or cell.server_id not in walls:
-            continue
-        r = record_for(cell, matrix, "overlap")
-        wall = walls[cell.server_id][cell.repeat - 1]
-        r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01))
-        records.append(r)
-    md = report.build(make_run(tmp_path, config, "overlap", records)).read_text()
-    assert "no clear difference" in md.lower()
+    md = repeated_async_blocking(tmp_path, {"uvicorn-w1": (0.50, 0.56, 0.60),
+                                            "granian-w1": (0.52, 0.55, 0.58)})
+    rows = {r["configuration"]: r for r in table_rows(section_for(md, "/async-blocking"))}
+    assert rows["granian-w1"]["verdict"] == "baseline"  # the lower median
+    assert rows["uvicorn-w1"]["verdict"] == "no clear difference"
+    assert "significant" not in section_for(md, "/async-blocking")
+
+
+def test_separate_spreads_beyond_the_noise_are_significant(tmp_path: Path) -> None:
+    md = repeated_async_blocking(tmp_path, {"uvicorn-w1": (0.50, 0.51, 0.52),
+                                            "granian-w1": (0.30, 0.31, 0.32)})
+    rows = {r["configuration"]: r for r in table_rows(section_for(md, "/async-blocking"))}
+    assert rows["granian-w1"]["verdict"] == "baseline"
+    assert rows["uvicorn-w1"]["verdict"] == f"{0.51 / 0.31:.2f}× slower (significant)"
+    assert "## Noise" in md
 
 
 def test_report_cli_rebuilds_from_files(tmp_path: Path) -> None:

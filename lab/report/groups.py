@@ -61,12 +61,15 @@ class Row:
             return None
         return min(self.ok, key=lambda r: abs(self.headline.get(r["figures"]) - s.median))
 
-    def latency(self, key: str = "histogram") -> dict[str, float | None]:
-        """Latency percentiles over every successful repeat, from merged histograms."""
+    def latency(self) -> dict[str, float | None]:
+        """Latency percentiles over every successful repeat, from merged histograms; an
+        external engine that gives percentiles only shows its typical repeat's."""
+        if any(not r["figures"].get("histogram") for r in self.ok):
+            typical = self.typical()
+            return typical["figures"]["latency_ms"] if typical else {}
         merged = Histogram()
         for r in self.ok:
-            if r["figures"].get(key):
-                merged = merged.merge(Histogram.from_json(r["figures"][key]))
+            merged = merged.merge(Histogram.from_json(r["figures"]["histogram"]))
         return latency_figures(merged)
 
 
