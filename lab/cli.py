@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lab import config as config_mod
 from lab import environment, report
-from lab.config import ENGINE_NAMES, KINDS, Matrix
+from lab.config import KINDS, Matrix
 from lab.errors import ConfigError, Interrupted, LabError, UsageError
 from lab.estimate import matrix_s
 from lab.interrupt import Interrupts
@@ -139,7 +139,8 @@ def cmd_list(_: argparse.Namespace) -> int:
     print("experiment kinds:")
     for name, kind in KINDS.items():
         print(f"  {name:10} {kind.help} (axis: {kind.load_key})")
-    print(f"engines: {', '.join(ENGINE_NAMES)}")
+    wrk_state = "installed" if wrk.available() else "not installed: apt-get install wrk"
+    print(f"engines: httpx, aiohttp (in-process or clients = k processes), wrk ({wrk_state})")
     return 0
 
 

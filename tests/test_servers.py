@@ -110,3 +110,38 @@ def test_stop_after_the_server_exited_by_itself(tmp_path: Path, leak_token: str)
     assert server.last_stop is not None
     assert pgroup.members(pgid) == []
     assert leftovers(leak_token) == []
+
+
+@pytest.mark.parametrize("host", ["::1", "localhost"])
+@pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
+def test_every_loopback_host_the_config_accepts_works(name: str, host: str, tmp_path: Path,
+                                                       leak_token: str) -> None:
+    """lab.config accepts 127.0.0.1, localhost and ::1: each must start on every server."""
+    adapter = ADAPTERS[name]
+    with running(lambda port: adapter.argv(sys.executable, APP, host, port, 1, {}), host, 1,
+                 tmp_path / "server.log", START_TIMEOUT_S, stop_grace_s=5.0) as server:
+        response = httpx.get(f"{server.base_url}/hello", trust_env=False, timeout=5.0)
+        assert response.status_code == 200
+        assert response.json()["endpoint"] == "/hello"
+    assert leftovers(leak_token) == []
+
+
+@pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
+def test_workers_that_ignore_sigterm_are_killed(name: str, tmp_path: Path,
+                                                leak_token: str) -> None:
+    """apps.stubborn's workers ignore SIGTERM: the stop still ends the whole group, within
+    the grace period plus the SIGKILL, and says whether SIGKILL was needed."""
+    grace = 1.0
+    with running(argv_for(name, 2, "apps.stubborn:app"), HOST, 2, tmp_path / "server.log",
+                 START_TIMEOUT_S, stop_grace_s=grace) as server:
+        assert len(marker_pids(server)) == 2
+        pgid = server.pgid
+    report = server.last_stop
+    assert report is not None
+    assert report.seconds < grace + 2.0
+    assert pgroup.members(pgid) == []
+    assert leftovers(leak_token) == []
+    if report.killed:  # hypercorn's workers stop on its shutdown event, not on a signal
+        assert report.seconds >= grace * 0.9
+    elif name != "hypercorn":
+        pytest.fail(f"{name}'s stubborn workers cannot have stopped without SIGKILL")
