@@ -6,7 +6,6 @@ workers) inherits it, and afterwards no process may still carry it. This finds o
 that changed process group or parent, and never touches processes of other sessions.
 """
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.load.samples import Measurement, Sample
+from lab.monitor import Usage
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -35,12 +35,11 @@ def run_lab(*args: str | os.PathLike[str], timeout: float = 60.0,
 
 def measurement(samples: list[Sample], wall_s: float, client_cpu_s: float,
                 **info: object) -> Measurement:
-    """A Measurement of a window ``wall_s`` long in which the client used ``client_cpu_s``."""
-    if "usage" in {f.name for f in dataclasses.fields(Measurement)}:
-        from lab.monitor import Usage
-
-        return Measurement(samples, Usage(wall_s, client_cpu_s, None, None, 0), dict(info))
-    return Measurement(samples, wall_s, client_cpu_s, dict(info))  # type: ignore[call-arg]
+    """A Measurement of a window ``wall_s`` long in which the client used ``client_cpu_s``
+    (and no server was watched, as in a window without server pids)."""
+    usage = Usage(wall_s=wall_s, client_cpu_s=client_cpu_s, server_cpu_s=None,
+                  server_peak_rss_mb=None, server_processes=0)
+    return Measurement(samples, usage, dict(info))
 
 
 def carrying(token: str) -> list[int]:

@@ -8,6 +8,7 @@ import pytest
 
 from lab.config import Matrix, parse
 from lab.errors import ConfigError
+from lab.servers import ADAPTERS
 from tests.conftest import ROOT, run_lab
 
 ARTICLE = """
@@ -433,3 +434,37 @@ def test_shipped_configs_validate(path: Path) -> None:
     result = run_lab("validate", path)
     assert result.returncode == 0, result.stderr
     assert " cells, estimated " in result.stdout
+
+
+# ---- run and list refusals (nothing starts) --------------------------------------------
+
+def test_run_refuses_a_long_estimate_without_yes(write_config: Callable[..., Path],
+                                                  tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = run_lab("run", write_config(ARTICLE), "--out", out, "--max-minutes", "0.01")
+    line = assert_one_line_error(result, "")
+    assert "--yes" in line and "--max-minutes" in line
+    assert not out.exists() or not any(out.iterdir())  # no run directory was made
+
+
+def test_run_refuses_an_existing_run_id(write_config: Callable[..., Path],
+                                        tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    (out / "taken").mkdir(parents=True)
+    result = run_lab("run", write_config(cfg()), "--out", out, "--run-id", "taken")
+    line = assert_one_line_error(result, "")
+    assert "already exists" in line
+    assert list((out / "taken").iterdir()) == []
+
+
+def test_run_without_config_or_resume(tmp_path: Path) -> None:
+    assert_one_line_error(run_lab("run", "--out", tmp_path), "")
+
+
+def test_list_names_every_server_with_its_version() -> None:
+    result = run_lab("list")
+    assert result.returncode == 0, result.stderr
+    for name, adapter in ADAPTERS.items():
+        assert f"{name}" in result.stdout and str(adapter.version()) in result.stdout
+    for kind in ("burst", "closed"):
+        assert kind in result.stdout
