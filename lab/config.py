@@ -195,6 +195,11 @@ def _table(value: Any, path: str, allowed: set[str], required: set[str] = frozen
     return value
 
 
+def _open_table(value: Any, path: str) -> dict:
+    """A table whose keys are names the user chooses (servers, params)."""
+    return _table(value, path, set(value) if isinstance(value, dict) else set())
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -260,6 +265,7 @@ def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
         raise ConfigError("lab.host", f"{host!r} is not a loopback address; the lab only "
                                       "loads 127.0.0.1, localhost or ::1 unless "
                                       "--allow-non-loopback is given")
+    host = bind_address(host)
     return LabSettings(
         app=app,
         repeats=_number(t.get("repeats", d.repeats), "lab.repeats", 1, integer=True),
@@ -280,6 +286,11 @@ def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(path, f"must be one of {', '.join(choices)}, got {value!r}")
     return str(value)
+
+
+def bind_address(host: str) -> str:
+    """What servers are given to bind: granian refuses "localhost", all refuse "[::1]"."""
+    return "127.0.0.1" if host == "localhost" else host.strip("[]")
 
 
 def _is_loopback(host: str) -> bool:
@@ -315,10 +326,10 @@ def _parse_server(name: str, raw: Any) -> ServerSpec:
 def _parse_experiment(i: int, raw: Any) -> Experiment:
     path = f"experiments[{i}]"
     common = {"name", "kind", "endpoints", "params", "engine", "timeout_s"}
-    kind = _table(raw, path, set(raw) if isinstance(raw, dict) else set()).get("kind")
+    kind = _open_table(raw, path).get("kind")
     if kind is None:
         raise ConfigError(f"{path}.kind", f"is required (one of: {', '.join(KINDS)})")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ConfigError(f"{path}.kind", f"unknown experiment kind {kind!r} "
                                           f"(known: {', '.join(KINDS)})")
     schema = KINDS[kind]
@@ -333,7 +344,7 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
         _endpoint(e, f"{path}.endpoints[{j}]")
     loads = tuple(_number(n, f"{path}.{schema.load_key}[{j}]", 1, integer=True)
                   for j, n in enumerate(_list(t[schema.load_key], f"{path}.{schema.load_key}")))
-    params = _table(t.get("params", {}), f"{path}.params", set(t.get("params", {}) or {}))
+    params = _open_table(t.get("params", {}), f"{path}.params")
     for key, value in params.items():
         if isinstance(value, list | dict):
             raise ConfigError(f"{path}.params.{key}", "must be a single value "
@@ -353,8 +364,7 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
 def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False) -> Matrix:
     t = _table(raw, "", {"lab", "servers", "experiments"}, {"servers", "experiments"})
     lab = _parse_lab(t.get("lab", {}), allow_non_loopback)
-    servers_raw = _table(t["servers"], "servers", set(t["servers"]) if isinstance(
-        t["servers"], dict) else set())
+    servers_raw = _open_table(t["servers"], "servers")
     if not servers_raw:
         raise ConfigError("servers", "must name at least one server")
     servers = tuple(_parse_server(name, value) for name, value in servers_raw.items())

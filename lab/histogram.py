@@ -42,6 +42,8 @@ class Histogram:
             return None
         if q >= 100:
             return self.max_us / 1e3
+        if q <= 0:
+            return self.min_us / 1e3
         rank, seen = max(1, math.ceil(q / 100 * total)), 0
         for index in sorted(self.counts):
             seen += self.counts[index]

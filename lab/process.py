@@ -114,8 +114,12 @@ class Server:
         self.ready_s = time.monotonic() - self.started
         return self.ready_s
 
+    def ready_pids(self) -> list[int]:
+        """Workers that have finished start-up (for apps that write markers)."""
+        return [int(name) for name in os.listdir(self._ready_dir)]
+
     def _marker_count(self) -> int:
-        return len(os.listdir(self._ready_dir))
+        return len(self.ready_pids())
 
     def _workers_ready(self) -> bool:
         # A worker that answered /health has written its marker if the app writes them;

@@ -96,6 +96,8 @@ class RunDir:
                 continue
             try:
                 record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not an object")
             except ValueError:
                 loaded.warnings.append(f"{RESULTS} line {n} is truncated or corrupt; "
                                        "that cell counts as not finished")

@@ -151,9 +151,11 @@ def test_defaults_per_kind() -> None:
     assert m.lab.app == "apps.article:app"
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
-def test_loopback_hosts_are_accepted(host: str) -> None:
-    assert matrix(f'[lab]\nhost = "{host}"\n' + ARTICLE).lab.host == host
+@pytest.mark.parametrize(("host", "bound"), [
+    ("127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1"), ("::1", "::1"),
+    ("[::1]", "::1"), ("127.0.0.2", "127.0.0.2")])
+def test_loopback_hosts_are_accepted_as_addresses_to_bind(host: str, bound: str) -> None:
+    assert matrix(f'[lab]\nhost = "{host}"\n' + ARTICLE).lab.host == bound
 
 
 def test_non_loopback_host_needs_the_flag() -> None:

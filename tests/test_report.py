@@ -259,6 +259,19 @@ def test_truncated_last_line_gives_a_warning_not_a_crash(tmp_path: Path) -> None
     assert "cells: 9 finished" in md  # the complete lines all still count
 
 
+@pytest.mark.parametrize("garbage", ["42", "[1, 2]"])
+def test_a_corrupt_line_that_is_valid_json_is_a_warning_too(tmp_path: Path,
+                                                             garbage: str) -> None:
+    """RunDir.load: "a truncated or corrupt line is a warning, not a crash"."""
+    run = make_run(tmp_path)
+    lines = run.results.read_text().splitlines()
+    run.results.write_text("\n".join([*lines[:3], garbage, *lines[3:]]) + "\n")
+    loaded = run.load()
+    assert len(loaded.records) == len(lines)
+    assert len(loaded.warnings) == 1 and "line 4" in loaded.warnings[0]
+    assert "line 4" in report.build(run).read_text()
+
+
 def test_append_after_a_truncated_line_keeps_the_new_record(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     records = run.load().records

@@ -1,7 +1,6 @@
 """Every server at 1 and 2 workers, started for real on 127.0.0.1 through lab.process."""
 
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -10,8 +9,9 @@ import httpx
 import pytest
 
 from lab import pgroup
+from lab.config import bind_address
 from lab.errors import ServerStartError
-from lab.process import Server, running
+from lab.process import running
 from lab.servers import ADAPTERS
 from tests.conftest import carrying, leftovers
 
@@ -38,11 +38,6 @@ async def burst(base_url: str, n: int) -> tuple[float, list[httpx.Response]]:
         return time.perf_counter() - t0, list(responses)
 
 
-def marker_pids(server: Server) -> set[int]:
-    """The workers that finished start-up: apps.article writes one file per worker pid."""
-    return {int(name) for name in os.listdir(server._ready_dir)}
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
 def test_server_serves_with_its_workers_and_leaves_nothing(
@@ -52,7 +47,7 @@ def test_server_serves_with_its_workers_and_leaves_nothing(
         assert server.ready_s is not None and server.ready_s < 10.0
         assert server.base_url.startswith(f"http://{HOST}:")
         group = set(server.pids())
-        workers_started = marker_pids(server)
+        workers_started = set(server.ready_pids())
         assert len(workers_started) == workers
         assert workers_started <= group
         # every process of the group carries the test's token, so "none left" below means it
@@ -112,12 +107,13 @@ def test_stop_after_the_server_exited_by_itself(tmp_path: Path, leak_token: str)
     assert leftovers(leak_token) == []
 
 
-@pytest.mark.parametrize("host", ["::1", "localhost"])
+@pytest.mark.parametrize("host", ["::1", "[::1]", "localhost"])
 @pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
 def test_every_loopback_host_the_config_accepts_works(name: str, host: str, tmp_path: Path,
                                                        leak_token: str) -> None:
-    """lab.config accepts 127.0.0.1, localhost and ::1: each must start on every server."""
+    """lab.config accepts localhost, ::1 and [::1] as loopback: each must work on every server."""
     adapter = ADAPTERS[name]
+    host = bind_address(host)
     with running(lambda port: adapter.argv(sys.executable, APP, host, port, 1, {}), host, 1,
                  tmp_path / "server.log", START_TIMEOUT_S, stop_grace_s=5.0) as server:
         response = httpx.get(f"{server.base_url}/hello", trust_env=False, timeout=5.0)
@@ -134,7 +130,7 @@ def test_workers_that_ignore_sigterm_are_killed(name: str, tmp_path: Path,
     grace = 1.0
     with running(argv_for(name, 2, "apps.stubborn:app"), HOST, 2, tmp_path / "server.log",
                  START_TIMEOUT_S, stop_grace_s=grace) as server:
-        assert len(marker_pids(server)) == 2
+        assert len(set(server.ready_pids())) == 2
         pgid = server.pgid
     report = server.last_stop
     assert report is not None
