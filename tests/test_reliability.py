@@ -1,0 +1,220 @@
+"""Nothing lost, nothing left running: signals, failed cells, resume, port races, the
+ledger of process groups. Real processes, bounded time."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lab import pgroup
+from lab.config import LabSettings
+from lab.process import Server, running
+from lab.reaper import Ledger, reap
+from lab.results import RunDir
+from lab.servers import ADAPTERS
+from tests.conftest import ROOT, leftovers, run_lab
+
+pytestmark = pytest.mark.servers
+
+ONE_BURST = """
+[lab]
+stop_grace_s = 2
+{lab}
+
+[servers.uvicorn]
+workers = [1]
+{servers}
+
+[[experiments]]
+name = "b"
+kind = "burst"
+endpoints = {endpoints}
+requests = [{n}]
+params = {{ delay = {delay} }}
+"""
+
+
+def config(write: Callable[..., Path], lab: str = "", servers: str = "",
+           endpoints: str = '["/non-blocking"]', n: int = 3, delay: float = 0.02) -> Path:
+    return write(ONE_BURST.format(lab=lab, servers=servers, endpoints=endpoints, n=n,
+                                  delay=delay))
+
+
+def start_lab(path: Path, out: Path, run_id: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", str(path), "--out", str(out), "--run-id", run_id],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+
+
+def wait_for_server(run: RunDir, lab: subprocess.Popen[str], timeout_s: float = 30) -> None:
+    """Until the lab has a server up (its ledger has a start with no stop)."""
+    deadline = time.monotonic() + timeout_s
+    while not Ledger(run.path).open_groups():
+        assert lab.poll() is None, lab.communicate()
+        assert time.monotonic() < deadline, "no server started"
+        time.sleep(0.02)
+
+
+def test_sigterm_stops_the_run_with_143_and_an_interrupted_report(
+        write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
+    path = config(write_config, endpoints='["/async-blocking"]', n=20, delay=0.5)
+    run = RunDir(tmp_path / "t")
+    lab = start_lab(path, tmp_path, "t")
+    wait_for_server(run, lab)
+    time.sleep(0.5)  # mid-cell
+    t0 = time.monotonic()
+    lab.send_signal(signal.SIGTERM)
+    out, err = lab.communicate(timeout=30)
+    assert lab.returncode == 143, out + err
+    assert time.monotonic() - t0 < 5
+    assert "Traceback" not in out + err
+    assert json.loads((run.path / "run.json").read_text())["state"] == "interrupted"
+    assert "This run was interrupted" in (run.path / "report.md").read_text()
+    assert run.load().records == []  # the cut cell is not a result
+    assert leftovers(leak_token) == []
+
+
+def test_a_second_ctrl_c_skips_the_grace_period(write_config: Callable[..., Path],
+                                                 tmp_path: Path, leak_token: str) -> None:
+    """apps.stubborn ignores SIGTERM and the grace is 20 s: the second SIGINT must SIGKILL
+    at once, and still leave nothing behind."""
+    path = config(write_config, lab='app = "apps.stubborn:app"\nstop_grace_s = 20',
+                  endpoints='["/non-blocking"]', n=2, delay=5)
+    path.write_text(path.read_text().replace("stop_grace_s = 2\n", "", 1))
+    run = RunDir(tmp_path / "h")
+    lab = start_lab(path, tmp_path, "h")
+    wait_for_server(run, lab)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    lab.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # now in the stop, waiting on a server that ignores SIGTERM
+    assert lab.poll() is None
+    lab.send_signal(signal.SIGINT)
+    out, err = lab.communicate(timeout=30)
+    assert lab.returncode == 130, out + err
+    assert time.monotonic() - t0 < 5, "the second Ctrl-C waited for the grace period"
+    assert leftovers(leak_token) == []
+
+
+def test_resume_refuses_a_changed_config_unless_forced(write_config: Callable[..., Path],
+                                                       tmp_path: Path,
+                                                       leak_token: str) -> None:
+    path = config(write_config)
+    first = run_lab("run", path, "--out", tmp_path, "--run-id", "r")
+    assert first.returncode == 0, first.stderr
+    path.write_text(path.read_text().replace("requests = [3]", "requests = [3, 4]"))
+    refused = run_lab("run", path, "--resume", tmp_path / "r")
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "changed since" in refused.stderr
+    forced = run_lab("run", path, "--resume", tmp_path / "r", "--force")
+    assert forced.returncode == 0, forced.stderr
+    ids = [r["cell_id"] for r in RunDir(tmp_path / "r").load().records]
+    assert ids == ["uvicorn-w1-b-non-blocking-n3", "uvicorn-w1-b-non-blocking-n4"]
+    assert leftovers(leak_token) == []
+
+
+def test_resume_reruns_a_cell_whose_line_was_cut_short(write_config: Callable[..., Path],
+                                                       tmp_path: Path,
+                                                       leak_token: str) -> None:
+    path = config(write_config, endpoints='["/non-blocking", "/blocking"]')
+    assert run_lab("run", path, "--out", tmp_path, "--run-id", "c").returncode == 0
+    run = RunDir(tmp_path / "c")
+    text = run.results.read_text()
+    run.results.write_text(text[: len(text) - 40])  # a crash while writing the last line
+    resumed = run_lab("run", "--resume", run.path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "truncated or corrupt" in resumed.stdout
+    loaded = run.load()
+    assert sorted(r["cell_id"] for r in loaded.records) == [
+        "uvicorn-w1-b-blocking-n3", "uvicorn-w1-b-non-blocking-n3"]
+    assert len(loaded.warnings) == 1  # the cut line stays, reported, and is not glued on
+    assert leftovers(leak_token) == []
+
+
+def test_a_cell_over_its_time_limit_fails_and_the_matrix_goes_on(
+        write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
+    path = config(write_config, lab="cell_timeout_s = 0.5",
+                  endpoints='["/async-blocking", "/non-blocking"]', n=5, delay=0.3)
+    result = run_lab("run", path, "--out", tmp_path, "--run-id", "to")
+    assert result.returncode == 3, result.stdout + result.stderr
+    records = {r["cell_id"]: r for r in RunDir(tmp_path / "to").load().records}
+    slow = records["uvicorn-w1-b-async-blocking-n5"]
+    assert slow["status"] == "failed" and slow["failure"]["kind"] == "cell_timeout"
+    assert records["uvicorn-w1-b-non-blocking-n5"]["status"] == "ok"
+    assert "cell_timeout" in (tmp_path / "to" / "report.md").read_text()
+    assert leftovers(leak_token) == []
+
+
+def test_a_server_that_will_not_start_is_a_failed_cell(write_config: Callable[..., Path],
+                                                       tmp_path: Path,
+                                                       leak_token: str) -> None:
+    """hypercorn's trio worker class needs trio, which is not installed: a start failure
+    with the log's tail, while the next configuration still runs."""
+    path = config(write_config,
+                  servers='[servers.hypercorn]\nworkers = [1]\noptions = { worker_class = "trio" }')
+    result = run_lab("run", path, "--out", tmp_path, "--run-id", "sf")
+    assert result.returncode == 3, result.stdout + result.stderr
+    records = {r["server_id"]: r for r in RunDir(tmp_path / "sf").load().records}
+    failed = records["hypercorn-w1"]
+    assert failed["failure"]["kind"] == "start_failed"
+    assert "trio" in failed["failure"]["log_tail"].lower()
+    assert records["uvicorn-w1"]["status"] == "ok"
+    assert leftovers(leak_token) == []
+
+
+def test_a_port_taken_before_the_server_binds_is_retried(tmp_path: Path,
+                                                         leak_token: str) -> None:
+    lab = LabSettings()
+    adapter = ADAPTERS["uvicorn"]
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy_port = taken.getsockname()[1]
+    ports: list[int] = []
+
+    def argv(port: int) -> list[str]:
+        # The first attempt loses the race: it is handed a port someone else now holds.
+        ports.append(busy_port if not ports else port)
+        return adapter.argv(sys.executable, lab.app, lab.host, ports[-1], 1, {})
+
+    try:
+        with running(argv, lab.host, 1, tmp_path / "s.log", 20, 2) as server:
+            assert server.argv[server.argv.index("--port") + 1] != str(busy_port)
+    finally:
+        taken.close()
+    assert len(ports) == 2
+    assert "address already in use" in (tmp_path / "s.log").read_text().lower()
+    assert leftovers(leak_token) == []
+
+
+def test_the_next_run_reaps_a_group_that_outlived_its_lab(tmp_path: Path,
+                                                          leak_token: str) -> None:
+    """The guard is the first line; if it is gone too (here: SIGKILLed), the ledger lets
+    the next run find the orphaned server and end it."""
+    lab = LabSettings()
+    run_path = tmp_path / "old-run"
+    run_path.mkdir()
+    server = Server(ADAPTERS["uvicorn"].argv(sys.executable, lab.app, lab.host, 0, 1, {}),
+                    lab.host, 0, 1, tmp_path / "s.log", Ledger(run_path))
+    deadline = time.monotonic() + 10
+    while (main := server.main_pid()) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(server.pgid, signal.SIGKILL)  # the guard dies, as with a power cut of the lab
+    server.proc.wait()
+    assert server.proc.stdin is not None
+    server.proc.stdin.close()
+    assert pgroup.alive(server.pgid)  # the server outlived both
+    messages = reap(tmp_path)
+    assert len(messages) == 1 and "old-run" in messages[0]
+    assert pgroup.wait_gone(server.pgid, 5)
+    assert not pgroup.members(server.pgid) and main not in leftovers(leak_token)
+    assert reap(tmp_path) == []  # recorded as stopped: not reaped twice
+    assert leftovers(leak_token) == []
