@@ -88,8 +88,11 @@ def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
             ratio = 1 / v.ratio
             word = {True: "significant", False: "no clear difference",
                     None: "single run"}[v.significant]
+            typical = row.typical()
+            used = len(typical["figures"]["pids"]) if typical else w
+            idle = f"; only {used} of {w} workers got requests" if used < w else ""
             parts.append(f"{server} ×{ratio:.2f} at {w} workers "
-                         f"(efficiency {100 * ratio / w:.0f} %, {word})")
+                         f"(efficiency {100 * ratio / w:.0f} %, {word}{idle})")
     if not parts:
         return None
     what, _ = _what(comp.endpoint)
@@ -97,10 +100,13 @@ def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
             "relative to 1 worker: " + "; ".join(parts) + ".")
 
 
+SLOWED_FACTOR = 3.0  # probe p50 over 3× idle (+1 ms) but under the stall bar: slowed
+
+
 def interference_finding(comp: Comparison) -> str | None:
     """Did the slow endpoint stall the probe? Stalled = probe p50 under load ≥ half the
-    delay (or ≥ 10× idle when there is no delay)."""
-    stalled, fine = [], []
+    delay (or ≥ 10× idle when there is no delay); slowed = ≥ 3× idle but less than that."""
+    stalled, slowed, fine = [], [], []
     for row in comp.rows:
         loaded = row.spread()
         idle = row.spread(lambda f: f["idle_latency_ms"]["p50"])
@@ -108,8 +114,13 @@ def interference_finding(comp: Comparison) -> str | None:
             continue
         bar = 500 * comp.delay if comp.delay else 10 * idle.median
         text = f"{row.server_id} {fmt(loaded.median)} ms vs {fmt(idle.median)} ms idle"
-        (stalled if loaded.median >= bar else fine).append(text)
-    if not stalled and not fine:
+        if loaded.median >= bar:
+            stalled.append(text)
+        elif loaded.median >= SLOWED_FACTOR * idle.median + 1:
+            slowed.append(text)
+        else:
+            fine.append(text)
+    if not stalled and not slowed and not fine:
         return None
     probe = comp.load.get("probe", "the probe")
     what, _ = _what(comp.endpoint)
@@ -118,8 +129,10 @@ def interference_finding(comp: Comparison) -> str | None:
     parts = []
     if stalled:
         parts.append("it **stalled unrelated requests** on " + "; ".join(stalled))
+    if slowed:
+        parts.append("it slowed them, short of a stall, on " + "; ".join(slowed))
     if fine:
-        parts.append("it did not on " + "; ".join(fine))
+        parts.append("it left them as fast as idle on " + "; ".join(fine))
     return head + "; ".join(parts) + "."
 
 
