@@ -32,6 +32,7 @@ class Window:
         self._sampler: threading.Thread | None = None
         self._t0 = self._cpu0 = 0.0
         self._server_cpu0: dict[int, float] = {}
+        self._server_cpu_seen: dict[int, float] = {}  # last reading of each pid
         self.usage: Usage | None = None
 
     def start(self) -> None:
@@ -48,7 +49,8 @@ class Window:
             self._sampler.join()
         server_cpu = None
         if self._procs:
-            now = self._server_cpu()
+            # A process that exited inside the window keeps the CPU last sampled for it.
+            now = {**self._server_cpu_seen, **self._server_cpu()}
             server_cpu = sum(now[pid] - self._server_cpu0.get(pid, 0.0) for pid in now)
         self.usage = Usage(wall, cpu, server_cpu,
                            self._peak_rss / 2**20 if self._procs else None, len(self._procs))
@@ -61,11 +63,12 @@ class Window:
                 t = p.cpu_times()
                 out[p.pid] = t.user + t.system
             except psutil.Error:
-                continue  # a worker that exited keeps only the CPU seen until then
+                continue  # exited: its last sample stands (see end())
         return out
 
     def _sample_rss(self) -> None:
         while True:
+            self._server_cpu_seen.update(self._server_cpu())
             total = 0
             for p in self._procs:
                 try:

@@ -5,6 +5,7 @@ Only an interruption stops the loop, and then after the running server has been 
 """
 
 import asyncio
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -94,6 +95,11 @@ def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
                 record["failure"] = _failure(
                     "cell_timeout", f"cell exceeded lab.cell_timeout_s = {lab.cell_timeout_s:g} s",
                     log_tail(log_path))
+            except (RuntimeError, EOFError, OSError, subprocess.SubprocessError) as e:
+                # The load generator itself failed (a client process died, wrk broke):
+                # the cell is a failed result, the matrix goes on.
+                record["failure"] = _failure("client_failed", f"{type(e).__name__}: {e}",
+                                             log_tail(log_path))
             lost = pids_before - set(server.pids())
             if lost and record["failure"] is None:
                 record["failure"] = _failure(

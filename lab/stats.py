@@ -45,13 +45,14 @@ def summarize(m: Measurement) -> dict[str, Any]:
     for s in ok:
         hist.record(s.latency_s)
     wall = m.usage.wall_s if m.usage.wall_s > 0 else float("nan")
+    span = float(m.info.get("answer_span_s", wall))  # type: ignore[arg-type]
     busiest = m.info.get("client_cpu_busiest_pct")
     return {
         "requests": len(m.samples),
         "ok": len(ok),
         "errors": dict(Counter(s.error for s in m.samples if s.error is not None)),
         "wall_s": m.usage.wall_s,
-        "rps": len(ok) / wall,
+        "rps": len(ok) / span,
         "latency_ms": latency_figures(hist),
         "histogram": hist.to_json(),
         "pids": {str(pid): n for pid, n in Counter(s.pid for s in ok).most_common()},

@@ -38,9 +38,8 @@ def compare(row: Sequence[float], base: Sequence[float], higher_is_better: bool,
     if len(row) < MIN_REPEATS or len(base) < MIN_REPEATS:
         return Verdict(ratio, None, "single run: no verdict")
     apart = r.high < b.low or b.high < r.low
-    beyond_noise = abs(ratio - 1) * 100 > noise_pct
-    if apart and beyond_noise:
+    factor = ratio if ratio >= 1 else 1 / ratio  # symmetric: swapping the rows keeps it
+    if apart and (factor - 1) * 100 > noise_pct:
         word = "slower" if ratio > 1 else "faster"
-        factor = ratio if ratio > 1 else 1 / ratio
         return Verdict(ratio, True, f"{factor:.2f}× {word} (significant)")
     return Verdict(ratio, False, "no clear difference")

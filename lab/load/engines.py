@@ -25,14 +25,14 @@ class Client(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _query(params: Params) -> dict[str, str]:
+def query_params(params: Params) -> dict[str, str]:
     return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
 
 
 class HttpxClient:
     def __init__(self, base_url: str, params: Params, connections: int, timeout_s: float):
         self._client = httpx.AsyncClient(
-            base_url=base_url, params=_query(params), trust_env=False,
+            base_url=base_url, params=query_params(params), trust_env=False,
             limits=httpx.Limits(max_connections=connections,
                                 max_keepalive_connections=connections),
             timeout=httpx.Timeout(timeout_s, pool=timeout_s),
@@ -59,7 +59,7 @@ class HttpxClient:
 
 class AiohttpClient:
     def __init__(self, base_url: str, params: Params, connections: int, timeout_s: float):
-        self._base, self._params = base_url, _query(params)
+        self._base, self._params = base_url, query_params(params)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=connections),
             timeout=aiohttp.ClientTimeout(total=timeout_s), trust_env=False,

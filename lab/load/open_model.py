@@ -49,7 +49,11 @@ async def run(base_url: str, exp: Experiment, endpoint: str, rate: int, window: 
         await client.aclose()
     lags.sort()
     lag_p99_ms = 1e3 * lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
+    # A server that fell behind answers the window's requests after the window: the
+    # achieved rate counts them over the time until the last answer, not the window alone.
+    last_answer = max((s.start + s.latency_s for s in samples), default=window_end)
     return Measurement(samples, usage, {
+        "answer_span_s": max(window_end, last_answer) - window_start,
         "target_rps": rate,
         "scheduled": len(lags),
         "send_lag_p99_ms": lag_p99_ms,

@@ -108,6 +108,7 @@ def merge(results: list[Measurement], usage: Usage) -> Measurement:
             "send_lag_p99_ms": max(float(m.info["send_lag_p99_ms"]) for m in results),  # type: ignore[arg-type]
             "send_lag_max_ms": max(float(m.info["send_lag_max_ms"]) for m in results),  # type: ignore[arg-type]
             "client_behind": any(m.info["client_behind"] for m in results),
+            "answer_span_s": max(float(m.info["answer_span_s"]) for m in results),  # type: ignore[arg-type]
         }
     # The busiest client process decides whether the client was the limit.
     busiest = max((m.usage.client_cpu_s for m in results), default=0.0)

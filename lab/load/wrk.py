@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from lab.config import Experiment
+from lab.load.engines import query_params
 from lab.monitor import Window
 from lab.stats import usage_figures
 
@@ -46,7 +47,7 @@ def _children_cpu() -> float:
 def run(base_url: str, exp: Experiment, endpoint: str, users: int,
         window: Window) -> dict[str, Any]:
     """The cell's figures, keyed like ``lab.stats.summarize``'s."""
-    query = urlencode({k: str(v) for k, v in exp.params.items()})
+    query = urlencode(query_params(exp.params))
     url = f"{base_url}{endpoint}" + (f"?{query}" if query else "")
     if exp.warmup_s > 0:
         _wrk(url, users, math.ceil(exp.warmup_s), exp.timeout_s)
