@@ -17,6 +17,7 @@ from lab.config import KINDS, Cell, LabSettings, Matrix
 from lab.errors import ServerStartError
 from lab.interrupt import Interrupts
 from lab.load import MULTI_PROCESS, RUNNERS, processes, wrk
+from lab.load.window import quiet_gc
 from lab.monitor import Window
 from lab.process import Server, log_tail, running
 from lab.reaper import Ledger
@@ -64,12 +65,13 @@ def measure(cell: Cell, server: Server, lab: LabSettings, interrupts: Interrupts
     window = Window(server.pids())
     if exp.engine == "wrk":
         return wrk.run(server.base_url, exp, cell.endpoint, cell.load, window)
-    if exp.clients > 1 and exp.kind in MULTI_PROCESS:
-        m = processes.run(exp.kind, server.base_url, exp, cell.endpoint, cell.load, window,
-                          interrupts.check)
-    else:
-        coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
-        m = asyncio.run(interrupts.guard(asyncio.wait_for(coro, lab.cell_timeout_s)))  # type: ignore[assignment]
+    with quiet_gc():
+        if exp.clients > 1 and exp.kind in MULTI_PROCESS:
+            m = processes.run(exp.kind, server.base_url, exp, cell.endpoint, cell.load, window,
+                              interrupts.check)
+        else:
+            coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
+            m = asyncio.run(interrupts.guard(asyncio.wait_for(coro, lab.cell_timeout_s)))  # type: ignore[assignment]
     return summarize(m)
 
 
@@ -133,11 +135,12 @@ def progress_line(i: int, total: int, record: dict[str, Any]) -> str:
     errors = sum(f["errors"].values())
     kind = record["kind"]
     if kind == "burst":
-        main = f"{f['wall_s']:.3f} s wall"
+        main = f"{f['wall_s']:.3f} s wall,"
     elif kind == "interference":
-        main = f"probe p50 idle {_ms(f['idle_latency_ms']['p50'])}, loaded"
+        main = f"probe idle p50 {_ms(f['idle_latency_ms']['p50'])}, loaded"
     else:
         main = f"{f['rps']:.0f} req/s" + (f" of {f['target_rps']:g}" if kind == "open" else "")
+        main += ","
     return (f"{head}: {main} p50 {_ms(f['latency_ms']['p50'])}, {errors} errors, "
             f"client CPU {f['client_cpu_pct']:.0f} %")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from lab.config import Experiment
 from lab.load.samples import Measurement
+from lab.load.window import quiet_gc
 from lab.monitor import Usage, Window
 
 READY_TIMEOUT_S = 30.0
@@ -31,7 +32,8 @@ def _child(conn: Connection, kind: str, base_url: str, exp: Experiment, endpoint
 
     conn.send("ready")
     begin = conn.recv()
-    m = asyncio.run(RUNNERS[kind](base_url, exp, endpoint, load, Window(), begin))
+    with quiet_gc():
+        m = asyncio.run(RUNNERS[kind](base_url, exp, endpoint, load, Window(), begin))
     conn.send(m)
 
 

@@ -11,10 +11,12 @@ from lab.report.findings import findings, knees
 from lab.report.groups import Comparison, comparisons
 from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
 from lab.results import ENVIRONMENT, RUN_INFO, RunDir
+from lab.servers.base import FACTS
 from lab.stats import Spread
 from lab.verdict import noise_floor_pct
 
 REPORT = "report.md"
+SETTINGS = (*FACTS, "other options")  # the results store sorts keys: restore the order
 
 
 def _title(comp: Comparison) -> str:
@@ -146,17 +148,17 @@ def _settings(records: list[dict[str, Any]], cores: int | None) -> list[str]:
         stops = [r["process"]["stop_s"] for r in rs if r.get("process")]
         killed = sum(bool(r.get("process", {}).get("killed")) for r in rs)
         flag = " ⚠ more workers than cores" if cores and first["workers"] > cores else ""
+        settings = first.get("settings") or {}
         body.append([sid, first["server_version"], f"{first['workers']}{flag}",
-                     *(first.get("settings") or {}).values(),
+                     *(settings.get(k, "–") for k in SETTINGS),
                      _range(starts), _range(stops), killed])
-    settings = list((records[0].get("settings") or {}).keys())
     return ["## Server configurations as run", "",
             "What actually ran, to judge whether a comparison is like for like: the lab's "
             "defaults plus the config's options, and each server's own default where neither "
             "set it. FastAPI runs `def` endpoints in anyio's thread pool (40 threads) on every "
             "server. Start-to-ready and stop times are over all cells of that configuration "
             "(median, min–max); SIGKILLed counts stops that needed SIGKILL.", "",
-            tabulate(body, headers=["configuration", "version", "workers", *settings,
+            tabulate(body, headers=["configuration", "version", "workers", *SETTINGS,
                                     "start-to-ready s", "stop s", "SIGKILLed"],
                      tablefmt="github", disable_numparse=True), ""]
 

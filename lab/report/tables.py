@@ -74,6 +74,10 @@ def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
     return out
 
 
+def _limited(row: Row | None) -> bool:
+    return row is not None and any(r["figures"].get("client_limited") for r in row.ok)
+
+
 def _mean(row: Row, key: str) -> float | None:
     vals = [r["figures"].get(key) for r in row.ok]
     nums = [v for v in vals if isinstance(v, int | float)]
@@ -176,6 +180,7 @@ KIND_COLUMNS: dict[str, Callable[[Comparison], Columns]] = {
 def table(comp: Comparison, noise_pct: float, preferred: str | None = None) -> str:
     kind_headers, cells = KIND_COLUMNS[comp.kind](comp)
     verdict = verdicts(comp, noise_pct, preferred)
+    base = baseline(comp, preferred)
     headers = ["configuration", *kind_headers, "relative", "verdict"]
     body = []
     for row in comp.rows:
@@ -185,5 +190,8 @@ def table(comp: Comparison, noise_pct: float, preferred: str | None = None) -> s
                         + [""] * (len(headers) - 2))
             continue
         v = verdict[row.server_id]
-        body.append([row.server_id, *cells(comp, row), f"{v.ratio:.2f}", v.text])
+        text = v.text
+        if v.significant and (_limited(row) or _limited(base)):
+            text += "; client-limited: a lower bound"
+        body.append([row.server_id, *cells(comp, row), f"{v.ratio:.2f}", text])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
