@@ -90,9 +90,12 @@ def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
                     None: "single run"}[v.significant]
             typical = row.typical()
             used = len(typical["figures"]["pids"]) if typical else w
-            idle = f"; only {used} of {w} workers got requests" if used < w else ""
+            notes = [f"only {used} of {w} workers got requests"] if used < w else []
+            if any(f["figures"].get("client_limited") or f["figures"].get("machine_saturated")
+                   for r in (one, row) for f in r.ok):
+                notes.append("client or machine at its limit, so not the server's ceiling")
             parts.append(f"{server} ×{ratio:.2f} at {w} workers "
-                         f"(efficiency {100 * ratio / w:.0f} %, {word}{idle})")
+                         f"(efficiency {100 * ratio / w:.0f} %, {'; '.join([word, *notes])})")
     if not parts:
         return None
     what, _ = _what(comp.endpoint)
