@@ -19,7 +19,7 @@ from lab.interrupt import Interrupts
 from lab.load import wrk
 from lab.process import running
 from lab.runner import measure
-from lab.servers import ADAPTERS
+from lab.servers import ADAPTERS, Adapter
 
 ENGINES = (("aiohttp", 1), ("aiohttp", 2), ("httpx", 1), ("wrk", 1))  # (engine, processes)
 
@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     with TemporaryDirectory(prefix="ceiling-") as tmp:
         for name in args.server or [n for n, a in ADAPTERS.items() if a.installed()]:
             adapter = ADAPTERS[name]
-            with running(lambda port, a=adapter: a.argv(sys.executable, lab.app, lab.host,
-                                                          port, 1, {}),
-                         lab.host, 1, Path(tmp, f"{name}.log"), lab.start_timeout_s,
+            def server_argv(port: int, a: Adapter = adapter) -> list[str]:
+                return a.argv(sys.executable, lab.app, lab.host, port, 1, {})
+
+            with running(server_argv, lab.host, 1, Path(tmp, f"{name}.log"), lab.start_timeout_s,
                          lab.stop_grace_s) as server:
                 results = {}
                 for engine, clients in ENGINES:

@@ -16,7 +16,7 @@ from lab import pgroup
 from lab.config import LabSettings
 from lab.errors import ServerStartError
 from lab.process import running
-from lab.servers import ADAPTERS
+from lab.servers import ADAPTERS, Adapter
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -39,10 +39,13 @@ def main(argv: list[str] | None = None) -> int:
                 starts, stops, failures, killed = [], [], [], 0
                 for i in range(args.cycles):
                     try:
-                        with running(lambda port, a=adapter, w=workers: a.argv(
-                                sys.executable, lab.app, lab.host, port, w, {}),
-                                lab.host, workers, Path(tmp, f"{name}-{workers}.log"),
-                                lab.start_timeout_s, lab.stop_grace_s) as server:
+                        def server_argv(port: int, a: Adapter = adapter, w: int = workers
+                                 ) -> list[str]:
+                            return a.argv(sys.executable, lab.app, lab.host, port, w, {})
+
+                        log = Path(tmp, f"{name}-{workers}.log")
+                        with running(server_argv, lab.host, workers, log,
+                                     lab.start_timeout_s, lab.stop_grace_s) as server:
                             httpx.get(f"{server.base_url}/hello", timeout=5).raise_for_status()
                             pgid = server.pgid
                         assert server.last_stop is not None and server.ready_s is not None

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from lab import config as config_mod
 from lab import environment, report
@@ -31,7 +32,7 @@ DEFAULT_MAX_MINUTES = 15.0
 class Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit code 2, like every error."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 

@@ -9,6 +9,7 @@ import itertools
 import random
 import tomllib
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,8 @@ class Matrix:
 
 # ---- parsing ---------------------------------------------------------------------------
 
-def _table(value: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+def _table(value: Any, path: str, allowed: AbstractSet[str],
+           required: AbstractSet[str] = frozenset()) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(path, f"must be a table, got {type(value).__name__}")
     for key in value:

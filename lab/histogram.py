@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 PRECISION = 0.01
 _LOG_BASE = math.log1p(PRECISION)
@@ -59,12 +60,10 @@ class Histogram:
                 "sum": self.sum_us}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> "Histogram":
-        counts = data["counts"]
-        assert isinstance(counts, dict)
-        return cls(Counter({int(k): int(v) for k, v in counts.items()}),
-                   float(data["min"] if data["min"] is not None else math.inf),  # type: ignore[arg-type]
-                   float(data["max"]), float(data["sum"]))  # type: ignore[arg-type]
+    def from_json(cls, data: Mapping[str, Any]) -> "Histogram":
+        return cls(Counter({int(k): int(v) for k, v in data["counts"].items()}),
+                   math.inf if data["min"] is None else float(data["min"]),
+                   float(data["max"]), float(data["sum"]))
 
 
 def latency_figures(h: Histogram) -> dict[str, float | None]:

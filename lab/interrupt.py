@@ -2,16 +2,20 @@
 
 import asyncio
 import signal
+from collections.abc import Awaitable
 from types import FrameType
+from typing import Any, TypeVar
 
 from lab.errors import Interrupted
+
+T = TypeVar("T")
 
 
 class Interrupts:
     def __init__(self) -> None:
         self.signum: int | None = None
         self.count = 0
-        self._task: asyncio.Task[object] | None = None
+        self._task: asyncio.Future[Any] | None = None
 
     def install(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -34,11 +38,12 @@ class Interrupts:
         if self.signum is not None:
             raise Interrupted(self.signum)
 
-    async def guard(self, coro: "asyncio.Future[object] | object") -> object:
-        """Run ``coro`` so that a signal cancels it and surfaces as ``Interrupted``."""
-        self._task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    async def guard(self, aw: Awaitable[T]) -> T:
+        """Run ``aw`` so that a signal cancels it and surfaces as ``Interrupted``."""
+        task = asyncio.ensure_future(aw)
+        self._task = task
         try:
-            return await self._task
+            return await task
         except asyncio.CancelledError:
             self.check()
             raise

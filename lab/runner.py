@@ -71,7 +71,7 @@ def measure(cell: Cell, server: Server, lab: LabSettings, interrupts: Interrupts
                               interrupts.check)
         else:
             coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
-            m = asyncio.run(interrupts.guard(asyncio.wait_for(coro, lab.cell_timeout_s)))  # type: ignore[assignment]
+            m = asyncio.run(interrupts.guard(asyncio.wait_for(coro, lab.cell_timeout_s)))
     return summarize(m)
 
 

@@ -45,7 +45,7 @@ def summarize(m: Measurement) -> dict[str, Any]:
     for s in ok:
         hist.record(s.latency_s)
     wall = m.usage.wall_s if m.usage.wall_s > 0 else float("nan")
-    span = float(m.info.get("answer_span_s", wall))  # type: ignore[arg-type]
+    span = float(m.info.get("answer_span_s", wall))
     busiest = m.info.get("client_cpu_busiest_pct")
     return {
         "requests": len(m.samples),
@@ -56,7 +56,7 @@ def summarize(m: Measurement) -> dict[str, Any]:
         "latency_ms": latency_figures(hist),
         "histogram": hist.to_json(),
         "pids": {str(pid): n for pid, n in Counter(s.pid for s in ok).most_common()},
-        **usage_figures(m.usage, len(ok), float(busiest) if busiest is not None else None),  # type: ignore[arg-type]
+        **usage_figures(m.usage, len(ok), float(busiest) if busiest is not None else None),
         **m.info,
     }
 

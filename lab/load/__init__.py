@@ -1,11 +1,13 @@
 """Experiment kinds: each runs against a base URL and returns raw samples."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from lab.load import burst, closed, interference, open_model
 from lab.load.samples import Measurement, Sample
 
-Runner = Callable[..., Awaitable[Measurement]]  # (base_url, exp, endpoint, load, window)
+# (base_url, exp, endpoint, load, window[, begin]) → the cell's raw samples
+Runner = Callable[..., Coroutine[Any, Any, Measurement]]
 RUNNERS: dict[str, Runner] = {
     "burst": burst.run,
     "closed": closed.run,

@@ -33,9 +33,9 @@ async def run(base_url: str, exp: Experiment, endpoint: str, users: int, window:
                 samples.append(sample)
 
     try:
-        usage, *_ = await asyncio.gather(
-            measure(window, window_start, window_end),
-            *(user(clients[i % len(clients)]) for i in range(users)))
+        timing = asyncio.ensure_future(measure(window, window_start, window_end))
+        await asyncio.gather(*(user(clients[i % len(clients)]) for i in range(users)))
+        usage = await timing
     finally:
         await close_all(clients)
     return Measurement(samples, usage)

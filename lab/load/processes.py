@@ -105,12 +105,12 @@ def merge(results: list[Measurement], usage: Usage) -> Measurement:
     info: dict[str, Any] = {"clients": len(results)}
     if results and "target_rps" in results[0].info:
         info |= {
-            "target_rps": sum(float(m.info["target_rps"]) for m in results),  # type: ignore[arg-type]
-            "scheduled": sum(int(m.info["scheduled"]) for m in results),  # type: ignore[arg-type]
-            "send_lag_p99_ms": max(float(m.info["send_lag_p99_ms"]) for m in results),  # type: ignore[arg-type]
-            "send_lag_max_ms": max(float(m.info["send_lag_max_ms"]) for m in results),  # type: ignore[arg-type]
+            "target_rps": sum(m.info["target_rps"] for m in results),
+            "scheduled": sum(m.info["scheduled"] for m in results),
+            "send_lag_p99_ms": max(m.info["send_lag_p99_ms"] for m in results),
+            "send_lag_max_ms": max(m.info["send_lag_max_ms"] for m in results),
             "client_behind": any(m.info["client_behind"] for m in results),
-            "answer_span_s": max(float(m.info["answer_span_s"]) for m in results),  # type: ignore[arg-type]
+            "answer_span_s": max(m.info["answer_span_s"] for m in results),
         }
     # The busiest client process decides whether the client was the limit.
     busiest = max((m.usage.client_cpu_s for m in results), default=0.0)

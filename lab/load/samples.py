@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.monitor import Usage
 
@@ -20,7 +21,7 @@ class Measurement:
 
     samples: list[Sample]
     usage: Usage  # the measured window: its length, client and server resources
-    info: dict[str, object] = field(default_factory=dict)  # kind-specific figures
+    info: dict[str, Any] = field(default_factory=dict)  # kind-specific figures, JSON-bound
 
 
 def check(status: int, body: bytes, endpoint: str) -> tuple[str | None, int | None]:

@@ -59,7 +59,8 @@ class Row:
         s = self.spread()
         if s is None:
             return None
-        return min(self.ok, key=lambda r: abs(self.headline.get(r["figures"]) - s.median))
+        return min(self.ok, key=lambda r: abs((self.headline.get(r["figures"]) or 0.0)
+                                              - s.median))
 
     def latency(self) -> dict[str, float | None]:
         """Latency percentiles over every successful repeat, from merged histograms; an

@@ -30,8 +30,10 @@ def fmt_spread(s: Spread | None, digits: int = 3) -> str:
     return f"{fmt(s.median, digits)} ({fmt(s.low, digits)}–{fmt(s.high, digits)}){flag}"
 
 
-def split(record: dict[str, Any]) -> str:
+def split(record: dict[str, Any] | None) -> str:
     """How requests split across worker processes, largest share first: '63/37'."""
+    if record is None:
+        return "–"
     counts = sorted(record["figures"]["pids"].values(), reverse=True)
     return "/".join(map(str, counts)) or "–"
 
@@ -56,7 +58,7 @@ def baseline(comp: Comparison, preferred: str | None) -> Row | None:
             return row
     h = comp.headline
     pick = max if h.higher_is_better else min
-    return pick(rows, key=lambda r: r.spread().median)  # type: ignore[union-attr]
+    return pick(rows, key=lambda r: Spread.of(r.values()).median)
 
 
 def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
@@ -112,7 +114,7 @@ def _burst(comp: Comparison) -> Columns:
         lat = row.latency()
         conc = [fmt(comp.n * comp.delay / s.median, 2)] if comp.delay else []
         return [fmt_spread(s), *conc, fmt(lat["p50"]), fmt(lat["p99"]), fmt(lat["max"]),
-                errors(row), split(row.typical()), _cpu(row)]  # type: ignore[arg-type]
+                errors(row), split(row.typical()), _cpu(row)]
     return headers, cells
 
 
@@ -136,7 +138,7 @@ def _closed(comp: Comparison) -> Columns:
             ratio = s.median / base.median
             scaling = f"{ratio:.2f}× ({100 * ratio / row.workers:.0f} % eff.)"
         return [fmt_spread(s, 4), scaling, fmt(lat["p50"]), fmt(lat["p90"]), fmt(lat["p99"]),
-                fmt(lat["p99.9"]), fmt(lat["max"]), errors(row), split(row.typical()),  # type: ignore[arg-type]
+                fmt(lat["p99.9"]), fmt(lat["max"]), errors(row), split(row.typical()),
                 _cpu(row), *_resources(row)]
     return headers, cells
 
