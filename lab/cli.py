@@ -6,6 +6,7 @@ failed (the report lists them); 128 + signal when interrupted (130 Ctrl-C, 143 S
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -170,6 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         if args.config is None:
             raise UsageError("run: CONFIG is required (or --resume RUN_DIR)")
+        if args.run_id and not re.fullmatch(r"[\w.-]+", args.run_id) or args.run_id in (".", ".."):
+            raise UsageError(f"--run-id: {args.run_id!r} must be letters, digits, '.', '-' or "
+                             "'_' (it names a folder under --out)")
         matrix = _matrix(args, args.config)
         text = args.config.read_text()
         estimate = matrix_s(matrix.cells()) / 60

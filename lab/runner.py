@@ -93,6 +93,7 @@ def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
             pids_before = set(server.pids())
             try:
                 figures = measure(cell, server, lab, interrupts)
+                interrupts.check()  # wrk gets the terminal's Ctrl-C too: never keep a cut cell
             except TimeoutError:
                 record["failure"] = _failure(
                     "cell_timeout", f"cell exceeded lab.cell_timeout_s = {lab.cell_timeout_s:g} s",

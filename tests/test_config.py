@@ -459,6 +459,15 @@ def test_run_refuses_an_existing_run_id(write_config: Callable[..., Path],
     assert list((out / "taken").iterdir()) == []
 
 
+@pytest.mark.parametrize("run_id", ["../escape", "..", "a/b"])
+def test_run_refuses_a_run_id_that_is_not_a_plain_name(write_config: Callable[..., Path],
+                                                       tmp_path: Path, run_id: str) -> None:
+    out = tmp_path / "reports"
+    result = run_lab("run", write_config(cfg()), "--out", out, "--run-id", run_id)
+    assert "--run-id" in assert_one_line_error(result, "")
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
 def test_run_without_config_or_resume(tmp_path: Path) -> None:
     assert_one_line_error(run_lab("run", "--out", tmp_path), "")
 
