@@ -216,6 +216,15 @@ def test_findings_serialised_async_blocking_and_overlapped_blocking(built: str) 
         assert sid in async_blocking[0] and sid in blocking[0]
 
 
+def test_in_short_answers_def_versus_async_def(built: str) -> None:
+    short = built.split("## In short", 1)[1].split("## Findings", 1)[0]
+    blocking = next(x for x in short.splitlines() if x.startswith("- `def` + `time.sleep`"))
+    trap = next(x for x in short.splitlines() if x.startswith("- `async def` + `time.sleep`"))
+    n = len(ASYNC_BLOCKING_WALL)
+    assert f"overlapped on all {n} configurations: it does not block the app" in blocking
+    assert f"one after another (per worker) on all {n} configurations" in trap
+
+
 def test_findings_mixed_verdict_names_each_side(tmp_path: Path) -> None:
     """A configuration that overlapped /async-blocking (impossible for this app, but the
     finding must say which side each configuration is on)."""

@@ -33,6 +33,16 @@ def _what(endpoint: str) -> tuple[str, str]:
     return ENDPOINTS.get(endpoint, (f"`{endpoint}`", ""))
 
 
+def serialised(row: Row, delay: float) -> tuple[bool, float] | None:
+    """(did the busiest worker run its requests one after another, the wall time that
+    takes: its share of N × delay), or None for a row without results."""
+    s, typical = row.spread(), row.typical()
+    if s is None or typical is None:
+        return None
+    serial_s = max(typical["figures"]["pids"].values(), default=0) * delay
+    return s.median >= SERIAL_FRACTION * serial_s, serial_s
+
+
 def burst_finding(comp: Comparison) -> str | None:
     delay = comp.delay
     if delay is None:
@@ -40,12 +50,11 @@ def burst_finding(comp: Comparison) -> str | None:
     what, claim = _what(comp.endpoint)
     parts, serial_rows, overlap_rows = [], [], []
     for row in comp.rows:
-        s, typical = row.spread(), row.typical()
-        if s is None or typical is None:
+        s, typical, verdict = row.spread(), row.typical(), serialised(row, delay)
+        if s is None or typical is None or verdict is None:
             continue
-        busiest = max(typical["figures"]["pids"].values(), default=0)
-        serial_s = busiest * delay
-        if s.median >= SERIAL_FRACTION * serial_s:
+        is_serial, serial_s = verdict
+        if is_serial:
             serial_rows.append(row.server_id)
             parts.append(f"{row.server_id} {fmt(s.median)} s (serialised: split "
                          f"{split(typical)}, busiest worker × delay = {fmt(serial_s)} s)")
@@ -106,32 +115,41 @@ def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
 SLOWED_FACTOR = 3.0  # probe p50 over 3× idle (+1 ms) but under the stall bar: slowed
 
 
+def stalled(row: Row, comp: Comparison) -> bool | None:
+    """Probe p50 under load ≥ half the delay (≥ 10× idle without a delay); None: no data."""
+    loaded = row.spread()
+    idle = row.spread(lambda f: f["idle_latency_ms"]["p50"])
+    if loaded is None or idle is None:
+        return None
+    bar = 500 * comp.delay if comp.delay else 10 * idle.median
+    return loaded.median >= bar
+
+
 def interference_finding(comp: Comparison) -> str | None:
     """Did the slow endpoint stall the probe? Stalled = probe p50 under load ≥ half the
     delay (or ≥ 10× idle when there is no delay); slowed = ≥ 3× idle but less than that."""
-    stalled, slowed, fine = [], [], []
+    stalls, slowed, fine = [], [], []
     for row in comp.rows:
         loaded = row.spread()
         idle = row.spread(lambda f: f["idle_latency_ms"]["p50"])
         if loaded is None or idle is None:
             continue
-        bar = 500 * comp.delay if comp.delay else 10 * idle.median
         text = f"{row.server_id} {fmt(loaded.median)} ms vs {fmt(idle.median)} ms idle"
-        if loaded.median >= bar:
-            stalled.append(text)
+        if stalled(row, comp):
+            stalls.append(text)
         elif loaded.median >= SLOWED_FACTOR * idle.median + 1:
             slowed.append(text)
         else:
             fine.append(text)
-    if not stalled and not slowed and not fine:
+    if not stalls and not slowed and not fine:
         return None
     probe = comp.load.get("probe", "the probe")
     what, _ = _what(comp.endpoint)
     head = (f"**{comp.endpoint} in the background** ({what}, {comp.n} users"
             + (f", delay {fmt(comp.delay)} s" if comp.delay else "") + f"), probe `{probe}` p50: ")
     parts = []
-    if stalled:
-        parts.append("it **stalled unrelated requests** on " + "; ".join(stalled))
+    if stalls:
+        parts.append("it **stalled unrelated requests** on " + "; ".join(stalls))
     if slowed:
         parts.append("it slowed them, short of a stall, on " + "; ".join(slowed))
     if fine:

@@ -9,6 +9,7 @@ from tabulate import tabulate
 from lab.config import KINDS
 from lab.report.findings import findings, knees
 from lab.report.groups import Comparison, comparisons
+from lab.report.summary import in_short
 from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
 from lab.results import ENVIRONMENT, RUN_INFO, RunDir
 from lab.servers.base import FACTS
@@ -214,6 +215,9 @@ def build(run: RunDir) -> Path:
     if loaded.warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in loaded.warnings), ""]
     noise = noise_by_kind(comps)
+    short = in_short(comps, noise, info.get("baseline"))
+    if short:
+        lines += ["## In short", "", *(f"- {x}" for x in short), ""]
     found = findings(comps, noise)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
