@@ -9,6 +9,7 @@ from typing import Any
 
 from lab.report.groups import Comparison, Row
 from lab.report.tables import fmt, split
+from lab.stats import Spread
 from lab.verdict import compare
 
 # What the article's app endpoints are, and what is claimed about them.
@@ -115,27 +116,36 @@ def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
 SLOWED_FACTOR = 3.0  # probe p50 over 3× idle (+1 ms) but under the stall bar: slowed
 
 
-def stalled(row: Row, comp: Comparison) -> bool | None:
-    """Probe p50 under load ≥ half the delay (≥ 10× idle without a delay); None: no data."""
+def _probe_p50(row: Row) -> tuple[Spread, Spread] | None:
+    """(probe p50 under load, probe p50 idle) over the repeats, or None without data."""
     loaded = row.spread()
     idle = row.spread(lambda f: f["idle_latency_ms"]["p50"])
-    if loaded is None or idle is None:
-        return None
+    return None if loaded is None or idle is None else (loaded, idle)
+
+
+def _stalled(comp: Comparison, loaded: Spread, idle: Spread) -> bool:
+    """Probe p50 under load ≥ half the delay (≥ 10× idle without a delay)."""
     bar = 500 * comp.delay if comp.delay else 10 * idle.median
     return loaded.median >= bar
 
 
+def stalled(row: Row, comp: Comparison) -> bool | None:
+    """Did the slow endpoint stall the probe on this row? None: no data."""
+    p50 = _probe_p50(row)
+    return None if p50 is None else _stalled(comp, *p50)
+
+
 def interference_finding(comp: Comparison) -> str | None:
-    """Did the slow endpoint stall the probe? Stalled = probe p50 under load ≥ half the
-    delay (or ≥ 10× idle when there is no delay); slowed = ≥ 3× idle but less than that."""
+    """Stalled (see ``_stalled``), slowed (≥ 3× idle + 1 ms, short of a stall) or as fast
+    as idle, per configuration."""
     stalls, slowed, fine = [], [], []
     for row in comp.rows:
-        loaded = row.spread()
-        idle = row.spread(lambda f: f["idle_latency_ms"]["p50"])
-        if loaded is None or idle is None:
+        p50 = _probe_p50(row)
+        if p50 is None:
             continue
+        loaded, idle = p50
         text = f"{row.server_id} {fmt(loaded.median)} ms vs {fmt(idle.median)} ms idle"
-        if stalled(row, comp):
+        if _stalled(comp, loaded, idle):
             stalls.append(text)
         elif loaded.median >= SLOWED_FACTOR * idle.median + 1:
             slowed.append(text)
