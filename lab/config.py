@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError
+from lab.placement import Placement, parse_cpuset, usable_cpus
 from lab.servers import ADAPTERS, OptionValue
 
 Scalar = str | int | float | bool
@@ -49,9 +50,11 @@ KINDS: dict[str, KindSchema] = {
     ),
 }
 ENGINE_NAMES = ("httpx", "aiohttp", "wrk")
-KIND_ENGINES = {"burst": ("httpx", "aiohttp"), "closed": ENGINE_NAMES, "open": ("httpx", "aiohttp"),
-                "interference": ("httpx", "aiohttp")}
-DEFAULT_ENGINE = {"burst": "httpx", "closed": "aiohttp", "open": "aiohttp",
+# "auto" (closed loops): wrk when it is installed, else aiohttp — decided per cell and
+# recorded, so a report always says which client produced a throughput figure.
+KIND_ENGINES = {"burst": ("httpx", "aiohttp"), "closed": ("auto", *ENGINE_NAMES),
+                "open": ("httpx", "aiohttp"), "interference": ("httpx", "aiohttp")}
+DEFAULT_ENGINE = {"burst": "httpx", "closed": "auto", "open": "aiohttp",
                   "interference": "httpx"}
 
 
@@ -66,6 +69,10 @@ class LabSettings:
     order: str = "interleaved"  # or "shuffled": server order within each point, seeded
     seed: int = 1
     baseline: str | None = None  # a configuration id, e.g. "uvicorn-w1"; default: the best
+    placement: Placement = Placement(None, None)  # CPUs of servers and client
+    # "configuration": one server start per configuration and repeat, serving all its cells
+    # (restarted after a failed cell); "cell": a fresh server for every cell.
+    restart: str = "configuration"
 
 
 @dataclass(frozen=True)
@@ -135,27 +142,38 @@ class Matrix:
     experiments: tuple[Experiment, ...]
 
     def cells(self) -> list[Cell]:
-        """All cells, repeats outermost and servers innermost, so that every repeat of a
-        measurement point runs each server side by side and drift does not favour one.
-        With ``order = "shuffled"`` the servers' order within each point is shuffled by a
-        seeded generator, so the same config always runs in the same order."""
+        """All cells, repeats outermost, so that every repeat runs each configuration side
+        by side and drift does not favour one. With ``restart = "cell"`` servers are
+        innermost (each point runs on every configuration in turn); with ``"configuration"``
+        each configuration runs all its points on one server, and the configurations' order
+        rotates from repeat to repeat. ``order = "shuffled"`` shuffles the configurations
+        with a seeded generator instead, so the same config always runs in the same order."""
         varying = {s.name: tuple(k for k, v in s.options.items() if len(v) > 1)
                    for s in self.servers}
+        configs = [(spec.name, workers, variant) for spec in self.servers
+                   for workers, variant in itertools.product(spec.workers, spec.variants())]
+        points = [(exp, endpoint, load) for exp in self.experiments
+                  for endpoint, load in itertools.product(exp.endpoints, exp.loads)]
         rng = random.Random(self.lab.seed)
+
+        def cell(config: tuple[str, int, tuple[tuple[str, OptionValue], ...]],
+                 point: tuple[Experiment, str, int], repeat: int) -> Cell:
+            (name, workers, variant), (exp, endpoint, load) = config, point
+            return Cell(name, workers, variant, exp, endpoint, load, repeat, varying[name],
+                        self.lab.repeats > 1)
+
+        def arranged(repeat: int) -> list[tuple[str, int, tuple[tuple[str, OptionValue], ...]]]:
+            if self.lab.order == "shuffled":
+                return rng.sample(configs, len(configs))
+            k = (repeat - 1) % len(configs) if self.lab.restart == "configuration" else 0
+            return configs[k:] + configs[:k]
+
         cells = []
         for repeat in range(1, self.lab.repeats + 1):
-            for exp in self.experiments:
-                for endpoint, load in itertools.product(exp.endpoints, exp.loads):
-                    point = [
-                        Cell(spec.name, workers, variant, exp, endpoint, load, repeat,
-                             varying[spec.name], self.lab.repeats > 1)
-                        for spec in self.servers
-                        for workers, variant in itertools.product(spec.workers,
-                                                                  spec.variants())
-                    ]
-                    if self.lab.order == "shuffled":
-                        rng.shuffle(point)
-                    cells += point
+            if self.lab.restart == "configuration":
+                cells += [cell(c, p, repeat) for c in arranged(repeat) for p in points]
+            else:
+                cells += [cell(c, p, repeat) for p in points for c in arranged(repeat)]
         return cells
 
     def only(self, servers: set[str] | None = None, workers: set[int] | None = None,
@@ -257,7 +275,8 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
 
 def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
     t = _table(raw, "lab", {"app", "repeats", "host", "start_timeout_s", "stop_grace_s",
-                            "cell_timeout_s", "order", "seed", "baseline"})
+                            "cell_timeout_s", "order", "seed", "baseline", "server_cpus",
+                            "client_cpus", "restart"})
     d = LabSettings()
     app = _string(t.get("app", d.app), "lab.app")
     if ":" not in app:
@@ -281,7 +300,22 @@ def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
         order=_choice(t.get("order", d.order), "lab.order", ("interleaved", "shuffled")),
         seed=_number(t.get("seed", d.seed), "lab.seed", 0, integer=True),
         baseline=_string(t["baseline"], "lab.baseline") if "baseline" in t else None,
+        placement=_placement(t),
+        restart=_choice(t.get("restart", d.restart), "lab.restart", ("configuration", "cell")),
     )
+
+
+def _placement(t: Mapping[str, Any]) -> Placement:
+    """Both cpusets, or neither (the default for this machine's cores)."""
+    usable = usable_cpus()
+    given = [k for k in ("server_cpus", "client_cpus") if k in t]
+    if not given:
+        return Placement.default(usable)
+    if len(given) == 1:
+        other = ({"server_cpus", "client_cpus"} - set(given)).pop()
+        raise ConfigError(f"lab.{other}", f"is required when lab.{given[0]} is set")
+    return Placement(parse_cpuset(t["server_cpus"], "lab.server_cpus", usable),
+                     parse_cpuset(t["client_cpus"], "lab.client_cpus", usable))
 
 
 def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:

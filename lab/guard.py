@@ -7,6 +7,7 @@ stops the server's whole group, workers included. When the server's main process
 the guard also ends any process it left behind in the group.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -14,8 +15,10 @@ import sys
 import threading
 
 from lab.pgroup import signal_group, terminate, wait_gone
+from lab.placement import apply_from_env
 
 GRACE_ENV = "LAB_GUARD_GRACE_S"
+RUSAGE_ENV = "LAB_RUSAGE_FILE"  # where the guard writes its child's CPU seconds
 
 
 def main(argv: list[str]) -> int:
@@ -24,20 +27,30 @@ def main(argv: list[str]) -> int:
     # A handler (unlike SIG_IGN) is reset to the default in the server by exec.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
+    apply_from_env()  # the child and all it starts inherit the CPUs
+    rusage_path = os.environ.pop(RUSAGE_ENV, "")
     server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     me, pgid = os.getpid(), os.getpgrp()
+
+    exited = threading.Event()
 
     def watch_lab() -> None:
         while os.read(0, 4096):  # b"" at EOF: the lab is gone or done with us
             pass
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
+        if not exited.is_set():  # no poll(): only the main thread may reap the child
+            os.kill(server.pid, signal.SIGTERM)
             if not wait_gone(pgid, grace, exclude=me):
                 signal_group(pgid, signal.SIGKILL)  # ends the guard too
             os._exit(1)
 
     threading.Thread(target=watch_lab, daemon=True).start()
-    code = server.wait()
+    # wait4, not wait: the child's own CPU time (wrk's, without this guard's start-up).
+    _, status, usage = os.wait4(server.pid, 0)
+    exited.set()
+    code = os.waitstatus_to_exitcode(status)
+    if rusage_path:
+        with open(rusage_path, "w") as f:
+            json.dump({"cpu_s": usage.ru_utime + usage.ru_stime}, f)
     terminate(pgid, grace, exclude=me)  # workers the server's main process left behind
     return code if code >= 0 else 128 - code
 

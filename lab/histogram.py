@@ -26,11 +26,12 @@ class Histogram:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def record(self, seconds: float) -> None:
+    def record(self, seconds: float, count: int = 1) -> None:
+        """``count`` latencies of ``seconds`` each (wrk gives its histogram this way)."""
         us = max(seconds * 1e6, 1.0)
-        self.counts[int(math.log(us) / _LOG_BASE)] += 1
+        self.counts[int(math.log(us) / _LOG_BASE)] += count
         self.min_us, self.max_us = min(self.min_us, us), max(self.max_us, us)
-        self.sum_us += us
+        self.sum_us += us * count
 
     def merge(self, other: "Histogram") -> "Histogram":
         return Histogram(self.counts + other.counts, min(self.min_us, other.min_us),

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ import httpx
 
 from lab import pgroup
 from lab.errors import ServerStartError
-from lab.guard import GRACE_ENV
+from lab.guard import GRACE_ENV, RUSAGE_ENV
 from lab.reaper import TOKEN_ENV, Ledger
 
 READY_DIR_ENV = "LAB_READY_DIR"  # apps write one file per started worker (apps.article does)
@@ -57,22 +57,24 @@ class StopReport:
     exit_code: int | None
 
 
-class Server:
-    """One running server process group."""
+class Group:
+    """A command run under ``lab.guard``: leader of its own process group, recorded in the
+    run's ledger, stopped with SIGTERM then SIGKILL, and gone when the lab dies."""
 
-    def __init__(self, argv: Sequence[str], host: str, port: int, workers: int,
-                 log_path: Path, ledger: Ledger | None = None,
-                 guard_grace_s: float = 2.0) -> None:
-        self.argv, self.host, self.port, self.workers = list(argv), host, port, workers
-        self.log_path = log_path
-        self.base_url = f"http://{url_host(host)}:{port}"
-        self._ready_dir = Path(tempfile.mkdtemp(prefix="lab-ready-"))
+    def __init__(self, argv: Sequence[str], log_path: Path, ledger: Ledger | None = None,
+                 env: Mapping[str, str] | None = None, guard_grace_s: float = 2.0,
+                 rusage_path: Path | None = None) -> None:
+        """``rusage_path``: where the guard writes the command's own CPU seconds."""
+        self.argv, self.log_path, self.ledger = list(argv), log_path, ledger
         self.token = uuid.uuid4().hex
-        self.ledger = ledger
-        env = {**os.environ, READY_DIR_ENV: str(self._ready_dir), GRACE_ENV: str(guard_grace_s),
-               TOKEN_ENV: self.token,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                           os.environ.get("PYTHONPATH")]))}
+        self.rusage_path = rusage_path
+        if rusage_path:
+            rusage_path.unlink(missing_ok=True)
+        full_env = {**os.environ, GRACE_ENV: str(guard_grace_s), TOKEN_ENV: self.token,
+                    **({RUSAGE_ENV: str(rusage_path)} if rusage_path else {}),
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                os.environ.get("PYTHONPATH")])),
+                    **(env or {})}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             log.write(f"$ {' '.join(self.argv)}\n".encode())
@@ -81,13 +83,84 @@ class Server:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lab.guard", *self.argv],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=PROJECT_ROOT, env=env,
+                start_new_session=True, cwd=PROJECT_ROOT, env=full_env,
             )
         self.pgid = self.proc.pid  # the guard leads the new group
         if ledger:
             ledger.started(self.pgid, self.token)
-        self.ready_s: float | None = None
         self.last_stop: StopReport | None = None
+
+    def main_pid(self) -> int | None:
+        """The command's own main process (the guard's child)."""
+        for pid in pgroup.members(self.pgid):
+            try:
+                if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) \
+                        == self.pgid:
+                    return pid
+            except (OSError, IndexError, ValueError):
+                continue
+        return None
+
+    def pids(self) -> list[int]:
+        return [p for p in pgroup.members(self.pgid) if p != self.pgid]
+
+    def wait(self, timeout_s: float, check: Callable[[], None] = lambda: None) -> int | None:
+        """The exit code once the command has ended, or None after ``timeout_s``; ``check``
+        is called while waiting and may raise (an interrupt) to abandon the wait."""
+        deadline = time.monotonic() + timeout_s
+        while (code := self.proc.poll()) is None:
+            check()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_S)
+        return code
+
+    def stop(self, grace_s: float, hurry: Callable[[], bool] = lambda: False) -> StopReport:
+        """SIGTERM the main process, then the group, SIGKILL after ``grace_s``."""
+        t0 = time.monotonic()
+        deadline = t0 + grace_s
+        killed = False
+        main = self.main_pid()
+        if main is not None and not hurry():
+            try:
+                os.kill(main, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            while self.proc.poll() is None and time.monotonic() < deadline and not hurry():
+                time.sleep(POLL_S)
+        if pgroup.alive(self.pgid):
+            remaining = 0.0 if hurry() else max(0.0, deadline - time.monotonic())
+            killed = pgroup.terminate(self.pgid, remaining)
+        try:
+            code = self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pgroup.signal_group(self.pgid, signal.SIGKILL)
+            code = self.proc.wait()
+            killed = True
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self._cleanup()
+        if self.ledger:
+            self.ledger.stopped(self.pgid, self.token)
+        self.last_stop = StopReport(time.monotonic() - t0, killed, code)
+        return self.last_stop
+
+    def _cleanup(self) -> None:
+        """What a subclass removes once the group is gone."""
+
+
+class Server(Group):
+    """One running server process group."""
+
+    def __init__(self, argv: Sequence[str], host: str, port: int, workers: int,
+                 log_path: Path, ledger: Ledger | None = None,
+                 env: Mapping[str, str] | None = None, guard_grace_s: float = 2.0) -> None:
+        self.host, self.port, self.workers = host, port, workers
+        self.base_url = f"http://{url_host(host)}:{port}"
+        self._ready_dir = Path(tempfile.mkdtemp(prefix="lab-ready-"))
+        super().__init__(argv, log_path, ledger,
+                         {READY_DIR_ENV: str(self._ready_dir), **(env or {})}, guard_grace_s)
+        self.ready_s: float | None = None
 
     def wait_ready(self, timeout_s: float, check: Callable[[], None] = lambda: None) -> float:
         """Block until /health answers 200 and every worker has started; seconds taken."""
@@ -114,6 +187,16 @@ class Server:
         self.ready_s = time.monotonic() - self.started
         return self.ready_s
 
+    def answers(self, timeout_s: float = 2.0) -> bool:
+        """Between cells on a reused server: still running and /health still 200."""
+        if self.proc.poll() is not None:
+            return False
+        try:
+            with httpx.Client(timeout=httpx.Timeout(timeout_s), trust_env=False) as client:
+                return client.get(f"{self.base_url}/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def ready_pids(self) -> list[int]:
         """Workers that have finished start-up (for apps that write markers)."""
         return [int(name) for name in os.listdir(self._ready_dir)]
@@ -131,48 +214,29 @@ class Server:
         self.stop(grace_s=1.0)
         return ServerStartError(reason, log_tail(self.log_path))
 
-    def main_pid(self) -> int | None:
-        """The server's own main process (the guard's child)."""
-        for pid in pgroup.members(self.pgid):
-            try:
-                if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) \
-                        == self.pgid:
-                    return pid
-            except (OSError, IndexError, ValueError):
-                continue
-        return None
-
-    def pids(self) -> list[int]:
-        return [p for p in pgroup.members(self.pgid) if p != self.pgid]
-
-    def stop(self, grace_s: float, hurry: Callable[[], bool] = lambda: False) -> StopReport:
-        """SIGTERM the main process, then the group, SIGKILL after ``grace_s``."""
-        t0 = time.monotonic()
-        deadline = t0 + grace_s
-        killed = False
-        main = self.main_pid()
-        if main is not None and not hurry():
-            try:
-                os.kill(main, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            while self.proc.poll() is None and time.monotonic() < deadline and not hurry():
-                time.sleep(POLL_S)
-        if pgroup.alive(self.pgid):
-            remaining = 0.0 if hurry() else max(0.0, deadline - time.monotonic())
-            killed = pgroup.terminate(self.pgid, remaining)
-        try:
-            code = self.proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            pgroup.signal_group(self.pgid, signal.SIGKILL)
-            code = self.proc.wait()
-            killed = True
-        if self.proc.stdin:
-            self.proc.stdin.close()
+    def _cleanup(self) -> None:
         shutil.rmtree(self._ready_dir, ignore_errors=True)
-        if self.ledger:
-            self.ledger.stopped(self.pgid, self.token)
-        return StopReport(time.monotonic() - t0, killed, code)
+
+
+def start(argv_for_port: Callable[[int], Sequence[str]], host: str, workers: int,
+          log_path: Path, start_timeout_s: float, check: Callable[[], None] = lambda: None,
+          port_attempts: int = 3, ledger: Ledger | None = None,
+          env: Mapping[str, str] | None = None) -> Server:
+    """A ready server on a free port. A port taken between choosing and binding it is
+    retried on another port; any other failure stops what was started and raises."""
+    for attempt in range(1, port_attempts + 1):
+        port = free_port(host)
+        server = Server(argv_for_port(port), host, port, workers, log_path, ledger, env)
+        try:
+            server.wait_ready(start_timeout_s, check)
+            return server
+        except ServerStartError as e:
+            if attempt == port_attempts or "address already in use" not in e.log_tail.lower():
+                raise
+        except BaseException:
+            server.stop(0.0)
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @contextmanager
@@ -180,24 +244,12 @@ def running(argv_for_port: Callable[[int], Sequence[str]], host: str, workers: i
             log_path: Path, start_timeout_s: float, stop_grace_s: float,
             check: Callable[[], None] = lambda: None,
             hurry: Callable[[], bool] = lambda: False, port_attempts: int = 3,
-            ledger: Ledger | None = None) -> Iterator[Server]:
-    """A ready server on a free port; stopped on exit, whatever happened inside.
-
-    A port taken between choosing and binding it is retried on another port.
-    """
-    for attempt in range(1, port_attempts + 1):
-        port = free_port(host)
-        server = Server(argv_for_port(port), host, port, workers, log_path, ledger)
-        try:
-            server.wait_ready(start_timeout_s, check)
-            break
-        except ServerStartError as e:
-            if attempt == port_attempts or "address already in use" not in e.log_tail.lower():
-                raise
-        except BaseException:
-            server.stop(0.0)
-            raise
+            ledger: Ledger | None = None, env: Mapping[str, str] | None = None
+            ) -> Iterator[Server]:
+    """A ready server (see ``start``), stopped on exit whatever happened inside."""
+    server = start(argv_for_port, host, workers, log_path, start_timeout_s, check,
+                   port_attempts, ledger, env)
     try:
         yield server
     finally:
-        server.last_stop = server.stop(stop_grace_s, hurry)
+        server.stop(stop_grace_s, hurry)

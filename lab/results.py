@@ -18,6 +18,7 @@ from lab.errors import UsageError
 
 SCHEMA_VERSION = 1
 RESULTS = "results.jsonl"
+SERVERS = "servers.jsonl"  # one line per server start: the cells it served, its stop
 ENVIRONMENT = "environment.json"
 CONFIG_COPY = "config.toml"
 RUN_INFO = "run.json"
@@ -29,6 +30,23 @@ def new_run_id(config_path: Path) -> str:
 
 def config_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _append_line(path: Path, data: Mapping[str, Any]) -> None:
+    """One JSON line, flushed and fsynced: on disk before anything else happens."""
+    line = json.dumps(data, sort_keys=True)
+    with path.open("a+", encoding="utf-8") as f:
+        if f.tell() and not _ends_with_newline(path):
+            f.write("\n")  # a crash cut the last line short: never glue onto it
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 @dataclass
@@ -73,18 +91,26 @@ class RunDir:
             return {}
 
     def append(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps({"schema_version": SCHEMA_VERSION, **record}, sort_keys=True)
-        with self.results.open("a+", encoding="utf-8") as f:
-            if f.tell() and not self._ends_with_newline():
-                f.write("\n")  # a crash cut the last line short: never glue onto it
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append_line(self.results, {"schema_version": SCHEMA_VERSION, **record})
 
-    def _ends_with_newline(self) -> bool:
-        with self.results.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) == b"\n"
+    def append_server(self, entry: Mapping[str, Any]) -> None:
+        _append_line(self.path / SERVERS, entry)
+
+    def servers(self) -> list[dict[str, Any]]:
+        """The server starts recorded so far; a line cut short by a crash is skipped."""
+        try:
+            lines = (self.path / SERVERS).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                out.append(entry)
+        return out
 
     def load(self) -> Loaded:
         """Every complete line; a truncated or corrupt line is a warning, not a crash."""

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,11 +20,11 @@ from lab.interrupt import Interrupts
 from lab.load import MULTI_PROCESS, RUNNERS, processes, wrk
 from lab.load.window import quiet_gc
 from lab.monitor import Window
-from lab.process import Server, log_tail, running
+from lab.process import Group, Server, log_tail, start
 from lab.reaper import Ledger
 from lab.results import RunDir
 from lab.servers import ADAPTERS
-from lab.stats import summarize
+from lab.stats import MachineShare, summarize
 
 
 @dataclass
@@ -49,7 +50,7 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
         "options": adapter.effective_options(dict(cell.options)),
         "settings": adapter.settings(dict(cell.options)), "app": lab.app,
         "experiment": exp.name, "kind": exp.kind, "endpoint": cell.endpoint,
-        "params": dict(exp.params), "load": load, "engine": exp.engine,
+        "params": dict(exp.params), "load": load, "engine_requested": exp.engine,
         "repeat": cell.repeat,
     }
 
@@ -58,65 +59,144 @@ def _failure(kind: str, reason: str, log: str) -> dict[str, str]:
     return {"kind": kind, "reason": reason, "log_tail": log}
 
 
-def measure(cell: Cell, server: Server, lab: LabSettings, interrupts: Interrupts
-            ) -> dict[str, Any]:
+@dataclass
+class Context:
+    """What every cell of a run shares."""
+
+    lab: LabSettings
+    run: RunDir
+    interrupts: Interrupts
+    machine: MachineShare
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.run.path)
+
+
+def engine_for(cell: Cell) -> str:
+    """The engine a cell really uses: "auto" is wrk when installed, else aiohttp."""
+    engine = cell.experiment.engine
+    if engine == "auto":
+        return "wrk" if wrk.available() else "aiohttp"
+    return engine
+
+
+def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
     """The cell's figures, from whichever engine and number of client processes it uses."""
-    exp = cell.experiment
+    exp = replace(cell.experiment, engine=engine_for(cell))
     window = Window(server.pids())
+    deadline = time.monotonic() + ctx.lab.cell_timeout_s
+
+    def check() -> None:
+        ctx.interrupts.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError
+
+    placement = ctx.lab.placement
     if exp.engine == "wrk":
-        return wrk.run(server.base_url, exp, cell.endpoint, cell.load, window)
+        sup = wrk.Supervision(
+            spawn=lambda argv, name: Group(
+                argv, ctx.run.logs / f"{cell.id}.{name}.log", ctx.ledger,
+                placement.client_env(),
+                rusage_path=ctx.run.logs / f"{cell.id}.{name}.cpu.json"),
+            check=check, deadline=deadline,
+            threads=1 if placement.shared else len(placement.client_set()))
+        return summarize(wrk.run(server.base_url, exp, cell.endpoint, cell.load, window, sup),
+                         ctx.machine)
     with quiet_gc():
         if exp.clients > 1 and exp.kind in MULTI_PROCESS:
             m = processes.run(exp.kind, server.base_url, exp, cell.endpoint, cell.load, window,
-                              interrupts.check)
+                              check)
         else:
             coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
-            m = asyncio.run(interrupts.guard(asyncio.wait_for(coro, lab.cell_timeout_s)))
-    return summarize(m)
+            m = asyncio.run(ctx.interrupts.guard(asyncio.wait_for(coro, ctx.lab.cell_timeout_s)))
+    m.info.setdefault("engine", exp.engine)
+    return summarize(m, ctx.machine)
 
 
-def run_cell(cell: Cell, lab: LabSettings, run: RunDir, interrupts: Interrupts
-             ) -> dict[str, Any]:
-    record = describe(cell, lab, run.path.name) | {"started_at": _now(), "failure": None,
-                                                   "figures": None}
-    adapter = ADAPTERS[cell.server]
-    log_path = run.logs / f"{cell.id}.log"
-    server: Server | None = None
-    figures: dict[str, Any] | None = None
-    try:
-        with running(
+def _server_key(cell: Cell, restart: str) -> tuple[Any, ...]:
+    """Cells with the same key may share one server start."""
+    if restart == "cell":
+        return (cell.id,)
+    return (cell.server, cell.workers, cell.options, cell.repeat)
+
+
+class Servers:
+    """The server the next cell needs: reused while its configuration and repeat stay the
+    same and it is healthy (``lab.restart = "configuration"``), else started afresh."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.server: Server | None = None
+        self.key: tuple[Any, ...] | None = None
+        self.cells: list[str] = []
+        self.healthy = False
+
+    def get(self, cell: Cell, log_path: Path) -> tuple[Server, bool]:
+        """(a ready server for ``cell``, whether it was just started)."""
+        key = _server_key(cell, self.ctx.lab.restart)
+        if self.server is not None and key == self.key and self.healthy \
+                and self.server.answers():
+            self.cells.append(cell.id)
+            return self.server, False
+        self.stop()
+        lab, adapter = self.ctx.lab, ADAPTERS[cell.server]
+        self.server = start(
             lambda port: adapter.argv(sys.executable, lab.app, lab.host, port, cell.workers,
                                       dict(cell.options)),
-            lab.host, cell.workers, log_path, lab.start_timeout_s, lab.stop_grace_s,
-            check=interrupts.check, hurry=lambda: interrupts.hurry, ledger=Ledger(run.path),
-        ) as server:
-            pids_before = set(server.pids())
-            try:
-                figures = measure(cell, server, lab, interrupts)
-                interrupts.check()  # wrk gets the terminal's Ctrl-C too: never keep a cut cell
-            except TimeoutError:
-                record["failure"] = _failure(
-                    "cell_timeout", f"cell exceeded lab.cell_timeout_s = {lab.cell_timeout_s:g} s",
-                    log_tail(log_path))
-            except (RuntimeError, EOFError, OSError, subprocess.SubprocessError) as e:
-                # The load generator itself failed (a client process died, wrk broke):
-                # the cell is a failed result, the matrix goes on.
-                record["failure"] = _failure("client_failed", f"{type(e).__name__}: {e}",
-                                             log_tail(log_path))
-            lost = pids_before - set(server.pids())
-            if lost and record["failure"] is None:
-                record["failure"] = _failure(
-                    "server_crashed",
-                    f"server process(es) {', '.join(map(str, sorted(lost)))} exited during the "
-                    "cell", log_tail(log_path))
+            lab.host, cell.workers, log_path, lab.start_timeout_s,
+            check=self.ctx.interrupts.check, ledger=self.ctx.ledger,
+            env=lab.placement.server_env())
+        self.key, self.cells, self.healthy = key, [cell.id], True
+        return self.server, True
+
+    def stop(self) -> None:
+        if self.server is None:
+            return
+        server, self.server = self.server, None
+        report = server.stop(self.ctx.lab.stop_grace_s, lambda: self.ctx.interrupts.hurry)
+        self.ctx.run.append_server({
+            "argv": server.argv, "port": server.port, "cells": self.cells,
+            "start_to_ready_s": server.ready_s, "stop_s": report.seconds,
+            "killed": report.killed, "exit_code": report.exit_code})
+
+
+def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
+    record = describe(cell, ctx.lab, ctx.run.path.name) | {
+        "started_at": _now(), "failure": None, "figures": None,
+        "engine": engine_for(cell), "placement": ctx.lab.placement.as_record()}
+    log_path = ctx.run.logs / f"{cell.id}.log"
+    figures: dict[str, Any] | None = None
+    try:
+        server, fresh = servers.get(cell, log_path)
     except ServerStartError as e:
         record["failure"] = _failure("start_failed", e.reason, e.log_tail)
-    if server is not None and server.last_stop is not None:
-        record["process"] = {
-            "start_to_ready_s": server.ready_s, "stop_s": server.last_stop.seconds,
-            "killed": server.last_stop.killed, "exit_code": server.last_stop.exit_code,
-            "port": server.port, "argv": server.argv,
-        }
+        record |= {"status": "failed", "finished_at": _now()}
+        return record
+    log_path = server.log_path
+    pids_before = set(server.pids())
+    try:
+        figures = measure(cell, server, ctx)
+        ctx.interrupts.check()  # wrk gets the terminal's Ctrl-C too: never keep a cut cell
+    except TimeoutError:
+        record["failure"] = _failure(
+            "cell_timeout", f"cell exceeded lab.cell_timeout_s = {ctx.lab.cell_timeout_s:g} s",
+            log_tail(log_path))
+    except (RuntimeError, EOFError, OSError, subprocess.SubprocessError) as e:
+        # The load generator itself failed (a client process died, wrk broke):
+        # the cell is a failed result, the matrix goes on.
+        record["failure"] = _failure("client_failed", f"{type(e).__name__}: {e}",
+                                     log_tail(log_path))
+    lost = pids_before - set(server.pids())
+    if lost and record["failure"] is None:
+        record["failure"] = _failure(
+            "server_crashed",
+            f"server process(es) {', '.join(map(str, sorted(lost)))} exited during the "
+            "cell", log_tail(log_path))
+    servers.healthy = record["failure"] is None and not lost
+    record["process"] = {"start_to_ready_s": server.ready_s if fresh else None,
+                         "reused": not fresh, "port": server.port, "argv": server.argv,
+                         "log": log_path.name}
     if figures is not None:
         record["figures"] = figures
         if figures["ok"] == 0 and record["failure"] is None:
@@ -159,12 +239,23 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
     cells = [c for c in matrix.cells() if c.id not in finished]
     skipped = len(matrix.cells()) - len(cells)
     failed = 0
-    for i, cell in enumerate(cells, 1):
-        interrupts.check()
-        t0 = time.monotonic()
-        record = run_cell(cell, matrix.lab, run, interrupts)
-        record["cell_wall_s"] = time.monotonic() - t0
-        run.append(record)  # on disk before the next cell starts
-        failed += record["status"] == "failed"
-        out(progress_line(i, len(cells), record))
+    placement = matrix.lab.placement
+    placement.pin_client()  # the lab is the client of its in-process engines
+    machine = MachineShare(len(placement.server_set() | placement.client_set()),
+                           placement.shared)
+    ctx = Context(matrix.lab, run, interrupts, machine)
+    servers = Servers(ctx)
+    try:
+        for i, cell in enumerate(cells, 1):
+            interrupts.check()
+            t0 = time.monotonic()
+            record = run_cell(cell, ctx, servers)
+            if matrix.lab.restart == "cell":
+                servers.stop()
+            record["cell_wall_s"] = time.monotonic() - t0
+            run.append(record)  # on disk before the next cell starts
+            failed += record["status"] == "failed"
+            out(progress_line(i, len(cells), record))
+    finally:
+        servers.stop()
     return Outcome(len(cells), failed, skipped)

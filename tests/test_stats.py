@@ -7,7 +7,8 @@ import random
 import pytest
 
 from lab.load.samples import Sample
-from lab.stats import CLIENT_LIMITED_CPU_PCT, Histogram, Spread, latency_figures, median, summarize
+from lab.histogram import Histogram, latency_figures
+from lab.stats import CLIENT_LIMITED_CPU_PCT, Spread, median, summarize
 from tests.conftest import measurement
 
 ONE_TO_THOUSAND_MS = [i / 1000 for i in range(1, 1001)]  # seconds

@@ -1,9 +1,11 @@
 """Raw samples of a measurement and the one place responses are checked."""
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.histogram import Histogram
 from lab.monitor import Usage
 
 
@@ -16,12 +18,36 @@ class Sample:
 
 
 @dataclass
+class Tally:
+    """A window's responses counted: what every engine's samples come down to. An external
+    engine (wrk) that gives no per-request samples builds this directly."""
+
+    ok: int
+    errors: Counter[str]  # by kind: http_503, bad_body, timeout, connect, ...
+    pids: Counter[int]  # successful responses per worker process
+    histogram: Histogram  # latencies of successful responses
+
+    @classmethod
+    def of(cls, samples: list[Sample]) -> "Tally":
+        ok = [s for s in samples if s.error is None]
+        hist = Histogram()
+        for s in ok:
+            hist.record(s.latency_s)
+        return cls(len(ok), Counter(s.error for s in samples if s.error is not None),
+                   Counter(s.pid for s in ok if s.pid is not None), hist)
+
+
+@dataclass
 class Measurement:
     """What one experiment returns: samples from its measured window and how it ran."""
 
     samples: list[Sample]
     usage: Usage  # the measured window: its length, client and server resources
     info: dict[str, Any] = field(default_factory=dict)  # kind-specific figures, JSON-bound
+    counted: Tally | None = None  # set by engines without per-request samples
+
+    def tally(self) -> Tally:
+        return self.counted if self.counted is not None else Tally.of(self.samples)
 
 
 def check(status: int, body: bytes, endpoint: str) -> tuple[str | None, int | None]:

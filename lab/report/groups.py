@@ -21,10 +21,23 @@ class Headline:
     higher_is_better: bool
 
 
+# A percentile is stated only from enough samples: the 1 % above p99 must be ≥ 10 of them.
+MIN_SAMPLES = {"p99": 1_000, "p99.9": 10_000}
+
+
+def samples(f: dict[str, Any]) -> int:
+    """Latencies behind a cell's percentiles (older results: its successful requests)."""
+    return int(f.get("latency_samples", f.get("ok", 0)))
+
+
+def _p99(f: dict[str, Any]) -> float | None:
+    return f["latency_ms"]["p99"] if samples(f) >= MIN_SAMPLES["p99"] else None
+
+
 HEADLINES = {
     "burst": Headline(lambda f: f["wall_s"], False),
     "closed": Headline(lambda f: f["rps"], True),
-    "open": Headline(lambda f: f["latency_ms"]["p99"], False),
+    "open": Headline(_p99, False),
     "interference": Headline(lambda f: f["latency_ms"]["p50"], False),
 }
 
@@ -62,15 +75,42 @@ class Row:
                                               - s.median))
 
     def latency(self) -> dict[str, float | None]:
-        """Latency percentiles over every successful repeat, from merged histograms; an
-        external engine that gives percentiles only shows its typical repeat's."""
+        """Latency percentiles over every successful repeat, from merged histograms, with
+        ``n`` the samples behind them; p99 and p99.9 are None without enough samples."""
         if any(not r["figures"].get("histogram") for r in self.ok):
             typical = self.typical()
-            return typical["figures"]["latency_ms"] if typical else {}
-        merged = Histogram()
-        for r in self.ok:
-            merged = merged.merge(Histogram.from_json(r["figures"]["histogram"]))
-        return latency_figures(merged)
+            figures = dict(typical["figures"]["latency_ms"]) if typical else {}
+            n = samples(typical["figures"]) if typical else 0
+        else:
+            merged = Histogram()
+            for r in self.ok:
+                merged = merged.merge(Histogram.from_json(r["figures"]["histogram"]))
+            figures, n = latency_figures(merged), merged.total
+        for key, minimum in MIN_SAMPLES.items():
+            if n < minimum:
+                figures[key] = None
+        return {**figures, "n": n}
+
+    def limit(self) -> str | None:
+        """Why this row's figures may not be the server's: "client" (the load generator was
+        at its limit) or "machine" (client and server together used every shared core)."""
+        figures = [r["figures"] for r in self.ok]
+        if any(f.get("client_limited") for f in figures):
+            return "client"
+        if any(f.get("machine_saturated") for f in figures):
+            return "machine"
+        return None
+
+    def error_rate(self) -> float:
+        """Failed requests over all requests of the row's finished repeats."""
+        total = sum(int((r["figures"] or {}).get("requests", 0)) for r in self.records)
+        failed = sum(sum(((r["figures"] or {}).get("errors") or {}).values())
+                     for r in self.records)
+        return failed / total if total else 0.0
+
+    @property
+    def engines(self) -> set[str]:
+        return {r.get("engine") or r.get("engine_requested", "?") for r in self.ok}
 
 
 @dataclass

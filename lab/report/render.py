@@ -37,6 +37,7 @@ def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) ->
                   "covers only the cells that finished.", ""]
     elif state == "running":
         lines += ["> **This run had not finished** when the report was written.", ""]
+    lines += _client_warnings(records)
     lines += [
         f"- config: `{info.get('config', '?')}` (sha256 {info.get('config_hash', '?')}, "
         f"copy in `config.toml`)",
@@ -47,9 +48,42 @@ def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) ->
         "side; baseline: " + (f"`{info['baseline']}`" if info.get("baseline")
                               else "the best row of each table"),
         f"- started {info.get('started_at', '?')}, finished {info.get('finished_at', '–')}",
+        _placement_line(records),
         "",
     ]
     return lines
+
+
+PYTHON_ENGINES = ("httpx", "aiohttp")
+
+
+def _client_warnings(records: list[dict[str, Any]]) -> list[str]:
+    """Loud, first: throughput measured with a Python client ranks the client."""
+    python = sorted({r.get("engine") for r in records if r["kind"] == "closed"
+                     and r.get("engine") in PYTHON_ENGINES})
+    if not python:
+        return []
+    return [f"> **⚠ Throughput figures measure the client: install wrk.** Closed-loop cells "
+            f"ran with {', '.join(python)}, a Python client that needs most of a core at "
+            "these rates and takes it from the server; it has inverted server rankings on "
+            "this kind of machine. `apt-get install wrk` and run again (the default "
+            "engine, `auto`, then uses wrk).", ""]
+
+
+def _placement_line(records: list[dict[str, Any]]) -> str:
+    places = {(p.get("server_cpus"), p.get("client_cpus"), p.get("shared"))
+              for r in records if (p := r.get("placement"))}
+    if not places:
+        return "- placement: not recorded"
+    if len(places) > 1:
+        return "- placement: varied between cells (see *as run*)"
+    server, client, shared = places.pop()
+    if shared:
+        return (f"- placement: **client and servers shared the same cores** (servers on CPUs "
+                f"{server}, client on {client}): a figure where together they used nearly "
+                "all of them (⚠ machine saturated) gets no verdict; set `lab.server_cpus` "
+                "and `lab.client_cpus` on a machine with ≥ 4 cores")
+    return f"- placement: servers on CPUs {server}, the client on CPUs {client} (no sharing)"
 
 
 HOW_TO_READ = f"""## How to read this report
@@ -137,30 +171,42 @@ def _knees(comps: list[Comparison]) -> list[str]:
                      tablefmt="github", disable_numparse=True), ""]
 
 
-def _settings(records: list[dict[str, Any]], cores: int | None) -> list[str]:
+def _settings(records: list[dict[str, Any]], servers: list[dict[str, Any]]) -> list[str]:
     rows: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         rows.setdefault(r["server_id"], []).append(r)
+    server_of = {cell: entry for entry in servers for cell in entry.get("cells", [])}
     body = []
     for sid, rs in rows.items():
         first = rs[0]
         starts = [r["process"]["start_to_ready_s"] for r in rs
-                  if r.get("process") and r["process"]["start_to_ready_s"] is not None]
-        stops = [r["process"]["stop_s"] for r in rs if r.get("process")]
-        killed = sum(bool(r.get("process", {}).get("killed")) for r in rs)
-        flag = " ⚠ more workers than cores" if cores and first["workers"] > cores else ""
+                  if r.get("process") and r["process"].get("start_to_ready_s") is not None]
+        stopped = {id(e): e for r in rs if (e := server_of.get(r["cell_id"]))}.values()
+        stops = [e["stop_s"] for e in stopped]
+        killed = sum(bool(e.get("killed")) for e in stopped)
+        place = first.get("placement") or {}
+        cores = place.get("server_cores")
+        flag = " ⚠ more workers than server cores" if cores and first["workers"] > cores \
+            else ""
         settings = first.get("settings") or {}
+        engines = ", ".join(sorted({r.get("engine", "?") for r in rs if r["kind"] == "closed"}))
         body.append([sid, first["server_version"], f"{first['workers']}{flag}",
                      *(settings.get(k, "–") for k in SETTINGS),
+                     place.get("server_cpus", "all"), place.get("client_cpus", "all"),
+                     engines or "–", f"{len(starts)} for {len(rs)} cells",
                      _range(starts), _range(stops), killed])
     return ["## Server configurations as run", "",
             "What actually ran, to judge whether a comparison is like for like: the lab's "
             "defaults plus the config's options, and each server's own default where neither "
             "set it. FastAPI runs `def` endpoints in anyio's thread pool (40 threads) on every "
-            "server. Start-to-ready and stop times are over all cells of that configuration "
-            "(median, min–max); SIGKILLed counts stops that needed SIGKILL.", "",
+            "server. *server CPUs* / *client CPUs* are the cores each side was pinned to "
+            "(the same cores: they competed). *starts* counts server starts (a server serves "
+            "all cells of its configuration and repeat unless a cell failed, or "
+            "`lab.restart = \"cell\"`). Start-to-ready and stop times are medians (min–max); "
+            "SIGKILLed counts stops that needed SIGKILL.", "",
             tabulate(body, headers=["configuration", "version", "workers", *SETTINGS,
-                                    "start-to-ready s", "stop s", "SIGKILLed"],
+                                    "server CPUs", "client CPUs", "closed-loop engine",
+                                    "starts", "start-to-ready s", "stop s", "SIGKILLed"],
                      tablefmt="github", disable_numparse=True), ""]
 
 
@@ -226,7 +272,7 @@ def build(run: RunDir) -> Path:
     lines += _noise(comps, noise)
     lines += _failures(records)
     if records:
-        lines += _settings(records, env.get("cpu", {}).get("usable_cores"))
+        lines += _settings(records, run.servers())
     lines += _environment(env)
     lines += [HOW_TO_READ]
     path = run.path / REPORT

@@ -47,31 +47,45 @@ def _blocking(comps: list[Comparison]) -> list[str]:
 
 def _which_server(comps: list[Comparison], noise: dict[str, float],
                   preferred: str | None) -> list[str]:
+    """Per closed comparison: the baseline (the preferred configuration, else the best row
+    that may win) and what the verdicts say of the others. No winner from a row whose
+    figure may be the client's or the machine's."""
     out = []
     for comp in comps:
         if comp.kind != "closed":
             continue
-        best = baseline(comp, None)
-        if best is None:
+        base = baseline(comp, preferred)
+        if base is None:
             continue
-        v = verdicts(comp, noise.get(comp.kind, 0.0), None)
-        others = {sid: x for sid, x in v.items() if sid != best.server_id}
-        slower = [f"{sid} ({x.ratio:.2f}×)" for sid, x in others.items() if x.significant]
+        v = verdicts(comp, noise.get(comp.kind, 0.0), preferred)
+        s = base.spread()
+        assert s is not None
+        head = f"`{comp.endpoint}`, {comp.n} users"
+        limited = sorted(sid for row in comp.rows if row.values() and (sid := row.server_id)
+                         and row.limit() is not None)
+        note = (f" Not comparable (client or machine at its limit): {', '.join(limited)}."
+                if limited else "")
+        if base.limit() is not None:
+            out.append(f"{head}: no verdict — every configuration's figure may be the client's "
+                       f"or the machine's, not the server's.{note}")
+            continue
+        others = {sid: x for sid, x in v.items() if sid != base.server_id
+                  and sid not in limited}
+        better = [sid for sid, x in others.items() if x.significant and x.ratio < 1]
+        worse = [f"{sid} ({x.ratio:.2f}×)" for sid, x in others.items()
+                 if x.significant and x.ratio > 1]
         unclear = [sid for sid, x in others.items() if x.significant is False]
-        median = best.spread()
-        assert median is not None
-        text = (f"`{comp.endpoint}`, {comp.n} users: most req/s on {best.server_id} "
-                f"({fmt(median.median, 4)})")
+        who = ("baseline " if preferred == base.server_id else "most req/s on ")
+        text = f"{head}: {who}{base.server_id} ({fmt(s.median, 4)} req/s)"
+        if better:
+            text += f"; significantly more on {', '.join(better)}"
         if unclear:
             text += f"; no clear difference from {', '.join(unclear)}"
-        if slower:
-            text += f"; significantly fewer on {', '.join(slower)}"
-        if all(x.significant is None for x in others.values()):
-            text += " (single runs: no verdicts)"
-        if any(r["figures"].get("client_limited") or r["figures"].get("machine_saturated")
-               for row in comp.rows for r in row.ok):
-            text += ". Client or machine was at its limit in some cells: lower bounds"
-        out.append(text + ".")
+        if worse:
+            text += f"; significantly fewer on {', '.join(worse)}"
+        if others and all(x.significant is None for x in others.values()):
+            text += " (too few repeats: no verdicts)"
+        out.append(text + "." + note)
     return out
 
 

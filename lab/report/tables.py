@@ -6,7 +6,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from lab.report.groups import Comparison, Row
+from lab.report.groups import MIN_SAMPLES, Comparison, Row
 from lab.stats import Spread
 from lab.verdict import Verdict, compare
 
@@ -48,8 +48,22 @@ def errors(row: Row) -> str:
     return f"{sum(counts.values())} (" + ", ".join(f"{k} {n}" for k, n in counts.items()) + ")"
 
 
+LIMIT_TEXT = {"client": "not comparable: client at its limit",
+              "machine": "not comparable: machine saturated"}
+
+
+def _eligible(row: Row, comp: Comparison) -> bool:
+    """May this row win? Not when its figure may be the client's or the shared machine's,
+    nor, for a time figure, when some of its requests failed (a fast failure is not fast
+    service)."""
+    if row.limit() is not None:
+        return False
+    return comp.headline.higher_is_better or row.error_rate() == 0
+
+
 def baseline(comp: Comparison, preferred: str | None) -> Row | None:
-    """The row others are compared with: the preferred configuration, else the best."""
+    """The row others are compared with: the preferred configuration, else the best of the
+    rows that may win, else the best of all."""
     rows = [r for r in comp.rows if r.values()]
     if not rows:
         return None
@@ -58,26 +72,34 @@ def baseline(comp: Comparison, preferred: str | None) -> Row | None:
             return row
     h = comp.headline
     pick = max if h.higher_is_better else min
-    return pick(rows, key=lambda r: Spread.of(r.values()).median)
+    candidates = [r for r in rows if _eligible(r, comp)] or rows
+    return pick(candidates, key=lambda r: Spread.of(r.values()).median)
 
 
 def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
              ) -> dict[str, Verdict]:
+    """Each row against the baseline; no "significant" from a row or baseline that was
+    limited by the client or the machine, or that won a time figure with failures."""
     base = baseline(comp, preferred)
     if base is None:
         return {}
     out = {}
     for row in comp.rows:
-        if row.values():
-            v = compare(row.values(), base.values(), comp.headline.higher_is_better,
-                        noise_pct)
-            out[row.server_id] = Verdict(v.ratio, v.significant, "baseline") \
-                if row is base else v
+        if not row.values():
+            continue
+        v = compare(row.values(), base.values(), comp.headline.higher_is_better, noise_pct)
+        if row is base:
+            v = Verdict(v.ratio, None, "baseline")
+        if v.significant is not None or row is base:
+            limit = row.limit() or base.limit()
+            if limit is not None:
+                v = Verdict(v.ratio, None, LIMIT_TEXT[limit]
+                            + ("" if row is not base else " (baseline)"))
+            elif v.ratio < 1 and not _eligible(row, comp):
+                v = Verdict(v.ratio, None, f"no verdict: {100 * row.error_rate():.2g} % of "
+                                           "its requests failed")
+        out[row.server_id] = v
     return out
-
-
-def _limited(row: Row | None) -> bool:
-    return row is not None and any(r["figures"].get("client_limited") for r in row.ok)
 
 
 def _mean(row: Row, key: str) -> float | None:
@@ -96,11 +118,24 @@ def _cpu(row: Row) -> str:
 
 
 def _resources(row: Row) -> list[str]:
-    return [fmt(_mean(row, "server_cpu_pct"), 3), fmt(_mean(row, "server_cpu_s_per_1000"), 2),
+    return [fmt(_mean(row, "server_cores_used"), 3), fmt(_mean(row, "rps_per_server_core"), 4),
             fmt(_mean(row, "server_peak_rss_mb"), 3)]
 
 
-RESOURCE_HEADERS = ["server CPU %", "server CPU s /1000 req", "peak RSS MB"]
+RESOURCE_HEADERS = ["server cores used", "req/s per server core", "peak RSS MB"]
+
+
+def pct(lat: dict[str, float | None], key: str) -> str:
+    """A percentile, or why it is not stated: too few samples behind it."""
+    value = lat.get(key)
+    if value is None and key in MIN_SAMPLES:
+        return f"– (n={int(lat.get('n') or 0)})"
+    return fmt(value)
+
+
+def error_rate(row: Row) -> str:
+    rate = row.error_rate()
+    return "0" if rate == 0 else f"{100 * rate:.2g} %"
 Columns = tuple[list[str], Callable[[Comparison, Row], list[str]]]
 
 
@@ -113,7 +148,7 @@ def _burst(comp: Comparison) -> Columns:
         assert s is not None
         lat = row.latency()
         conc = [fmt(comp.n * comp.delay / s.median, 2)] if comp.delay else []
-        return [fmt_spread(s), *conc, fmt(lat["p50"]), fmt(lat["p99"]), fmt(lat["max"]),
+        return [fmt_spread(s), *conc, fmt(lat["p50"]), pct(lat, "p99"), fmt(lat["max"]),
                 errors(row), split(row.typical()), _cpu(row)]
     return headers, cells
 
@@ -125,8 +160,9 @@ def _variant(row: Row) -> tuple[str, str]:
 
 def _closed(comp: Comparison) -> Columns:
     one = {_variant(r): r.spread() for r in comp.rows if r.workers == 1 and r.values()}
-    headers = ["req/s", "scaling vs 1 worker", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
-               "max ms", "errors", "requests per worker", "client CPU %", *RESOURCE_HEADERS]
+    headers = ["req/s", "error rate", *RESOURCE_HEADERS[:2], "scaling vs 1 worker", "p50 ms",
+               "p99 ms", "p99.9 ms", "errors", "requests per worker", "engine",
+               "client CPU %", RESOURCE_HEADERS[2]]
 
     def cells(comp: Comparison, row: Row) -> list[str]:
         s = row.spread()
@@ -137,9 +173,10 @@ def _closed(comp: Comparison) -> Columns:
         if base and base.median and row.workers > 1:
             ratio = s.median / base.median
             scaling = f"{ratio:.2f}× ({100 * ratio / row.workers:.0f} % eff.)"
-        return [fmt_spread(s, 4), scaling, fmt(lat["p50"]), fmt(lat["p90"]), fmt(lat["p99"]),
-                fmt(lat["p99.9"]), fmt(lat["max"]), errors(row), split(row.typical()),
-                _cpu(row), *_resources(row)]
+        cores, per_core, rss = _resources(row)
+        return [fmt_spread(s, 4), error_rate(row), cores, per_core, scaling, fmt(lat["p50"]),
+                pct(lat, "p99"), pct(lat, "p99.9"), errors(row), split(row.typical()),
+                ", ".join(sorted(row.engines)), _cpu(row), rss]
     return headers, cells
 
 
@@ -153,7 +190,7 @@ def _open(comp: Comparison) -> Columns:
         lag = fmt(max(r["figures"]["send_lag_p99_ms"] for r in row.ok), 2) \
             + (" ⚠ client behind schedule" if behind else "")
         return [fmt_spread(row.spread()), fmt_spread(row.spread(lambda f: f["rps"]), 4),
-                fmt(lat["p50"]), fmt(lat["p99.9"]), fmt(lat["max"]), errors(row), lag,
+                fmt(lat["p50"]), pct(lat, "p99.9"), fmt(lat["max"]), errors(row), lag,
                 _cpu(row), *_resources(row)]
     return headers, cells
 
@@ -182,18 +219,18 @@ KIND_COLUMNS: dict[str, Callable[[Comparison], Columns]] = {
 def table(comp: Comparison, noise_pct: float, preferred: str | None = None) -> str:
     kind_headers, cells = KIND_COLUMNS[comp.kind](comp)
     verdict = verdicts(comp, noise_pct, preferred)
-    base = baseline(comp, preferred)
     headers = ["configuration", *kind_headers, "relative", "verdict"]
     body = []
     for row in comp.rows:
         if not row.values():
             reasons = sorted({r["failure"]["kind"] for r in row.records if r["failure"]})
-            body.append([row.server_id, "failed: " + ", ".join(reasons)]
-                        + [""] * (len(headers) - 2))
+            why = ("failed: " + ", ".join(reasons) if reasons else
+                   f"– (n={max(int(r['figures'].get('latency_samples', 0)) for r in row.ok)}:"
+                   " too few samples for the headline)")
+            body.append([row.server_id, why] + [""] * (len(headers) - 2))
             continue
         v = verdict[row.server_id]
-        text = v.text
-        if v.significant and (_limited(row) or _limited(base)):
-            text += "; client-limited: a lower bound"
+        used, ran = len(row.values()), len(row.records)
+        text = v.text + (f" ({used} of {ran} repeats ok)" if used < ran else "")
         body.append([row.server_id, *cells(comp, row), f"{v.ratio:.2f}", text])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
