@@ -32,17 +32,13 @@ endpoints = ["/hello"]
 users = [64]
 """
 
-ARTICLE_IDS = [
-    "uvicorn-w1-article-blocking-n10", "uvicorn-w2-article-blocking-n10",
-    "granian-w2-article-blocking-n10",
-    "uvicorn-w1-article-blocking-n50", "uvicorn-w2-article-blocking-n50",
-    "granian-w2-article-blocking-n50",
-    "uvicorn-w1-article-non-blocking-n10", "uvicorn-w2-article-non-blocking-n10",
-    "granian-w2-article-non-blocking-n10",
-    "uvicorn-w1-article-non-blocking-n50", "uvicorn-w2-article-non-blocking-n50",
-    "granian-w2-article-non-blocking-n50",
-    "uvicorn-w1-hello-hello-c64", "uvicorn-w2-hello-hello-c64", "granian-w2-hello-hello-c64",
-]
+POINTS = ["article-blocking-n10", "article-blocking-n50", "article-non-blocking-n10",
+          "article-non-blocking-n50", "hello-hello-c64"]
+CONFIGS = ["uvicorn-w1", "uvicorn-w2", "granian-w2"]
+# Default (lab.restart = "configuration"): each configuration runs all its points on one
+# server start; with restart = "cell", each point runs on every configuration in turn.
+ARTICLE_IDS = [f"{c}-{p}" for c in CONFIGS for p in POINTS]
+ARTICLE_IDS_BY_POINT = [f"{c}-{p}" for p in POINTS for c in CONFIGS]
 
 
 def matrix(text: str, **kwargs: bool) -> Matrix:
@@ -57,8 +53,13 @@ def test_cells_count_order_and_ids() -> None:
     assert len({c.id for c in cells}) == len(cells)
 
 
+def test_restart_per_cell_interleaves_configurations_within_each_point() -> None:
+    cells = matrix('[lab]\nrestart = "cell"\n' + ARTICLE).cells()
+    assert [c.id for c in cells] == ARTICLE_IDS_BY_POINT
+
+
 def test_cells_carry_their_full_specification() -> None:
-    cell = matrix(ARTICLE).cells()[4]  # uvicorn-w2-article-blocking-n50
+    cell = matrix('[lab]\nrestart = "cell"\n' + ARTICLE).cells()[4]  # uvicorn-w2-…-n50
     assert (cell.server, cell.workers, cell.endpoint, cell.load, cell.repeat) == (
         "uvicorn", 2, "/blocking", 50, 1)
     assert cell.experiment.name == "article"
@@ -69,8 +70,10 @@ def test_cells_carry_their_full_specification() -> None:
 def test_repeats_are_outermost_and_suffix_the_ids() -> None:
     cells = matrix("[lab]\nrepeats = 2\n" + ARTICLE).cells()
     assert len(cells) == 2 * len(ARTICLE_IDS)
+    # The configurations' order rotates between repeats, so none always runs first.
+    rotated = [f"{c}-{p}" for c in CONFIGS[1:] + CONFIGS[:1] for p in POINTS]
     assert [c.id for c in cells] == ([f"{i}-r1" for i in ARTICLE_IDS]
-                                     + [f"{i}-r2" for i in ARTICLE_IDS])
+                                     + [f"{i}-r2" for i in rotated])
     assert [c.repeat for c in cells] == [1] * 15 + [2] * 15
 
 
@@ -145,7 +148,7 @@ def test_defaults_per_kind() -> None:
     m = matrix(ARTICLE)
     burst, closed = m.experiments
     assert (burst.kind, burst.engine, burst.loads) == ("burst", "httpx", (10, 50))
-    assert (closed.kind, closed.engine, closed.loads) == ("closed", "aiohttp", (64,))
+    assert (closed.kind, closed.engine, closed.loads) == ("closed", "auto", (64,))
     assert (closed.duration_s, closed.warmup_s) == (3.0, 1.0)
     assert m.lab.host == "127.0.0.1" and m.lab.repeats == 1
     assert m.lab.app == "apps.article:app"
@@ -166,7 +169,7 @@ def test_non_loopback_host_needs_the_flag() -> None:
     assert matrix(text, allow_non_loopback=True).lab.host == "10.0.0.1"
 
 
-def test_shuffled_order_is_seeded_and_stays_within_each_point() -> None:
+def test_shuffled_order_is_seeded_and_keeps_each_configuration_together() -> None:
     text = """
 [servers.uvicorn]
 workers = [1, 2, 3]
@@ -181,14 +184,15 @@ endpoints = ["/a", "/b"]
 requests = [1, 2]
 """
     interleaved = [c.id for c in matrix("[lab]\nrepeats = 2\n" + text).cells()]
-    per_point = 8  # server configurations
+    per_config = 4  # points
     orders = {}
     for seed in range(5):
         cfg_text = f'[lab]\nrepeats = 2\norder = "shuffled"\nseed = {seed}\n' + text
         ids = [c.id for c in matrix(cfg_text).cells()]
         assert ids == [c.id for c in matrix(cfg_text).cells()]  # same seed, same order
-        for i in range(0, len(ids), per_point):  # each point keeps its own cells
-            assert sorted(ids[i:i + per_point]) == sorted(interleaved[i:i + per_point])
+        assert sorted(ids) == sorted(interleaved)
+        for i in range(0, len(ids), per_config):  # a configuration's cells stay together
+            assert len({x.split("-x-")[0] for x in ids[i:i + per_config]}) == 1
         orders[seed] = ids
     assert any(ids != interleaved for ids in orders.values())
     assert len({tuple(ids) for ids in orders.values()}) > 1

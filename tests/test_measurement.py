@@ -13,9 +13,11 @@ import math
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,9 @@ from lab.monitor import Window
 from lab.process import Server, running
 from lab.report.groups import HEADLINES, Row
 from lab.results import RunDir
-from lab.runner import measure, run_cell
+from lab.runner import Context, Servers, measure, run_cell
 from lab.servers import ADAPTERS
-from lab.stats import summarize
+from lab.stats import MachineShare, summarize
 from tests.conftest import measurement
 
 LAB = LabSettings(start_timeout_s=20.0, stop_grace_s=5.0, cell_timeout_s=60.0)
@@ -60,8 +62,15 @@ def make_cell(server: str, workers: int, kind: str, endpoint: str, load: int,
     return Cell(server, workers, (), exp, endpoint, load, 1)
 
 
+def context(run_path: Path | None = None) -> Context:
+    """What lab.runner gives every cell: settings, a run folder (wrk's logs), interrupts."""
+    path = run_path or Path(tempfile.mkdtemp(prefix="lab-test-run-"))
+    (path / "logs").mkdir(parents=True, exist_ok=True)
+    return Context(LAB, RunDir(path), Interrupts(), MachineShare(2, shared=True))
+
+
 def figures_of(cell: Cell, server: Server) -> dict[str, Any]:
-    return measure(cell, server, LAB, Interrupts())
+    return measure(cell, server, context())
 
 
 def mean(values: list[float]) -> float:
@@ -191,7 +200,8 @@ def cpu_seconds_per_call(n: int, calls: int = 20) -> float:
 @pytest.mark.parametrize("name", ["uvicorn", "granian"])
 def test_monitor_watches_every_process_of_a_two_worker_server(
         name: str, tmp_path: Path, leak_token: str) -> None:
-    cell = make_cell(name, 2, "closed", "/cpu", 4, {"n": CPU_N}, duration_s=0.5,
+    cell = make_cell(name, 2, "closed", "/cpu", 4, {"n": CPU_N}, engine="aiohttp",
+                     duration_s=0.5,
                      warmup_s=0.1)
     with serve(name, 2, tmp_path) as server:
         group = server.pids()
@@ -282,10 +292,15 @@ def test_two_client_processes_on_a_closed_loop_merge_their_samples(
         tmp_path: Path, client_leak_token: str) -> None:
     """A whole cell through lab.runner.run_cell with clients = 2: the samples of both
     processes merge into one set of figures, and no client process is left."""
-    cell = make_cell("uvicorn", 1, "closed", "/hello", 4, duration_s=0.5, warmup_s=0.2,
+    cell = make_cell("uvicorn", 1, "closed", "/hello", 4, engine="aiohttp", duration_s=0.5,
+                     warmup_s=0.2,
                      clients=2)
-    run = RunDir.create(tmp_path, "measure-clients", "")
-    record = run_cell(cell, LAB, run, Interrupts())
+    ctx = context(tmp_path / "run")
+    servers = Servers(ctx)
+    try:
+        record = run_cell(cell, ctx, servers)
+    finally:
+        servers.stop()
     assert record["failure"] is None, record["failure"]
     assert record["status"] == "ok"
     assert record["load"] == {"users": 4, "duration_s": 0.5, "warmup_s": 0.2, "clients": 2}
@@ -299,7 +314,9 @@ def test_two_client_processes_on_a_closed_loop_merge_their_samples(
     assert Histogram.from_json(f["histogram"]).total == f["ok"]
     # the client CPU is the sum over both processes; the busiest one is part of it
     assert 0 < f["client_cpu_busiest_pct"] <= f["client_cpu_pct"] + 1e-9
-    assert record["process"]["exit_code"] is not None  # the server was stopped
+    stopped = ctx.run.servers()  # the server was stopped and says which cells it served
+    assert [e["cells"] for e in stopped] == [[cell.id]]
+    assert stopped[0]["exit_code"] is not None
 
 
 @pytest.mark.servers
@@ -342,8 +359,10 @@ def test_wrk_engine_gives_the_figures_of_the_lab_engines(
         lab_f = figures_of(hello_lab, server)
         slept = figures_of(sleep_wrk, server)
 
-    assert f["external_engine"] == "wrk"
+    assert f["engine"] == "wrk" and lab_f["engine"] == "aiohttp"
     assert set(lab_f) <= set(f)  # every figure the report reads for a closed cell
+    # wrk's latencies come as a mergeable histogram, like the Python engines'
+    assert Histogram.from_json(f["histogram"]).total >= f["ok"] > 0
     assert set(f["latency_ms"]) == set(lab_f["latency_ms"]) == LATENCY_KEYS
     assert f["ok"] > 0 and f["errors"] == {} and f["requests"] >= f["ok"]
     assert f["rps"] > 0
@@ -359,6 +378,39 @@ def test_wrk_engine_gives_the_figures_of_the_lab_engines(
     assert slept["ok"] > 0 and slept["errors"] == {}
     assert slept["latency_ms"]["p50"] >= 20.0
     assert slept["latency_ms"]["p50"] < 1000.0
+
+
+@pytest.mark.servers
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_wrk_counts_a_non_2xx_answer_as_an_error_not_a_success(
+        tmp_path: Path, leak_token: str) -> None:
+    """/cpu?n=0 answers 422 (n must be ≥ 1): fast, and wrong. wrk alone would time it as a
+    request; the lab counts it as an error of its kind and no success."""
+    cell = make_cell("uvicorn", 1, "closed", "/cpu", 4, {"n": 0}, engine="wrk",
+                     duration_s=1.0, warmup_s=0.0)
+    with serve("uvicorn", 1, tmp_path) as server:
+        f = figures_of(cell, server)
+    assert f["ok"] == 0 and f["rps"] == 0
+    assert set(f["errors"]) == {"http_422"} and f["errors"]["http_422"] > 100
+    assert f["error_rate"] == 1.0
+    assert f["latency_includes_errors"] is True
+
+
+@pytest.mark.servers
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_wrk_is_bounded_by_the_cell_timeout_and_leaves_nothing(
+        tmp_path: Path, leak_token: str) -> None:
+    """A 10 s wrk cell with a 1.5 s cell timeout ends as a timeout within a few seconds,
+    and its process group is gone (leak_token)."""
+    cell = make_cell("uvicorn", 1, "closed", "/hello", 2, engine="wrk",
+                     duration_s=10.0, warmup_s=0.0)
+    ctx = replace(context(tmp_path / "run"), lab=replace(LAB, cell_timeout_s=1.5))
+    with serve("uvicorn", 1, tmp_path) as server:
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            measure(cell, server, ctx)
+        took = time.monotonic() - t0
+    assert took < 5.0  # and leak_token checks that wrk and its guard are gone
 
 
 # ---- latency over repeats in the report ------------------------------------------------
@@ -390,9 +442,12 @@ def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
             everything.record(v)
     expected = latency_figures(everything)
     got = row.latency()
-    assert set(got) == LATENCY_KEYS
-    for key in ("p50", "p90", "p99", "p99.9", "max"):
+    assert set(got) == LATENCY_KEYS | {"n"}
+    assert got["n"] == 351
+    for key in ("p50", "p90", "max"):
         assert got[key] == expected[key], key
+    # 351 samples cannot state a p99 (needs 1,000) or a p99.9 (needs 10,000)
+    assert got["p99"] is None and got["p99.9"] is None
     assert got["mean"] == pytest.approx(expected["mean"])
     assert got["max"] == pytest.approx(150.0)
 
@@ -411,4 +466,17 @@ def test_row_latency_without_histograms_shows_the_typical_repeat() -> None:
         r["figures"]["histogram"] = None
         r["figures"]["rps"] = rps
     row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"], records)
-    assert row.latency() == records[1]["figures"]["latency_ms"]
+    got = row.latency()
+    assert got["p50"] == records[1]["figures"]["latency_ms"]["p50"]
+    assert got["n"] == 10 and got["p99"] is None  # 10 samples: no p99
+
+
+@pytest.mark.parametrize(("n", "p99_stated", "p999_stated"), [
+    (999, False, False), (1000, True, False), (9999, True, False), (10_000, True, True)])
+def test_percentiles_are_stated_only_from_enough_samples(
+        n: int, p99_stated: bool, p999_stated: bool) -> None:
+    row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"],
+              [_record([0.001 + 1e-6 * i for i in range(n)])])
+    got = row.latency()
+    assert (got["p99"] is not None, got["p99.9"] is not None) == (p99_stated, p999_stated)
+    assert got["p50"] is not None and got["n"] == n

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from lab.stats import Spread
-from lab.verdict import MIN_REPEATS, Verdict, compare, noise_floor_pct
+from lab.verdict import Verdict, compare, noise_floor_pct
 
 # Higher is better (req/s) and lower is better (seconds), each with a row that is clearly
 # worse than its baseline by a factor of 2.
@@ -148,9 +148,10 @@ def test_a_single_repeat_gives_no_verdict(row: list[float], base: list[float]) -
     assert v.ratio == pytest.approx(Spread.of(row).median / Spread.of(base).median)
 
 
-def test_two_repeats_are_enough_for_a_verdict() -> None:
-    assert MIN_REPEATS == 2
+def test_two_repeats_give_no_verdict_three_do() -> None:
     v = compare([2.0, 2.02], [1.0, 1.01], higher_is_better=False, noise_pct=1.0)
+    assert v.significant is None and v.text == "2 repeats: no verdict (needs 3)"
+    v = compare([2.0, 2.02, 2.01], [1.0, 1.01, 1.02], higher_is_better=False, noise_pct=1.0)
     assert v.significant is True
 
 

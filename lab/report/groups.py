@@ -143,7 +143,7 @@ def comparisons(records: Iterable[dict[str, Any]]) -> list[Comparison]:
     for r in records:
         key = (r["experiment"], r["endpoint"], tuple(sorted(r["load"].items())))
         comp = out.setdefault(key, Comparison(r["experiment"], r["kind"], r["endpoint"],
-                                              r["load"], r["params"], r["engine"]))
+                                              r["load"], r["params"], r.get("engine", "?")))
         row = next((x for x in comp.rows if x.server_id == r["server_id"]), None)
         if row is None:
             row = Row(r["server_id"], r["server"], r["workers"], r["options"], comp.headline)

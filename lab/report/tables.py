@@ -88,16 +88,14 @@ def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
         if not row.values():
             continue
         v = compare(row.values(), base.values(), comp.headline.higher_is_better, noise_pct)
+        limit = row.limit() or base.limit()
         if row is base:
-            v = Verdict(v.ratio, None, "baseline")
-        if v.significant is not None or row is base:
-            limit = row.limit() or base.limit()
-            if limit is not None:
-                v = Verdict(v.ratio, None, LIMIT_TEXT[limit]
-                            + ("" if row is not base else " (baseline)"))
-            elif v.ratio < 1 and not _eligible(row, comp):
-                v = Verdict(v.ratio, None, f"no verdict: {100 * row.error_rate():.2g} % of "
-                                           "its requests failed")
+            v = Verdict(v.ratio, None, "baseline" + (f"; {LIMIT_TEXT[limit]}" if limit else ""))
+        elif limit is not None:
+            v = Verdict(v.ratio, None, LIMIT_TEXT[limit])
+        elif v.ratio < 1 and v.significant is not None and not _eligible(row, comp):
+            v = Verdict(v.ratio, None, f"no verdict: {100 * row.error_rate():.2g} % of its "
+                                       "requests failed")
         out[row.server_id] = v
     return out
 
