@@ -1,7 +1,8 @@
 """``python -m lab``: run, validate, report, list.
 
-Exit codes: 0 all cells ok; 2 bad config or arguments; 3 the run finished but some cells
-failed (the report lists them); 128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM).
+Exit codes: 0 all cells ok; 2 bad config or arguments, or refused because another lab
+holds a lock the command needs; 3 the run finished but some cells failed (the report
+lists them); 128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM).
 """
 
 import argparse
@@ -9,6 +10,7 @@ import importlib
 import re
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -16,10 +18,11 @@ from typing import NoReturn
 from lab import config as config_mod
 from lab import environment, report
 from lab.config import KINDS, Matrix
-from lab.errors import ConfigError, Interrupted, LabError, UsageError
+from lab.errors import Busy, ConfigError, Interrupted, LabError, UsageError
 from lab.estimate import matrix_s
 from lab.interrupt import Interrupts
 from lab.load import wrk
+from lab.lock import FileLock, Holder, measuring_lock, writer_lock
 from lab.process import PROJECT_ROOT
 from lab.reaper import reap
 from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
@@ -52,14 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m lab", description=(
         "Measure ASGI servers (uvicorn, hypercorn, granian) at several worker counts and "
         "options, from a TOML config matrix, and write a markdown comparison report."),
-        epilog="exit codes: 0 ok, 2 bad config/arguments, 3 some cells failed, "
+        epilog="exit codes: 0 ok, 2 bad config/arguments or a lock held by another lab, "
+               "3 some cells failed, "
                "130/143 interrupted by SIGINT/SIGTERM")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     run = sub.add_parser("run", help="run a config matrix and write reports/<run-id>/report.md",
                          description="Start every server configuration of CONFIG in turn, run "
                          "its experiments, append each finished cell to results.jsonl and "
-                         "write report.md.")
+                         "write report.md. One run measures at a time on a machine: a second "
+                         "run waits for the first (see --no-wait). Before measuring, it "
+                         "stops servers left running by a lab that died (never those of a "
+                         "lab still running).")
     run.add_argument("config", type=Path, nargs="?",
                      help="TOML config, e.g. configs/matrix.toml (optional with --resume)")
     _add_filters(run)
@@ -67,9 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where run directories go (default: reports)")
     run.add_argument("--run-id", help="name of the run directory (default: time-config)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                     help="finish an interrupted run: only cells not in its results.jsonl")
+                     help="finish an interrupted run: only cells not in its results.jsonl "
+                          "(refused while another lab is still writing RUN_DIR)")
     run.add_argument("--force", action="store_true",
                      help="with --resume: accept a config that changed since the run started")
+    run.add_argument("--no-wait", action="store_true",
+                     help="if another run is measuring on this machine, exit 2 at once "
+                          "instead of waiting for it to finish")
     run.add_argument("--yes", action="store_true",
                      help="run even if the estimate exceeds --max-minutes")
     run.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
@@ -158,9 +169,59 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _take_measuring_lock(args: argparse.Namespace, run_dir: Path | None,
+                         interrupts: Interrupts) -> FileLock:
+    """The machine's measuring lock: wait for it (saying for whom) or, with --no-wait,
+    refuse. A signal while waiting raises ``Interrupted``."""
+    lock = measuring_lock()
+
+    def say_waiting(holder: Holder | None) -> None:
+        print(f"waiting for the measuring lock held by {holder or 'another lab process'} "
+              f"… (one measuring run per machine; Ctrl-C to give up)", file=sys.stderr,
+              flush=True)
+
+    if not lock.acquire(run_dir, not args.no_wait, say_waiting, interrupts.check):
+        raise Busy(f"the measuring lock ({lock.path}) is held by "
+                   f"{lock.holder() or 'another lab process'}: one measuring run per "
+                   "machine; run again without --no-wait to wait for it")
+    return lock
+
+
+def _take_writer_lock(run_dir: Path) -> FileLock:
+    lock = writer_lock(run_dir)
+    if not lock.acquire(run_dir, wait=False):
+        holder = lock.holder()
+        who = f"pid {holder.pid}" if holder else "another lab process"
+        raise Busy(f"{run_dir} is being written by {who}; wait for it or stop it")
+    return lock
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    # Before any wait for a lock, so that Ctrl-C or SIGTERM while waiting exits cleanly.
+    interrupts = Interrupts()
+    interrupts.install()
+    locks = ExitStack()
+    try:
+        try:
+            run, info, matrix = _open_run(args, interrupts, locks)
+        except Interrupted as e:
+            print(f"interrupted by signal {e.signum} while waiting for the measuring lock; "
+                  "nothing was run", file=sys.stderr)
+            return e.exit_code
+        return _measure(args, run, info, matrix, interrupts)
+    finally:
+        locks.close()  # the kernel would drop them at exit too, even after SIGKILL
+
+
+def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
+              ) -> tuple[RunDir, dict[str, object], Matrix]:
+    """Check the arguments and take the locks: the run folder's writer lock, which never
+    waits, and the machine's measuring lock. A resume takes them in that order; a new run
+    takes the measuring lock first and creates its folder after, so that a run that waits,
+    gives up or is refused writes nothing."""
     if args.resume:
         run = RunDir.existing(args.resume)
+        locks.callback(_take_writer_lock(run.path).release)
         info = run.read_json(RUN_INFO)
         path = args.config or run.path / "config.toml"
         text = path.read_text() if path.is_file() else ""
@@ -168,24 +229,36 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.config}: changed since {run.path.name} started "
                              "(config hash differs); use --force to resume anyway")
         matrix = _matrix(args, path)
-    else:
-        if args.config is None:
-            raise UsageError("run: CONFIG is required (or --resume RUN_DIR)")
-        if args.run_id and not re.fullmatch(r"[\w.-]+", args.run_id) or args.run_id in (".", ".."):
-            raise UsageError(f"--run-id: {args.run_id!r} must be letters, digits, '.', '-' or "
-                             "'_' (it names a folder under --out)")
-        matrix = _matrix(args, args.config)
-        text = args.config.read_text()
-        estimate = matrix_s(matrix.cells()) / 60
-        if estimate > args.max_minutes and not args.yes:
-            raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
-                             f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
-        run = RunDir.create(args.out, args.run_id or new_run_id(args.config), text)
-        info = {"config": str(args.config), "config_hash": config_hash(text),
-                "started_at": _now(), "argv": sys.argv, "order": matrix.lab.order,
-                "seed": matrix.lab.seed, "baseline": matrix.lab.baseline,
-                "repeats": matrix.lab.repeats}
-    for message in reap(args.out if not args.resume else run.path.parent):
+        locks.callback(_take_measuring_lock(args, run.path, interrupts).release)
+        return run, info, matrix
+    if args.config is None:
+        raise UsageError("run: CONFIG is required (or --resume RUN_DIR)")
+    if args.run_id and not re.fullmatch(r"[\w.-]+", args.run_id) or args.run_id in (".", ".."):
+        raise UsageError(f"--run-id: {args.run_id!r} must be letters, digits, '.', '-' or "
+                         "'_' (it names a folder under --out)")
+    if args.run_id:
+        RunDir.check_new(args.out / args.run_id)  # before waiting, not after
+    matrix = _matrix(args, args.config)
+    text = args.config.read_text()
+    estimate = matrix_s(matrix.cells()) / 60
+    if estimate > args.max_minutes and not args.yes:
+        raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
+                         f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
+    measuring = _take_measuring_lock(args, None, interrupts)
+    locks.callback(measuring.release)
+    run = RunDir.create(args.out, args.run_id or new_run_id(args.config), text)
+    locks.callback(_take_writer_lock(run.path).release)  # a new folder: free at once
+    measuring.name(run.path)
+    info = {"config": str(args.config), "config_hash": config_hash(text),
+            "started_at": _now(), "argv": sys.argv, "order": matrix.lab.order,
+            "seed": matrix.lab.seed, "baseline": matrix.lab.baseline,
+            "repeats": matrix.lab.repeats}
+    return run, info, matrix
+
+
+def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], matrix: Matrix,
+             interrupts: Interrupts) -> int:
+    for message in reap(args.out if not args.resume else run.path.parent, writing=run.path):
         print(message, file=sys.stderr)
     cells = matrix.cells()
     info |= {"state": "running", "cells_total": len(cells)}
@@ -193,8 +266,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     run.write_json("environment.json", environment.collect(PROJECT_ROOT))
     print(f"running {len(cells)} cells (estimated {matrix_s(cells) / 60:.1f} min) "
           f"→ {run.path}/", flush=True)
-    interrupts = Interrupts()
-    interrupts.install()
     code = 0
     try:
         outcome = run_matrix(matrix, run, interrupts,

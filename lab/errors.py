@@ -35,3 +35,7 @@ class Interrupted(LabError):
         super().__init__(f"interrupted by signal {signum}")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class Busy(LabError):
+    """A lock this command needs is held by another live lab process."""

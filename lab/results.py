@@ -61,12 +61,22 @@ class RunDir:
         self.results = path / RESULTS
         self.logs = path / "logs"
 
+    @staticmethod
+    def check_new(path: Path) -> None:
+        if path.exists():
+            raise UsageError(f"{path}: already exists (pick another --run-id or --resume it)")
+
     @classmethod
     def create(cls, root: Path, run_id: str, config_text: str) -> "RunDir":
         run = cls(root / run_id)
-        if run.path.exists():
-            raise UsageError(f"{run.path}: already exists (pick another --run-id or --resume it)")
-        run.logs.mkdir(parents=True)
+        cls.check_new(run.path)
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            run.path.mkdir()  # atomic: of two labs given the same --run-id, one gets it
+        except FileExistsError:
+            cls.check_new(run.path)  # another lab took it just now: the same one line
+            raise
+        run.logs.mkdir()
         (run.path / CONFIG_COPY).write_text(config_text)
         return run
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.load.samples import Measurement, Sample
+from lab.lock import LOCK_DIR_ENV
 from lab.monitor import Usage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,16 @@ def leak_token(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         except ProcessLookupError:
             pass
     assert not left, f"processes left behind by the test: {left}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lock_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A measuring lock of the session's own: the labs the tests start neither wait for
+    a run elsewhere on this machine nor make one wait."""
+    path = tmp_path_factory.mktemp("locks")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(LOCK_DIR_ENV, str(path))
+        yield path
 
 
 @pytest.fixture

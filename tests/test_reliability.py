@@ -15,7 +15,7 @@ import pytest
 
 from lab import pgroup
 from lab.config import LabSettings
-from lab.process import Server, running
+from lab.process import running
 from lab.reaper import Ledger, reap
 from lab.results import RunDir
 from lab.servers import ADAPTERS
@@ -194,27 +194,43 @@ def test_a_port_taken_before_the_server_binds_is_retried(tmp_path: Path,
     assert leftovers(leak_token) == []
 
 
+# A stand-in lab: starts a real server (under its guard) with a ledger, then idles.
+LAB_WITH_SERVER = """
+import sys, time
+from pathlib import Path
+from lab.config import LabSettings
+from lab.process import Server
+from lab.reaper import Ledger
+from lab.servers import ADAPTERS
+lab = LabSettings()
+server = Server(ADAPTERS["uvicorn"].argv(sys.executable, lab.app, lab.host, 0, 1, {}),
+                lab.host, 0, 1, Path(sys.argv[2]), Ledger(Path(sys.argv[1])))
+while server.main_pid() is None:
+    time.sleep(0.02)
+print(server.pgid, server.main_pid(), flush=True)
+time.sleep(60)
+"""
+
+
 def test_the_next_run_reaps_a_group_that_outlived_its_lab(tmp_path: Path,
                                                           leak_token: str) -> None:
     """The guard is the first line; if it is gone too (here: SIGKILLed), the ledger lets
-    the next run find the orphaned server and end it."""
-    lab = LabSettings()
+    the next run find the orphaned server and end it, once its lab is gone."""
     run_path = tmp_path / "old-run"
     run_path.mkdir()
-    server = Server(ADAPTERS["uvicorn"].argv(sys.executable, lab.app, lab.host, 0, 1, {}),
-                    lab.host, 0, 1, tmp_path / "s.log", Ledger(run_path))
-    deadline = time.monotonic() + 10
-    while (main := server.main_pid()) is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    os.kill(server.pgid, signal.SIGKILL)  # the guard dies, as with a power cut of the lab
-    server.proc.wait()
-    assert server.proc.stdin is not None
-    server.proc.stdin.close()
-    assert pgroup.alive(server.pgid)  # the server outlived both
+    stand_in = subprocess.Popen([sys.executable, "-c", LAB_WITH_SERVER, str(run_path),
+                                 str(tmp_path / "s.log")],
+                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert stand_in.stdout is not None
+    pgid, main = map(int, stand_in.stdout.readline().split())
+    os.kill(pgid, signal.SIGKILL)  # the guard dies, as with a power cut of the lab
+    stand_in.kill()  # and the lab with it
+    stand_in.wait()
+    stand_in.stdout.close()
+    assert pgroup.alive(pgid)  # the server outlived both
     messages = reap(tmp_path)
     assert len(messages) == 1 and "old-run" in messages[0]
-    assert pgroup.wait_gone(server.pgid, 5)
-    assert not pgroup.members(server.pgid) and main not in leftovers(leak_token)
+    assert pgroup.wait_gone(pgid, 5)
+    assert not pgroup.members(pgid) and main not in leftovers(leak_token)
     assert reap(tmp_path) == []  # recorded as stopped: not reaped twice
     assert leftovers(leak_token) == []
