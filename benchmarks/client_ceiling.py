@@ -8,6 +8,7 @@ installed (apt-get install wrk).
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -18,8 +19,10 @@ from lab.config import Cell, Experiment, LabSettings
 from lab.interrupt import Interrupts
 from lab.load import wrk
 from lab.process import running
-from lab.runner import measure
+from lab.results import RunDir
+from lab.runner import Context, measure
 from lab.servers import ADAPTERS, Adapter
+from lab.stats import MachineShare
 
 ENGINES = (("aiohttp", 1), ("aiohttp", 2), ("httpx", 1), ("wrk", 1))  # (engine, processes)
 
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             def server_argv(port: int, a: Adapter = adapter) -> list[str]:
                 return a.argv(sys.executable, lab.app, lab.host, port, 1, {})
 
+            run = RunDir(Path(tmp))
+            run.logs.mkdir(exist_ok=True)
+            ctx = Context(lab, run, Interrupts(), MachineShare(len(os.sched_getaffinity(0)), True))
             with running(server_argv, lab.host, 1, Path(tmp, f"{name}.log"), lab.start_timeout_s,
                          lab.stop_grace_s) as server:
                 results = {}
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                                      engine, 10.0, duration_s=args.duration, warmup_s=1.0,
                                      clients=clients)
                     cell = Cell(name, 1, (), exp, "/hello", args.users, 1)
-                    results[(engine, clients)] = measure(cell, server, lab, Interrupts())
+                    results[(engine, clients)] = measure(cell, server, ctx)
             ceiling = results[("wrk", 1)]["rps"]
             for (engine, clients), f in results.items():
                 rows.append([name, f"{engine} ×{clients}", f"{f['rps']:.0f}",

@@ -10,8 +10,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from lab.config import KINDS, Cell, LabSettings, Matrix

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from lab.load.samples import Sample
 from lab.histogram import Histogram, latency_figures
+from lab.load.samples import Sample
 from lab.stats import CLIENT_LIMITED_CPU_PCT, Spread, median, summarize
 from tests.conftest import measurement
 

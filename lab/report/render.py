@@ -59,7 +59,7 @@ PYTHON_ENGINES = ("httpx", "aiohttp")
 
 def _client_warnings(records: list[dict[str, Any]]) -> list[str]:
     """Loud, first: throughput measured with a Python client ranks the client."""
-    python = sorted({r.get("engine") for r in records if r["kind"] == "closed"
+    python = sorted({str(r.get("engine")) for r in records if r["kind"] == "closed"
                      and r.get("engine") in PYTHON_ENGINES})
     if not python:
         return []
