@@ -6,6 +6,8 @@ failed (the report lists them); 128 + signal when interrupted (130 Ctrl-C, 143 S
 
 import argparse
 import importlib
+import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -35,6 +37,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _minutes(text: str) -> float:
+    """--max-minutes: a finite number ≥ 0 (nan would pass every estimate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
@@ -72,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --resume: accept a config that changed since the run started")
     run.add_argument("--yes", action="store_true",
                      help="run even if the estimate exceeds --max-minutes")
-    run.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
+    run.add_argument("--max-minutes", type=_minutes, default=DEFAULT_MAX_MINUTES,
                      help=f"refuse longer estimated runs without --yes "
                           f"(default {DEFAULT_MAX_MINUTES:g})")
 
@@ -107,6 +120,18 @@ def _matrix(args: argparse.Namespace, path: Path) -> Matrix:
     return matrix
 
 
+def _warn_about_cores(matrix: Matrix) -> None:
+    """More workers than usable cores is allowed (it is a question the lab can answer), but
+    rarely meant: say so before the time is spent."""
+    cores = len(os.sched_getaffinity(0))
+    for spec in matrix.servers:
+        for w in spec.workers:
+            if w > cores:
+                print(f"warning: servers.{spec.name}.workers: {w} is more than this "
+                      f"machine's {cores} usable cores: the workers share them, and starting "
+                      "them takes longer", file=sys.stderr)
+
+
 def _check_app(app: str) -> None:
     module, _, attr = app.partition(":")
     if str(PROJECT_ROOT) not in sys.path:
@@ -122,6 +147,7 @@ def _check_app(app: str) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     matrix = _matrix(args, args.config)
+    _warn_about_cores(matrix)
     cells = matrix.cells()
     for cell in cells:
         print(cell.id)
@@ -175,9 +201,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--run-id: {args.run_id!r} must be letters, digits, '.', '-' or "
                              "'_' (it names a folder under --out)")
         matrix = _matrix(args, args.config)
+        _warn_about_cores(matrix)
         text = args.config.read_text()
         estimate = matrix_s(matrix.cells()) / 60
-        if estimate > args.max_minutes and not args.yes:
+        if not estimate <= args.max_minutes and not args.yes:  # nan asks too
             raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
                              f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
         run = RunDir.create(args.out, args.run_id or new_run_id(args.config), text)
