@@ -190,10 +190,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         info = run.read_json(RUN_INFO)
         path = args.config or run.path / "config.toml"
         text = path.read_text() if path.is_file() else ""
-        if args.config and config_hash(text) != info.get("config_hash") and not args.force:
+        changed = bool(args.config) and config_hash(text) != info.get("config_hash")
+        if changed and not args.force:
             raise UsageError(f"{args.config}: changed since {run.path.name} started "
                              "(config hash differs); use --force to resume anyway")
         matrix = _matrix(args, path)
+        if changed:  # the run goes on with this config: a later plain --resume too
+            kept = run.replace_config(text)
+            info |= {"config": str(args.config), "config_hash": config_hash(text)}
+            print(f"config changed: cells whose measurement changed run again; the previous "
+                  f"config is kept as {kept}", flush=True)
     else:
         if args.config is None:
             raise UsageError("run: CONFIG is required (or --resume RUN_DIR)")
@@ -217,7 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = matrix.cells()
     info |= {"state": "running", "cells_total": len(cells)}
     run.write_json(RUN_INFO, info)
-    run.write_json("environment.json", environment.collect(PROJECT_ROOT))
+    run.record_environment(environment.collect(PROJECT_ROOT))
     print(f"running {len(cells)} cells (estimated {matrix_s(cells) / 60:.1f} min) "
           f"→ {run.path}/", flush=True)
     interrupts = Interrupts()
