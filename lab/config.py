@@ -462,19 +462,20 @@ def _check_ids(points: list[tuple[int, int, list[Cell]]]) -> None:
     for i, j, cells in points:
         path = f"experiments[{i}].endpoints[{j}]"
         for cell in cells:
-            size = len(f"{cell.id}.log".encode())
+            cid = cell.id
+            size = len(f"{cid}.log".encode())
             if size > FILE_NAME_BYTES:
-                raise ConfigError(path, f"too long: its cell id {_shown(cell.id)} makes a log "
+                raise ConfigError(path, f"too long: its cell id {_shown(cid)} makes a log "
                                         f"file name of {size} bytes, more than "
                                         f"{FILE_NAME_BYTES}; shorten the endpoint or the "
                                         "experiment's name")
-            if cell.id in seen:
-                other = seen[cell.id]
+            if cid in seen:
+                other = seen[cid]
                 where = f"servers.{cell.server}.options" if other == path else path
                 raise ConfigError(where, f"{_shown(cell.endpoint)} gives the same cell id "
-                                         f"{_shown(cell.id)} as {other}; cell ids name "
+                                         f"{_shown(cid)} as {other}; cell ids name "
                                          "results and logs, so they must differ")
-            seen[cell.id] = path
+            seen[cid] = path
 
 
 def load(path: Path, allow_non_loopback: bool = False) -> Matrix:
