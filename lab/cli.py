@@ -7,6 +7,8 @@ lists them); 128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM).
 
 import argparse
 import importlib
+import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -38,6 +40,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _minutes(text: str) -> float:
+    """--max-minutes: a finite number ≥ 0 (nan would pass every estimate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
@@ -83,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "instead of waiting for it to finish")
     run.add_argument("--yes", action="store_true",
                      help="run even if the estimate exceeds --max-minutes")
-    run.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
+    run.add_argument("--max-minutes", type=_minutes, default=DEFAULT_MAX_MINUTES,
                      help=f"refuse longer estimated runs without --yes "
                           f"(default {DEFAULT_MAX_MINUTES:g})")
 
@@ -118,6 +131,18 @@ def _matrix(args: argparse.Namespace, path: Path) -> Matrix:
     return matrix
 
 
+def _warn_about_cores(matrix: Matrix) -> None:
+    """More workers than usable cores is allowed (it is a question the lab can answer), but
+    rarely meant: say so before the time is spent."""
+    cores = len(os.sched_getaffinity(0))
+    for spec in matrix.servers:
+        for w in spec.workers:
+            if w > cores:
+                print(f"warning: servers.{spec.name}.workers: {w} is more than this "
+                      f"machine's {cores} usable cores: the workers share them, and starting "
+                      "them takes longer", file=sys.stderr)
+
+
 def _check_app(app: str) -> None:
     module, _, attr = app.partition(":")
     if str(PROJECT_ROOT) not in sys.path:
@@ -133,6 +158,7 @@ def _check_app(app: str) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     matrix = _matrix(args, args.config)
+    _warn_about_cores(matrix)
     cells = matrix.cells()
     for cell in cells:
         print(cell.id)
@@ -225,10 +251,16 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
         info = run.read_json(RUN_INFO)
         path = args.config or run.path / "config.toml"
         text = path.read_text() if path.is_file() else ""
-        if args.config and config_hash(text) != info.get("config_hash") and not args.force:
+        changed = bool(args.config) and config_hash(text) != info.get("config_hash")
+        if changed and not args.force:
             raise UsageError(f"{args.config}: changed since {run.path.name} started "
                              "(config hash differs); use --force to resume anyway")
         matrix = _matrix(args, path)
+        if changed:  # the run goes on with this config: a later plain --resume too
+            kept = run.replace_config(text)
+            info |= {"config": str(args.config), "config_hash": config_hash(text)}
+            print(f"config changed: cells whose measurement changed run again; the previous "
+                  f"config is kept as {kept}", flush=True)
         locks.callback(_take_measuring_lock(args, run.path, interrupts).release)
         return run, info, matrix
     if args.config is None:
@@ -239,9 +271,10 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
     if args.run_id:
         RunDir.check_new(args.out / args.run_id)  # before waiting, not after
     matrix = _matrix(args, args.config)
+    _warn_about_cores(matrix)
     text = args.config.read_text()
     estimate = matrix_s(matrix.cells()) / 60
-    if estimate > args.max_minutes and not args.yes:
+    if not estimate <= args.max_minutes and not args.yes:  # nan asks too
         raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
                          f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
     measuring = _take_measuring_lock(args, None, interrupts)
@@ -263,7 +296,7 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
     cells = matrix.cells()
     info |= {"state": "running", "cells_total": len(cells)}
     run.write_json(RUN_INFO, info)
-    run.write_json("environment.json", environment.collect(PROJECT_ROOT))
+    run.record_environment(environment.collect(PROJECT_ROOT))
     print(f"running {len(cells)} cells (estimated {matrix_s(cells) / 60:.1f} min) "
           f"→ {run.path}/", flush=True)
     code = 0

@@ -4,11 +4,15 @@ Every list is a matrix axis. Every error names its key path, e.g.
 ``servers.granian.workers[1]: must be ≥ 1``.
 """
 
+import hashlib
 import ipaddress
 import itertools
+import json
+import math
 import random
 import tomllib
-from collections.abc import Callable, Mapping
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +53,8 @@ KINDS: dict[str, KindSchema] = {
         "latency of a probe endpoint idle, then while c users load the slow endpoint",
     ),
 }
+MAX_CELLS = 100_000  # a bigger matrix is a mistake (and would take days); refuse it unbuilt
+FILE_NAME_BYTES = 255  # NAME_MAX: each cell's server log is logs/<cell id>.log
 ENGINE_NAMES = ("httpx", "aiohttp", "wrk")
 # "auto" (closed loops): wrk when it is installed, else aiohttp — decided per cell and
 # recorded, so a report always says which client produced a throughput figure.
@@ -134,12 +140,39 @@ class Cell:
         cid = f"{self.server_id}-{self.experiment.name}-{slug}-{letter}{self.load}"
         return f"{cid}-r{self.repeat}" if self.label_repeat else cid
 
+    def key(self, lab: LabSettings) -> str:
+        """A digest of everything that decides what this cell measures (the id is only a
+        readable name): a changed ``params`` or ``duration_s`` is another measurement, so
+        ``--resume`` runs it again. The repeat counts, not whether the id shows it."""
+        exp = self.experiment
+        spec = {
+            "app": lab.app, "host": lab.host, "placement": lab.placement.as_record(),
+            "server": self.server, "workers": self.workers, "options": dict(self.options),
+            "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint,
+            "load": self.load, "params": dict(exp.params), "engine": exp.engine,
+            "timeout_s": exp.timeout_s, "repeat": self.repeat,
+            "settings": {k: getattr(exp, k) for k in KINDS[exp.kind].settings},
+        }
+        text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class Matrix:
     lab: LabSettings
     servers: tuple[ServerSpec, ...]
     experiments: tuple[Experiment, ...]
+
+    def size(self) -> int:
+        """How many cells :meth:`cells` returns, counted without building them."""
+        return self.lab.repeats * self._configuration_count() * self._point_count()
+
+    def _configuration_count(self) -> int:
+        return sum(len(s.workers) * math.prod(len(v) for v in s.options.values())
+                   for s in self.servers)
+
+    def _point_count(self) -> int:
+        return sum(len(e.endpoints) * len(e.loads) for e in self.experiments)
 
     def cells(self) -> list[Cell]:
         """All cells, repeats outermost, so that every repeat runs each configuration side
@@ -175,6 +208,20 @@ class Matrix:
             else:
                 cells += [cell(c, p, repeat) for p in points for c in arranged(repeat)]
         return cells
+
+    def points(self, repeat: int) -> Iterator[tuple[int, int, list[Cell]]]:
+        """Each measurement point of one repeat: (experiment index, endpoint index, its
+        cells, one per server configuration in config order)."""
+        varying = {s.name: tuple(k for k, v in s.options.items() if len(v) > 1)
+                   for s in self.servers}
+        for i, exp in enumerate(self.experiments):
+            for (j, endpoint), load in itertools.product(enumerate(exp.endpoints), exp.loads):
+                yield i, j, [
+                    Cell(spec.name, workers, variant, exp, endpoint, load, repeat,
+                         varying[spec.name], self.lab.repeats > 1)
+                    for spec in self.servers
+                    for workers, variant in itertools.product(spec.workers, spec.variants())
+                ]
 
     def only(self, servers: set[str] | None = None, workers: set[int] | None = None,
              experiments: set[str] | None = None) -> "Matrix":
@@ -230,9 +277,17 @@ def _number(value: Any, path: str, minimum: float, integer: bool = False,
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise ConfigError(path, f"must be {'an integer' if integer else 'a number'}, "
                                 f"got {value!r}")
+    _finite(value, path)
     if value < minimum or (strict and value == minimum):
         raise ConfigError(path, f"must be {'>' if strict else '≥'} {minimum}, got {value}")
     return value
+
+
+def _finite(value: Any, path: str) -> None:
+    """TOML has nan and inf: no duration, timeout or rate of the lab means anything with them
+    (and every comparison with nan is false, so it would slip past each bound)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(path, f"must be a finite number, got {value}")
 
 
 def _list(value: Any, path: str) -> list:
@@ -255,8 +310,15 @@ def _endpoint(value: Any, path: str) -> str:
     e = _string(value, path)
     if not e.startswith("/") or "?" in e:
         raise ConfigError(path, f"must be a path starting with '/' (query goes in params), "
-                                f"got {e!r}")
+                                f"got {_shown(e)}")
+    if any(unicodedata.category(c) == "Cc" for c in e):
+        raise ConfigError(path, f"must not contain control characters, got {_shown(e)}")
     return e
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A value for a one-line error: escaped, and cut if long."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 # Kind-specific settings: each parses and checks its value.
@@ -387,12 +449,13 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
                               "(add another experiment for another value)")
         if key in ("delay", "n"):
             _number(value, f"{path}.params.{key}", 0)
+        _finite(value, f"{path}.params.{key}")
     engine = _choice(t.get("engine", DEFAULT_ENGINE[kind]), f"{path}.engine", KIND_ENGINES[kind])
     extra = {k: SETTINGS[k](t[k], f"{path}.{k}") for k in schema.settings if k in t}
     return Experiment(
         name=name, kind=kind, endpoints=endpoints, loads=loads, params=dict(params),
         engine=engine,
-        timeout_s=_number(t.get("timeout_s", 60.0), f"{path}.timeout_s", 0, strict=True),
+        timeout_s=float(_number(t.get("timeout_s", 60.0), f"{path}.timeout_s", 0, strict=True)),
         **extra,
     )
 
@@ -414,10 +477,49 @@ def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False) -> Matrix:
                               f"duplicate name {e.name!r} (also experiments[{seen[e.name]}])")
         seen[e.name] = i
     matrix = Matrix(lab, servers, experiments)
-    if lab.baseline and lab.baseline not in {c.server_id for c in matrix.cells()}:
+    _check_size(matrix)
+    last = list(matrix.points(lab.repeats))  # the longest ids: the largest repeat suffix
+    _check_ids(last)
+    if lab.baseline and lab.baseline not in {c.server_id for c in last[0][2]}:
         raise ConfigError("lab.baseline", f"{lab.baseline!r} is not a configuration of this "
                                           "matrix (e.g. 'uvicorn-w1')")
     return matrix
+
+
+def _check_size(matrix: Matrix) -> None:
+    """Refuse a matrix too big to run before building any of its cells."""
+    n = matrix.size()
+    if n <= MAX_CELLS:
+        return
+    factors = {"lab.repeats": matrix.lab.repeats, "servers": matrix._configuration_count(),
+               "experiments": matrix._point_count()}
+    raise ConfigError(max(factors, key=lambda k: factors[k]),
+                      f"the matrix has {n:,} cells (repeats × server configurations × "
+                      f"endpoints × loads), more than {MAX_CELLS:,}; split it into smaller "
+                      "configs")
+
+
+def _check_ids(points: list[tuple[int, int, list[Cell]]]) -> None:
+    """Each cell id names one cell and one log file: refuse ids that collide (``/hello`` and
+    ``/hello/``, ``/a/b`` and ``/a_b``) or that make the log file name too long."""
+    seen: dict[str, str] = {}
+    for i, j, cells in points:
+        path = f"experiments[{i}].endpoints[{j}]"
+        for cell in cells:
+            cid = cell.id
+            size = len(f"{cid}.log".encode())
+            if size > FILE_NAME_BYTES:
+                raise ConfigError(path, f"too long: its cell id {_shown(cid)} makes a log "
+                                        f"file name of {size} bytes, more than "
+                                        f"{FILE_NAME_BYTES}; shorten the endpoint or the "
+                                        "experiment's name")
+            if cid in seen:
+                other = seen[cid]
+                where = f"servers.{cell.server}.options" if other == path else path
+                raise ConfigError(where, f"{_shown(cell.endpoint)} gives the same cell id "
+                                         f"{_shown(cid)} as {other}; cell ids name "
+                                         "results and logs, so they must differ")
+            seen[cid] = path
 
 
 def load(path: Path, allow_non_loopback: bool = False) -> Matrix:

@@ -64,3 +64,27 @@ def collect(root: Path) -> dict[str, Any]:
         "versions": collect_versions(),
         "lab": collect_git(root),
     }
+
+
+def _facts(env: dict[str, Any]) -> dict[str, Any]:
+    """What of an environment can change a measurement (not the load average)."""
+    cpu, lab = env.get("cpu", {}), env.get("lab", {})
+    commit = (lab.get("commit") or "unknown")[:12] + (" (dirty)" if lab.get("dirty") else "")
+    return {"CPU": cpu.get("model"), "logical cores": cpu.get("logical_cores"),
+            "usable cores": cpu.get("usable_cores"), "memory GiB": env.get("memory_gib"),
+            "OS": env.get("os"), "Python": env.get("python"),
+            **{name: v for name, v in env.get("versions", {}).items()}, "lab commit": commit}
+
+
+def differences(first: dict[str, Any], later: list[dict[str, Any]]) -> list[str]:
+    """How each later session's environment differs from the first's, one entry per session
+    that differs, e.g. ``session 2: granian 2.8.7 → 2.8.9``."""
+    base = _facts(first)
+    out = []
+    for n, env in enumerate(later, 2):
+        facts = _facts(env)
+        changed = [f"{k} {base.get(k)} → {facts.get(k)}" for k in {**base, **facts}
+                   if base.get(k) != facts.get(k)]
+        if changed:
+            out.append(f"session {n}: {', '.join(changed)}")
+    return out

@@ -1,19 +1,27 @@
 """The append-only results store of one run: ``reports/<run-id>/``.
 
 ``results.jsonl`` has one JSON line per finished cell, flushed and fsynced before the next
-cell starts; ``environment.json`` says what the run ran on; ``config.toml`` is a copy of
-the config. The report is built from these files only.
+cell starts; ``environment.json`` says what the run ran on (``environment-<n>.json`` what
+its n-th session, a ``--resume``, ran on); ``config.toml`` is a copy of the config (a
+``--resume --force`` with another config keeps the previous one as ``config-<n>.toml``).
+The report is built from these files only.
+
+Each line carries its cell's ``cell_key``, a digest of what the cell measures: ``--resume``
+skips a cell only if a line has its key, so a cell whose config changed runs again, and then
+its latest line is the one that counts.
 """
 
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.environment import differences
 from lab.errors import UsageError
 
 SCHEMA_VERSION = 1
@@ -49,10 +57,25 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
+@dataclass(frozen=True)
+class Finished:
+    """The cells a run has lines for."""
+
+    keys: frozenset[str]
+    keyless_ids: frozenset[str]  # lines written before cells had keys: matched by id
+
+    def covers(self, key: str, cell_id: str) -> bool:
+        return key in self.keys or cell_id in self.keyless_ids
+
+
 @dataclass
 class Loaded:
     records: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+
+    def finished(self) -> Finished:
+        return Finished(frozenset(r["cell_key"] for r in self.records if "cell_key" in r),
+                        frozenset(r["cell_id"] for r in self.records if "cell_key" not in r))
 
 
 class RunDir:
@@ -88,6 +111,18 @@ class RunDir:
         if not run.results.is_file() and not (path / RUN_INFO).is_file():
             raise UsageError(f"{path}: not a run directory (no {RESULTS})")
         return run
+
+    def replace_config(self, text: str) -> str:
+        """Make ``text`` the run's config (``--resume --force``); returns the name the
+        previous copy is kept under."""
+        n = 1
+        while (self.path / f"config-{n}.toml").exists():
+            n += 1
+        kept = f"config-{n}.toml"
+        if (self.path / CONFIG_COPY).exists():
+            (self.path / CONFIG_COPY).replace(self.path / kept)
+        (self.path / CONFIG_COPY).write_text(text)
+        return kept
 
     def write_json(self, name: str, data: Mapping[str, Any]) -> None:
         tmp = self.path / f".{name}.tmp"
@@ -144,4 +179,37 @@ class RunDir:
                                        f"{SCHEMA_VERSION}; skipped")
                 continue
             loaded.records.append(record)
-        return loaded
+        return _latest_per_cell(loaded)
+
+    def record_environment(self, env: Mapping[str, Any]) -> str:
+        """Write this session's environment without overwriting an earlier session's."""
+        name = ENVIRONMENT if not (self.path / ENVIRONMENT).exists() \
+            else f"environment-{len(self.environments()) + 1}.json"
+        self.write_json(name, env)
+        return name
+
+    def environments(self) -> list[dict[str, Any]]:
+        """Each session's environment, first to last."""
+        later = sorted((int(m[1]), p.name) for p in self.path.glob("environment-*.json")
+                       if (m := re.fullmatch(r"environment-(\d+)\.json", p.name)))
+        names = ([ENVIRONMENT] if (self.path / ENVIRONMENT).exists() else []) + \
+            [name for _, name in later]
+        return [self.read_json(name) for name in names]
+
+    def environment_changes(self) -> list[str]:
+        """How each resumed session's environment differed from the first's, if it did."""
+        first, *later = self.environments() or [{}]
+        return differences(first, later)
+
+
+def _latest_per_cell(loaded: Loaded) -> Loaded:
+    """A cell measured again after its config changed (``--resume --force``) has two lines:
+    the later one counts, the earlier stays in the file and is named in a warning."""
+    last = {r.get("cell_id"): i for i, r in enumerate(loaded.records)}
+    superseded = [r for i, r in enumerate(loaded.records) if last[r.get("cell_id")] != i]
+    for r in superseded:
+        loaded.warnings.append(f"{r.get('cell_id')} was measured again with a changed config; "
+                               "the later line counts")
+    loaded.records = [r for i, r in enumerate(loaded.records)
+                      if last[r.get("cell_id")] == i]
+    return loaded

@@ -52,6 +52,7 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
         "experiment": exp.name, "kind": exp.kind, "endpoint": cell.endpoint,
         "params": dict(exp.params), "load": load, "engine_requested": exp.engine,
         "repeat": cell.repeat,
+        "cell_key": cell.key(lab),  # what resume matches: the id alone misses a changed config
     }
 
 
@@ -235,8 +236,8 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
     loaded = run.load()
     for warning in loaded.warnings:
         out(f"warning: {warning}")
-    finished = {r["cell_id"] for r in loaded.records}
-    cells = [c for c in matrix.cells() if c.id not in finished]
+    finished = loaded.finished()
+    cells = [c for c in matrix.cells() if not finished.covers(c.key(matrix.lab), c.id)]
     skipped = len(matrix.cells()) - len(cells)
     failed = 0
     placement = matrix.lab.placement

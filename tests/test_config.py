@@ -1,5 +1,7 @@
 """Config → Matrix → Cells, and every bad config through the real CLI (exit 2, one line)."""
 
+import os
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -259,6 +261,8 @@ def cfg(lab: str = "", servers: str = SERVER, experiments: str | None = None,
 
 
 CLOSED = {"kind": '"closed"', "requests": None, "users": "[4]"}
+OPEN = {"kind": '"open"', "requests": None, "rates": "[10]"}
+INTERFERENCE = {"kind": '"interference"', "requests": None, "background": "[2]"}
 
 # (case, config text, what the one error line starts with after "error: ")
 INVALID = [
@@ -361,7 +365,52 @@ INVALID = [
     ("bad order", cfg(lab='order = "random"\n'), "lab.order: must be one of"),
     ("negative seed", cfg(lab="seed = -1\n"), "lab.seed: must be ≥ 0"),
     ("unknown baseline", cfg(lab='baseline = "uvicorn-w9"\n'), "lab.baseline: 'uvicorn-w9'"),
+    ("endpoint with a control character", cfg(experiments=exp(endpoints='["/he\\u0000llo"]')),
+     "experiments[0].endpoints[0]: must not contain control characters, got '/he\\x00llo'"),
+    ("probe with a control character", cfg(experiments=exp(**INTERFERENCE, probe='"/a\\tb"')),
+     "experiments[0].probe: must not contain control characters"),
+    ("endpoint too long for a log file name",
+     cfg(experiments=exp(endpoints='["/' + "x" * 240 + '"]')),
+     "experiments[0].endpoints[0]: too long: its cell id"),
+    ("absurd repeats", cfg(lab="repeats = 99999999999999999999\n"),
+     "lab.repeats: the matrix has 99,999,999,999,999,999,999 cells"),
+    ("absurd axes", cfg(servers="[servers.uvicorn]\nworkers = [1, 2, 3, 4]\n",
+                        experiments=exp(requests=str(list(range(1, 30_000))))),
+     "experiments: the matrix has 119,996 cells"),
 ]
+
+# A float of any kind is nan or ±inf in TOML: each is refused with its key path.
+NON_FINITE = [
+    ("lab.cell_timeout_s", cfg(lab="cell_timeout_s = nan\n")),
+    ("lab.start_timeout_s", cfg(lab="start_timeout_s = inf\n")),
+    ("lab.stop_grace_s", cfg(lab="stop_grace_s = nan\n")),
+    ("experiments[0].timeout_s", cfg(experiments=exp(timeout_s="nan"))),
+    ("experiments[0].params.delay", cfg(experiments=exp(params="{ delay = nan }"))),
+    ("experiments[0].params.scale", cfg(experiments=exp(params="{ scale = -inf }"))),
+    ("experiments[0].duration_s", cfg(experiments=exp(**CLOSED, duration_s="inf"))),
+    ("experiments[0].warmup_s", cfg(experiments=exp(**CLOSED, warmup_s="nan"))),
+    ("experiments[0].slo_p99_ms", cfg(experiments=exp(**OPEN, slo_p99_ms="nan"))),
+    ("experiments[0].settle_s", cfg(experiments=exp(**INTERFERENCE, settle_s="inf"))),
+    ("experiments[0].probe_interval_s",
+     cfg(experiments=exp(**INTERFERENCE, probe_interval_s="nan"))),
+]
+INVALID += [(f"{path} not finite", text, f"{path}: must be a finite number, got ")
+            for path, text in NON_FINITE]
+
+# Two endpoints (or experiments) whose cells would share an id, hence a results key and a log.
+COLLIDING = [
+    ("trailing slash", exp(endpoints='["/hello", "/hello/"]'),
+     "experiments[0].endpoints[1]", "experiments[0].endpoints[0]"),
+    ("slash and underscore", exp(endpoints='["/a/b", "/a_b"]'),
+     "experiments[0].endpoints[1]", "experiments[0].endpoints[0]"),
+    ("root", exp(endpoints='["/", "/root"]'),
+     "experiments[0].endpoints[1]", "experiments[0].endpoints[0]"),
+    ("across experiments", exp(name='"a-b"', endpoints='["/c"]')
+     + exp(name='"a"', endpoints='["/b-c"]'),
+     "experiments[1].endpoints[0]", "experiments[0].endpoints[0]"),
+]
+INVALID += [(f"colliding cell ids: {case}", cfg(experiments=text), f"{path}: ")
+            for case, text, path, _ in COLLIDING]
 
 
 def assert_one_line_error(result, starts: str) -> str:
@@ -413,6 +462,63 @@ def test_unknown_subcommand() -> None:
 
 def test_no_subcommand() -> None:
     assert_one_line_error(run_lab(), "")
+
+
+@pytest.mark.parametrize(("text", "path", "other"), [case[1:] for case in COLLIDING],
+                         ids=[case[0] for case in COLLIDING])
+def test_colliding_cell_ids_name_both_endpoints(write_config: Callable[..., Path], text: str,
+                                                path: str, other: str) -> None:
+    line = assert_one_line_error(run_lab("validate", write_config(cfg(experiments=text))),
+                                 f"{path}: ")
+    assert "same cell id" in line and other in line
+
+
+def test_nan_is_named_with_its_key_path(write_config: Callable[..., Path]) -> None:
+    text = cfg(experiments=exp(**CLOSED, duration_s="nan"))
+    assert_one_line_error(run_lab("validate", write_config(text)),
+                          "experiments[0].duration_s: must be a finite number, got nan")
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_absurd_matrix_is_refused_at_once(write_config: Callable[..., Path], tmp_path: Path,
+                                             command: str) -> None:
+    """Counted, not built: 10^20 repeats answer as fast as one (the process start and its
+    imports are most of the time) instead of filling the memory."""
+    path = write_config(cfg(lab="repeats = 99999999999999999999\n"))
+    t0 = time.monotonic()
+    result = run_lab(command, path, *(["--out", tmp_path / "out"] if command == "run" else []),
+                     timeout=20)
+    elapsed = time.monotonic() - t0
+    assert_one_line_error(result, "lab.repeats: the matrix has ")
+    assert elapsed < 5, f"{command} took {elapsed:.1f} s to refuse"
+
+
+def test_estimate_grows_with_workers_and_validate_warns_beyond_the_cores(
+        write_config: Callable[..., Path]) -> None:
+    def minutes(workers: int) -> tuple[float, str]:
+        result = run_lab("validate", write_config(
+            cfg(servers=f"[servers.uvicorn]\nworkers = [{workers}]\n")))
+        assert result.returncode == 0, result.stderr
+        return float(result.stdout.split("estimated ")[1].split()[0]), result.stderr
+
+    one, quiet = minutes(1)
+    many, warned = minutes(10_000)
+    assert quiet == ""
+    assert many >= 10 * max(one, 0.1)  # thousands of processes to start, not "0.0 min"
+    cores = len(os.sched_getaffinity(0))
+    assert warned.strip() == (f"warning: servers.uvicorn.workers: 10000 is more than this "
+                              f"machine's {cores} usable cores: the workers share them, "
+                              "and starting them takes longer")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_run_refuses_max_minutes_that_is_not_a_finite_number(
+        write_config: Callable[..., Path], tmp_path: Path, value: str) -> None:
+    """nan would make every estimate pass the --yes check."""
+    out = tmp_path / "reports"
+    result = run_lab("run", write_config(ARTICLE), "--out", out, f"--max-minutes={value}")
+    assert "--max-minutes: must be a finite number ≥ 0" in assert_one_line_error(result, "")
+    assert not out.exists()
 
 
 # ---- valid configs through the CLI ---------------------------------------------------

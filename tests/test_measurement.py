@@ -149,6 +149,22 @@ def test_open_model_below_capacity_answers_in_about_one_delay(
     assert f["rps"] == pytest.approx(rate, rel=0.2)
 
 
+def test_one_late_timeout_does_not_deflate_the_open_models_rate() -> None:
+    """20 req/s for 1 s, all answered in 10 ms but one, which the client gave up on after a
+    10 s timeout: the server kept up, so the achieved rate is 19 req/s, not 19 / 10 s."""
+    rate, duration = 20, 1.0
+    samples = [Sample(i / rate, 0.01, None, 1000) for i in range(rate)]
+    samples[5] = Sample(5 / rate, 10.0, "timeout", None)
+    span = open_model.answer_span_s(samples, 0.0, duration)
+    f = summarize(measurement(samples, duration, 0.01, answer_span_s=span))
+    assert span == pytest.approx(duration)
+    assert f["rps"] == pytest.approx((rate - 1) / duration)
+    assert f["errors"] == {"timeout": 1}  # counted, only not stretching the span
+    # an answer that comes late still counts the time it took
+    late = [*samples[:-1], Sample(samples[-1].start, 2.0, None, 1000)]
+    assert open_model.answer_span_s(late, 0.0, duration) == pytest.approx(0.95 + 2.0)
+
+
 # ---- interference ----------------------------------------------------------------------
 
 @pytest.mark.servers

@@ -120,6 +120,33 @@ def test_resume_refuses_a_changed_config_unless_forced(write_config: Callable[..
     assert leftovers(leak_token) == []
 
 
+def test_resume_force_reruns_a_cell_whose_params_changed_and_keeps_each_environment(
+        write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
+    """Same cell id, another measurement: the forced resume runs it again (its later line
+    counts), a plain resume after it runs nothing, and no session's environment is lost."""
+    path = config(write_config)
+    assert run_lab("run", path, "--out", tmp_path, "--run-id", "p").returncode == 0
+    run = RunDir(tmp_path / "p")
+    first_env = (run.path / "environment.json").read_bytes()
+    path.write_text(path.read_text().replace("delay = 0.02", "delay = 0.03"))
+    forced = run_lab("run", path, "--resume", run.path, "--force")
+    assert forced.returncode == 0, forced.stderr
+    again = run_lab("run", "--resume", run.path)  # the run's config is now the changed one
+    assert again.returncode == 0, again.stderr
+    lines = [json.loads(x) for x in run.results.read_text().splitlines()]
+    assert [(x["cell_id"], x["params"]["delay"]) for x in lines] == [
+        ("uvicorn-w1-b-non-blocking-n3", 0.02), ("uvicorn-w1-b-non-blocking-n3", 0.03)]
+    loaded = run.load()
+    assert [r["params"]["delay"] for r in loaded.records] == [0.03]
+    assert loaded.warnings == ["uvicorn-w1-b-non-blocking-n3 was measured again with a "
+                               "changed config; the later line counts"]
+    assert (run.path / "environment.json").read_bytes() == first_env
+    assert (run.path / "environment-2.json").is_file()
+    assert (run.path / "environment-3.json").is_file()
+    assert "delay = 0.02" in (run.path / "config-1.toml").read_text()
+    assert leftovers(leak_token) == []
+
+
 def test_resume_reruns_a_cell_whose_line_was_cut_short(write_config: Callable[..., Path],
                                                        tmp_path: Path,
                                                        leak_token: str) -> None:

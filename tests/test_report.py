@@ -295,6 +295,47 @@ def test_append_after_a_truncated_line_keeps_the_new_record(tmp_path: Path) -> N
     assert len(loaded.warnings) == 1
 
 
+def test_resume_skips_a_cell_by_its_key_and_a_line_without_one_by_its_id(
+        tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    matrix = parse(tomllib.loads(CONFIG))
+    done = run.load().finished()
+    assert all(done.covers(c.key(matrix.lab), c.id) for c in matrix.cells())
+    # another delay is another measurement for every article cell, the same for hello's
+    changed = parse(tomllib.loads(CONFIG.replace(f"delay = {DELAY}", "delay = 0.07")))
+    covered = {c.id: done.covers(c.key(changed.lab), c.id) for c in changed.cells()}
+    assert covered == {c.id: c.experiment.name == "hello" for c in changed.cells()}
+    # more repeats: the finished cells are repeat 1 of each, though their ids now say -r1
+    tripled = parse(tomllib.loads("[lab]\nrepeats = 3\n" + CONFIG))
+    assert [c.repeat for c in tripled.cells() if done.covers(c.key(tripled.lab), c.id)] \
+        == [1] * len(matrix.cells())
+    # lines written before cells had keys are matched by id, as they always were
+    old = RunDir.create(tmp_path, "old", CONFIG)
+    for r in run.load().records:
+        old.append({k: v for k, v in r.items() if k != "cell_key"})
+    before_keys = old.load().finished()
+    assert all(before_keys.covers(c.key(changed.lab), c.id) for c in changed.cells())
+
+
+def test_report_says_when_a_resumed_session_ran_on_another_environment(
+        tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    env = run.read_json("environment.json") | {"lab": {"commit": "a" * 40, "dirty": False}}
+    run.write_json("environment.json", env)
+    assert run.record_environment(env | {"cpu": env["cpu"] | {"load_avg_1m": 9.0}}) \
+        == "environment-2.json"  # the same machine, only busier: not a change
+    assert "changed between" not in report.build(run).read_text()
+    other = env | {"versions": env["versions"] | {"granian": "9.9.9"},
+                   "lab": {"commit": "f" * 40, "dirty": False}}
+    assert run.record_environment(other) == "environment-3.json"
+    md = report.build(run).read_text()
+    assert [line for line in md.split("## Environment", 1)[1].splitlines()
+            if "changed between" in line] == [
+        "- ⚠ the environment changed between the run's sessions (--resume): session 3: "
+        f"granian {env['versions']['granian']} → 9.9.9, lab commit aaaaaaaaaaaa → ffffffffffff"]
+    assert run.read_json("environment.json") == env  # the first session's, as written
+
+
 def test_repeats_show_median_and_range(tmp_path: Path) -> None:
     config = "[lab]\nrepeats = 3\n" + CONFIG
     matrix = parse(tomllib.loads(config))

@@ -49,14 +49,24 @@ async def run(base_url: str, exp: Experiment, endpoint: str, rate: int, window: 
         await client.aclose()
     lags.sort()
     lag_p99_ms = 1e3 * lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
-    # A server that fell behind answers the window's requests after the window: the
-    # achieved rate counts them over the time until the last answer, not the window alone.
-    last_answer = max((s.start + s.latency_s for s in samples), default=window_end)
     return Measurement(samples, usage, {
-        "answer_span_s": max(window_end, last_answer) - window_start,
+        "answer_span_s": answer_span_s(samples, window_start, window_end),
         "target_rps": rate,
         "scheduled": len(lags),
         "send_lag_p99_ms": lag_p99_ms,
         "send_lag_max_ms": 1e3 * lags[-1] if lags else 0.0,
         "client_behind": lag_p99_ms > BEHIND_P99_MS,
     })
+
+
+def answer_span_s(samples: list[Sample], window_start: float, window_end: float) -> float:
+    """The time over which the window's requests were answered: the achieved rate is the
+    successful answers over it.
+
+    A server that fell behind answers the window's requests after the window, so the span
+    runs to the last successful answer, not only to the window's end. A failed request does
+    not stretch it: one request that times out 10 s after the window would otherwise turn
+    a server that kept up into one that answered at a fraction of the rate.
+    """
+    last = max((s.start + s.latency_s for s in samples if s.error is None), default=window_end)
+    return max(window_end, last) - window_start

@@ -232,7 +232,7 @@ def _failures(records: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def _environment(env: dict[str, Any]) -> list[str]:
+def _environment(env: dict[str, Any], changed: list[str]) -> list[str]:
     if not env:
         return ["## Environment", "", "(environment.json missing)", ""]
     cpu = env.get("cpu", {})
@@ -247,6 +247,8 @@ def _environment(env: dict[str, Any]) -> list[str]:
             f"- versions: {versions}",
             f"- lab commit: {lab.get('commit') or 'unknown'}"
             + (" (with uncommitted changes)" if lab.get("dirty") else ""),
+            *([f"- ⚠ the environment changed between the run's sessions (--resume): "
+               f"{'; '.join(changed)}"] if changed else []),
             "- the client (the lab) and the servers share this machine's cores; compare "
             "ratios within one run, not absolute figures across runs.", ""]
 
@@ -273,7 +275,7 @@ def build(run: RunDir) -> Path:
     lines += _failures(records)
     if records:
         lines += _settings(records, run.servers())
-    lines += _environment(env)
+    lines += _environment(env, run.environment_changes())
     lines += [HOW_TO_READ]
     path = run.path / REPORT
     path.write_text("\n".join(lines))
