@@ -91,6 +91,11 @@ def test_a_second_ctrl_c_skips_the_grace_period(write_config: Callable[..., Path
     run = RunDir(tmp_path / "h")
     lab = start_lab(path, tmp_path, "h")
     wait_for_server(run, lab)
+    # Ready (a Ctrl-C during start-up stops at once, without a grace), then the burst sent.
+    deadline = time.monotonic() + 30
+    while "startup complete" not in "".join(p.read_text() for p in run.logs.glob("*.log")):
+        assert time.monotonic() < deadline and lab.poll() is None
+        time.sleep(0.02)
     time.sleep(0.5)
     t0 = time.monotonic()
     lab.send_signal(signal.SIGINT)
