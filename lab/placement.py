@@ -12,6 +12,7 @@ the same two questions answered: where does each side run, and did they share an
 """
 
 import os
+import re
 from dataclasses import dataclass
 
 from lab.errors import ConfigError
@@ -30,13 +31,12 @@ def parse_cpuset(text: object, path: str, usable: frozenset[int]) -> frozenset[i
         raise ConfigError(path, f"must be a cpuset string like \"1\" or \"2-7\", got {text!r}")
     cpus: set[int] = set()
     for part in text.split(","):
-        low, _, high = part.strip().partition("-")
-        try:
-            a, b = int(low), int(high or low)
-        except ValueError:
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if m is None:
             raise ConfigError(path, f"{part.strip()!r} is not a CPU number or range "
-                                    "(e.g. \"1\", \"2-7\", \"0,2-3\")") from None
-        if a < 0 or b < a:
+                                    "(e.g. \"1\", \"2-7\", \"0,2-3\")")
+        a, b = int(m[1]), int(m[2] or m[1])
+        if b < a:
             raise ConfigError(path, f"{part.strip()!r} is not a valid range")
         cpus.update(range(a, b + 1))
     missing = cpus - usable
@@ -103,5 +103,6 @@ class Placement:
 def apply_from_env() -> None:
     """In ``lab.guard``: restrict this process (and so its children) to ``LAB_CPUS``."""
     text = os.environ.pop(CPUS_ENV, "")
-    if text:
-        os.sched_setaffinity(0, parse_cpuset(text, CPUS_ENV, usable_cpus()))
+    if text:  # checked by the lab against its CPUs; this process may be pinned elsewhere
+        os.sched_setaffinity(0, parse_cpuset(text, CPUS_ENV, frozenset(range(os.cpu_count()
+                                                                            or 1))))
