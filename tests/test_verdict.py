@@ -6,11 +6,18 @@ always "how many times worse than the baseline": ≥ 1 is worse, < 1 is better.
 """
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from lab.report.groups import HEADLINES, Comparison, Row, comparisons
+from lab.report.render import noise_by_kind
+from lab.report.tables import verdicts
+from lab.results import RunDir
 from lab.stats import Spread
 from lab.verdict import Verdict, compare, noise_floor_pct
+from tests.conftest import run_lab
 
 # Higher is better (req/s) and lower is better (seconds), each with a row that is clearly
 # worse than its baseline by a factor of 2.
@@ -202,3 +209,93 @@ def test_noise_floor_feeds_the_verdict() -> None:
     assert quiet == pytest.approx(1.0) and noisy == pytest.approx(8.0)
     assert compare(row, base, False, quiet).significant is True
     assert compare(row, base, False, noisy).significant is False
+
+
+# ---- verdicts in a table: limited rows and failed requests -----------------------------
+
+def _rows(kind: str, values: dict[str, list[float]], limited: set[str] = frozenset(),
+          errors: dict[str, int] | None = None) -> Comparison:
+    """A comparison whose rows have the given headline per repeat; ``limited`` rows had
+    their client at its limit, ``errors`` rows failed that many requests per repeat."""
+    comp = Comparison("x", kind, "/e", {"requests": 10}, {}, "wrk")
+    key = "rps" if kind == "closed" else "wall_s"
+    for sid, vals in values.items():
+        row = Row(sid, sid.split("-")[0], 1, {}, HEADLINES[kind])
+        failed = (errors or {}).get(sid, 0)
+        for v in vals:
+            row.records.append({"status": "ok", "figures": {
+                key: v, "client_limited": sid in limited, "machine_saturated": False,
+                "requests": 1000, "errors": {"http_500": failed} if failed else {}}})
+        comp.rows.append(row)
+    return comp
+
+
+def test_a_client_limited_row_is_never_significant_nor_the_winner() -> None:
+    # granian "wins" by far, but its client was at its limit: the figure may be the client's
+    comp = _rows("closed", {"uvicorn-w1": [10_000, 10_100, 10_050],
+                            "granian-w1": [5_000, 5_050, 5_100],
+                            "hypercorn-w1": [3_000, 3_050, 3_020]}, limited={"granian-w1"})
+    v = verdicts(comp, noise_pct=2.0, preferred=None)
+    assert v["uvicorn-w1"].text == "baseline"
+    assert v["granian-w1"].significant is None
+    assert v["granian-w1"].text == "not comparable: client at its limit"
+    assert v["hypercorn-w1"].significant is True  # two unlimited rows still compare
+
+
+def test_a_limited_baseline_makes_every_comparison_not_comparable() -> None:
+    comp = _rows("closed", {"uvicorn-w1": [10_000, 10_100, 10_050],
+                            "granian-w1": [5_000, 5_050, 5_100]},
+                 limited={"uvicorn-w1", "granian-w1"})
+    v = verdicts(comp, noise_pct=2.0, preferred=None)
+    assert not any(x.significant for x in v.values())
+    assert v["granian-w1"].text == "not comparable: client at its limit"
+
+
+def test_a_fast_failure_does_not_win_a_time_verdict() -> None:
+    # uvicorn answers the burst fastest, but 10 % of its requests failed
+    comp = _rows("burst", {"uvicorn-w1": [0.10, 0.11, 0.10], "granian-w1": [0.50, 0.51, 0.52]},
+                 errors={"uvicorn-w1": 100})
+    v = verdicts(comp, noise_pct=2.0, preferred=None)
+    assert v["granian-w1"].text == "baseline"
+    assert v["uvicorn-w1"].significant is None
+    assert v["uvicorn-w1"].text == "no verdict: 10 % of its requests failed"
+
+
+# ---- A/A: the rule's false positives on real servers -------------------------------------
+
+AA = """
+[lab]
+repeats = 3
+
+[servers.uvicorn]
+workers = [1]
+options = { backlog = [2048, 2047] }
+
+[[experiments]]
+name = "aa"
+kind = "closed"
+endpoints = ["/hello"]
+users = [1, 2, 3, 4, 5, 6, 7, 8]
+duration_s = 1
+warmup_s = 0
+"""
+
+
+@pytest.mark.servers
+def test_aa_configurations_that_differ_in_a_no_op_are_rarely_significant(
+        write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
+    """uvicorn with a listen backlog of 2048 vs 2047 (64 connections at most): the same
+    server. Over 8 tables of 3 repeats, non-overlap alone would call ~10 % of them
+    significant (2 of the 20 orderings of 3 + 3 values); the noise floor lowers that.
+    More than 3 of 8 would happen by chance less than 1 % of the time at 10 %."""
+    result = run_lab("run", write_config(AA), "--out", tmp_path, "--run-id", "aa", "--yes",
+                     timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    comps = comparisons(RunDir(tmp_path / "aa").load().records)
+    noise = noise_by_kind(comps)
+    assert len(comps) == 8
+    others = [x for c in comps for sid, x in verdicts(c, noise["closed"], None).items()
+              if x.text != "baseline"]
+    stated = [x for x in others if x.significant is not None]
+    assert len(stated) >= 6, [x.text for x in others]  # the test is not vacuous
+    assert sum(bool(x.significant) for x in stated) <= 3, [x.text for x in others]
