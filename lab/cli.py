@@ -10,6 +10,7 @@ import importlib
 import math
 import os
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from lab import config as config_mod
-from lab import environment, report
+from lab import environment, placement, report
 from lab.config import KINDS, Matrix
 from lab.errors import Busy, ConfigError, Interrupted, LabError, UsageError
 from lab.estimate import matrix_s
@@ -178,9 +179,24 @@ def cmd_list(_: argparse.Namespace) -> int:
     print("experiment kinds:")
     for name, kind in KINDS.items():
         print(f"  {name:10} {kind.help} (axis: {kind.load_key})")
-    wrk_state = "installed" if wrk.available() else "not installed: apt-get install wrk"
-    print(f"engines: httpx, aiohttp (in-process or clients = k processes), wrk ({wrk_state})")
+    wrk_state = (f"installed ({shutil.which('wrk')}): closed loops use it by default"
+                 if wrk.available() else
+                 "NOT installed: closed loops fall back to aiohttp and their throughput "
+                 "measures the client; apt-get install wrk")
+    print("engines:")
+    print(f"  wrk        {wrk_state}")
+    print("  aiohttp    Python; open model (default), closed loops when asked or without wrk")
+    print("  httpx      Python; bursts and interference (default)")
+    print(f"placement: {_placement_text(placement.Placement.default(placement.usable_cpus()))}")
     return 0
+
+
+def _placement_text(p: placement.Placement) -> str:
+    if p.shared:
+        return (f"{len(placement.usable_cpus())} usable cores: client and servers share them "
+                "by default (set lab.server_cpus / lab.client_cpus to pin)")
+    return (f"servers on CPUs {placement.format_cpuset(p.server_set())}, the client on "
+            f"{placement.format_cpuset(p.client_set())} by default")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
