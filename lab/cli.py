@@ -6,7 +6,6 @@ lists them); 128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM).
 """
 
 import argparse
-import importlib
 import math
 import os
 import re
@@ -20,8 +19,9 @@ from typing import NoReturn
 
 from lab import config as config_mod
 from lab import environment, placement, report
+from lab.appcheck import check_app
 from lab.config import KINDS, Matrix
-from lab.errors import Busy, ConfigError, Interrupted, LabError, UsageError
+from lab.errors import Busy, ConfigError, Interrupted, LabError, StorageError, UsageError
 from lab.estimate import matrix_s
 from lab.interrupt import Interrupts
 from lab.load import wrk
@@ -29,7 +29,7 @@ from lab.lock import FileLock, Holder, measuring_lock, writer_lock
 from lab.process import PROJECT_ROOT
 from lab.reaper import reap
 from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
-from lab.runner import run_matrix
+from lab.runner import remaining, run_matrix
 from lab.servers import ADAPTERS
 
 EXIT_CELLS_FAILED = 3
@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m lab", description=(
         "Measure ASGI servers (uvicorn, hypercorn, granian) at several worker counts and "
         "options, from a TOML config matrix, and write a markdown comparison report."),
-        epilog="exit codes: 0 ok, 2 bad config/arguments or a lock held by another lab, "
-               "3 some cells failed, "
-               "130/143 interrupted by SIGINT/SIGTERM")
+        epilog="exit codes: 0 ok, 1 the run folder could not be written (disk full), "
+               "2 bad config/arguments or a lock held by another lab, 3 some cells failed, "
+               "128+N interrupted by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     run = sub.add_parser("run", help="run a config matrix and write reports/<run-id>/report.md",
@@ -128,7 +128,7 @@ def _matrix(args: argparse.Namespace, path: Path) -> Matrix:
         if exp.engine == "wrk" and not wrk.available():
             raise ConfigError(f"experiments[{i}].engine", "wrk is not installed "
                               "(apt-get install wrk), or use engine = \"aiohttp\"")
-    _check_app(matrix.lab.app)
+    check_app(matrix.lab.app, timeout_s=matrix.lab.start_timeout_s)
     return matrix
 
 
@@ -144,26 +144,14 @@ def _warn_about_cores(matrix: Matrix) -> None:
                       "them takes longer", file=sys.stderr)
 
 
-def _check_app(app: str) -> None:
-    module, _, attr = app.partition(":")
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
-    try:
-        loaded = importlib.import_module(module)
-    except Exception as e:  # any import failure of the user's app is a config error
-        raise ConfigError("lab.app", f"cannot import {module!r}: "
-                                     f"{type(e).__name__}: {e}") from None
-    if not hasattr(loaded, attr):
-        raise ConfigError("lab.app", f"module {module!r} has no attribute {attr!r}")
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     matrix = _matrix(args, args.config)
     _warn_about_cores(matrix)
     cells = matrix.cells()
     for cell in cells:
         print(cell.id)
-    print(f"{args.config}: ok — {len(cells)} cells, estimated {matrix_s(cells) / 60:.1f} min")
+    minutes = matrix_s(cells, matrix.lab.restart) / 60
+    print(f"{args.config}: ok — {len(cells)} cells, estimated {minutes:.1f} min")
     return 0
 
 
@@ -265,6 +253,11 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
         run = RunDir.existing(args.resume)
         locks.callback(_take_writer_lock(run.path).release)
         info = run.read_json(RUN_INFO)
+        if args.run_id:
+            raise UsageError("--run-id: not with --resume (the run keeps its folder's name)")
+        if not info and (run.path / RUN_INFO).exists():
+            raise UsageError(f"{run.path / RUN_INFO}: corrupt, so the config it ran with "
+                             "cannot be checked; start a new run")
         path = args.config or run.path / "config.toml"
         text = path.read_text() if path.is_file() else ""
         changed = bool(args.config) and config_hash(text) != info.get("config_hash")
@@ -281,15 +274,16 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
         return run, info, matrix
     if args.config is None:
         raise UsageError("run: CONFIG is required (or --resume RUN_DIR)")
-    if args.run_id and not re.fullmatch(r"[\w.-]+", args.run_id) or args.run_id in (".", ".."):
-        raise UsageError(f"--run-id: {args.run_id!r} must be letters, digits, '.', '-' or "
-                         "'_' (it names a folder under --out)")
+    if args.run_id and not re.fullmatch(r"[\w.-]{1,100}", args.run_id) \
+            or args.run_id in (".", ".."):
+        raise UsageError(f"--run-id: {args.run_id[:100]!r} must be 1 to 100 letters, digits, "
+                         "'.', '-' or '_' (it names a folder under --out)")
     if args.run_id:
         RunDir.check_new(args.out / args.run_id)  # before waiting, not after
     matrix = _matrix(args, args.config)
     _warn_about_cores(matrix)
     text = args.config.read_text()
-    estimate = matrix_s(matrix.cells()) / 60
+    estimate = matrix_s(matrix.cells(), matrix.lab.restart) / 60
     if not estimate <= args.max_minutes and not args.yes:  # nan asks too
         raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
                          f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
@@ -310,11 +304,17 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
     for message in reap(args.out if not args.resume else run.path.parent, writing=run.path):
         print(message, file=sys.stderr)
     cells = matrix.cells()
+    todo = remaining(matrix, run)
+    if args.resume and not todo:
+        print(f"nothing to do: all {len(cells)} cells of {run.path} have results; "
+              f"report: {report.build(run)}", flush=True)
+        return 0
     info |= {"state": "running", "cells_total": len(cells)}
     run.write_json(RUN_INFO, info)
     run.record_environment(environment.collect(PROJECT_ROOT))
-    print(f"running {len(cells)} cells (estimated {matrix_s(cells) / 60:.1f} min) "
-          f"→ {run.path}/", flush=True)
+    minutes = matrix_s(todo, matrix.lab.restart) / 60
+    print(f"running {len(todo)} cells" + (f" of {len(cells)}" if len(todo) < len(cells) else "")
+          + f" (estimated {minutes:.1f} min) → {run.path}/", flush=True)
     code = 0
     try:
         outcome = run_matrix(matrix, run, interrupts,
@@ -329,10 +329,20 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
         print(f"interrupted by signal {e.signum}: servers stopped, finished cells kept; "
               f"resume with: python -m lab run --resume {run.path}", file=sys.stderr)
         code = e.exit_code
+    except StorageError as e:
+        info |= {"state": "failed", "error": str(e)}
+        print(f"error: {e}; servers stopped; free space and resume with: python -m lab run "
+              f"--resume {run.path}", file=sys.stderr)
+        code = e.exit_code
     finally:
         info["finished_at"] = _now()
-        run.write_json(RUN_INFO, info)
-        print(f"report: {report.build(run)}", flush=True)
+        try:
+            run.write_json(RUN_INFO, info)
+            print(f"report: {report.build(run)}", flush=True)
+        except (StorageError, OSError) as e:  # the disk that failed the run may fail these
+            print(f"error: could not write run.json or report.md ({e}); the results are "
+                  f"in {run.results}", file=sys.stderr)
+            code = code or StorageError.exit_code
     return code
 
 

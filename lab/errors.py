@@ -39,3 +39,9 @@ class Interrupted(LabError):
 
 class Busy(LabError):
     """A lock this command needs is held by another live lab process."""
+
+
+class StorageError(LabError):
+    """The run folder cannot be written (disk full, read-only): the run stops."""
+
+    exit_code = 1

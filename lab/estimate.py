@@ -11,6 +11,8 @@ import math
 from lab.config import Cell
 
 SERVER_OVERHEAD_S = 0.9  # start-to-ready ~0.3-0.4 s, stop up to ~0.5 s, bookkeeping
+CELL_OVERHEAD_S = 0.05  # a reused server: a /health check and the results line
+WRK_START_S = 0.1  # wrk under its guard: a Python start-up, twice per cell
 # Each worker imports the app (~0.3 s of CPU) and the lab waits for all of them: measured
 # +0.1 s for the second worker on 2 cores; beyond the cores they start in turn. Counted as
 # if there were one core, so the estimate errs long.
@@ -29,20 +31,32 @@ def _server_s(cell: Cell) -> float:
 
 
 def cell_s(cell: Cell) -> float:
+    """The cell's own time, its server's start and stop not included."""
     exp = cell.experiment
+    if exp.kind == "closed" and exp.engine in ("auto", "wrk"):  # wrk counts whole seconds
+        return CELL_OVERHEAD_S + 2 * WRK_START_S + math.ceil(exp.warmup_s) \
+            + math.ceil(exp.duration_s)
     if exp.kind in ("closed", "open"):
-        return _server_s(cell) + exp.warmup_s + exp.duration_s + (0.5 if exp.clients > 1
-                                                                     else 0.0)
+        return CELL_OVERHEAD_S + exp.warmup_s + exp.duration_s + (0.5 if exp.clients > 1
+                                                                   else 0.0)
     delay = _delay(cell)
     if exp.kind == "interference":
         stall = STALLED_ROUNDS * cell.load * delay if cell.endpoint == "/async-blocking" \
             else 0.01
-        return (_server_s(cell) + exp.settle_s + 2 * exp.probes * exp.probe_interval_s
+        return (CELL_OVERHEAD_S + exp.settle_s + 2 * exp.probes * exp.probe_interval_s
                 + exp.probes * stall + delay)
     if cell.endpoint == "/async-blocking":
-        return _server_s(cell) + cell.load * delay
-    return _server_s(cell) + delay * math.ceil(cell.load / 40)
+        return CELL_OVERHEAD_S + cell.load * delay
+    return CELL_OVERHEAD_S + delay * math.ceil(cell.load / 40)
 
 
-def matrix_s(cells: list[Cell]) -> float:
-    return sum(cell_s(c) for c in cells)
+def matrix_s(cells: list[Cell], restart: str = "configuration") -> float:
+    """Every cell, plus a server start and stop per cell (``restart = "cell"``) or per run
+    of consecutive cells of one configuration and repeat."""
+    starts = [c for i, c in enumerate(cells) if restart == "cell" or i == 0
+              or _config(c) != _config(cells[i - 1])]
+    return sum(cell_s(c) for c in cells) + sum(_server_s(c) for c in starts)
+
+
+def _config(cell: Cell) -> tuple[object, ...]:
+    return cell.server, cell.workers, cell.options, cell.repeat

@@ -5,20 +5,46 @@ The guard runs the server in the same group and waits. When the pipe closes with
 server having been stopped (the lab was SIGKILLed, ran out of memory, crashed) the guard
 stops the server's whole group, workers included. When the server's main process exits,
 the guard also ends any process it left behind in the group.
+
+The guard is a child subreaper: a descendant that escapes the group (``setsid``) and is
+orphaned is re-parented to the guard instead of init, so the guard ends it too.
 """
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 
-from lab.pgroup import signal_group, terminate, wait_gone
+from lab.pgroup import children, signal_group, terminate, wait_gone
 from lab.placement import apply_from_env
 
 GRACE_ENV = "LAB_GUARD_GRACE_S"
 RUSAGE_ENV = "LAB_RUSAGE_FILE"  # where the guard writes its child's CPU seconds
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def end_escaped(me: int, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL, the guard's remaining children: descendants that left the
+    group and were orphaned to this subreaper. Their own orphans come to us in turn."""
+    deadline = time.monotonic() + grace_s
+    while pids := children(me):
+        sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+        while True:  # reap what ended, so it leaves /proc
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
 
 
 def main(argv: list[str]) -> int:
@@ -27,6 +53,7 @@ def main(argv: list[str]) -> int:
     # A handler (unlike SIG_IGN) is reset to the default in the server by exec.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
     apply_from_env()  # the child and all it starts inherit the CPUs
     rusage_path = os.environ.pop(RUSAGE_ENV, "")
     server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
@@ -40,7 +67,8 @@ def main(argv: list[str]) -> int:
         if not exited.is_set():  # no poll(): only the main thread may reap the child
             os.kill(server.pid, signal.SIGTERM)
             if not wait_gone(pgid, grace, exclude=me):
-                signal_group(pgid, signal.SIGKILL)  # ends the guard too
+                signal_group(pgid, signal.SIGKILL, exclude=me)
+            end_escaped(me, grace)
             os._exit(1)
 
     threading.Thread(target=watch_lab, daemon=True).start()
@@ -52,6 +80,7 @@ def main(argv: list[str]) -> int:
         with open(rusage_path, "w") as f:
             json.dump({"cpu_s": usage.ru_utime + usage.ru_stime}, f)
     terminate(pgid, grace, exclude=me)  # workers the server's main process left behind
+    end_escaped(me, grace)
     return code if code >= 0 else 128 - code
 
 

@@ -18,7 +18,7 @@ class Interrupts:
         self._task: asyncio.Future[Any] | None = None
 
     def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: terminal closed
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, _: FrameType | None) -> None:

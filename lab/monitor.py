@@ -20,6 +20,7 @@ class Usage:
     server_cpu_s: float | None  # the server's whole tree: main process and workers
     server_peak_rss_mb: float | None
     server_processes: int
+    max_gap_s: float = 0.0  # the longest the lab went unscheduled (SIGSTOP, a paused VM)
 
 
 class Window:
@@ -31,6 +32,8 @@ class Window:
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
         self._t0 = self._cpu0 = 0.0
+        self._max_gap = 0.0
+        self._last_tick = time.perf_counter()
         self._server_cpu0: dict[int, float] = {}
         self._server_cpu_seen: dict[int, float] = {}  # last reading of each pid
         self.usage: Usage | None = None
@@ -38,12 +41,13 @@ class Window:
     def start(self) -> None:
         self._server_cpu0 = self._server_cpu()
         self._t0, self._cpu0 = time.perf_counter(), time.process_time()
-        if self._procs:
-            self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
-            self._sampler.start()
+        self._max_gap = 0.0
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
 
     def end(self) -> Usage:
         wall, cpu = time.perf_counter() - self._t0, time.process_time() - self._cpu0
+        last_gap = time.perf_counter() - self._last_tick - SAMPLE_S  # a stop after the last tick
         self._stop.set()
         if self._sampler:
             self._sampler.join()
@@ -53,7 +57,8 @@ class Window:
             now = {**self._server_cpu_seen, **self._server_cpu()}
             server_cpu = sum(now[pid] - self._server_cpu0.get(pid, 0.0) for pid in now)
         self.usage = Usage(wall, cpu, server_cpu,
-                           self._peak_rss / 2**20 if self._procs else None, len(self._procs))
+                           self._peak_rss / 2**20 if self._procs else None, len(self._procs),
+                           max(self._max_gap, last_gap))
         return self.usage
 
     def _server_cpu(self) -> dict[int, float]:
@@ -66,8 +71,14 @@ class Window:
                 continue  # exited: its last sample stands (see end())
         return out
 
-    def _sample_rss(self) -> None:
+    def _sample(self) -> None:
+        """Every SAMPLE_S: the server tree's CPU and memory, and how late this wake-up came
+        (a lab stopped and continued sees one long gap: its figures are not the server's)."""
+        self._last_tick = time.perf_counter()
         while True:
+            now = time.perf_counter()
+            self._max_gap = max(self._max_gap, now - self._last_tick - SAMPLE_S)
+            self._last_tick = now
             self._server_cpu_seen.update(self._server_cpu())
             total = 0
             for p in self._procs:

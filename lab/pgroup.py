@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 
-def members(pgid: int) -> list[int]:
-    """Live (non-zombie) pids whose process group is ``pgid``."""
-    pids = []
+def _stats() -> list[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process."""
+    out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -17,21 +17,38 @@ def members(pgid: int) -> list[int]:
         except OSError:
             continue  # exited while we looked
         # Fields after the command name, which may itself contain spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
+        out.append((int(entry.name), stat[stat.rindex(")") + 2:].split()))
+    return out
+
+
+def members(pgid: int) -> list[int]:
+    """Live (non-zombie) pids whose process group is ``pgid``."""
+    return [pid for pid, fields in _stats() if fields[0] != "Z" and int(fields[2]) == pgid]
 
 
 def alive(pgid: int, exclude: int | None = None) -> bool:
     return any(p != exclude for p in members(pgid))
 
 
-def signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
+def children(pid: int) -> list[int]:
+    """Live (non-zombie) pids whose parent is ``pid``."""
+    return [p for p, fields in _stats() if fields[0] != "Z" and int(fields[1]) == pid]
+
+
+def signal_group(pgid: int, signum: int, exclude: int | None = None) -> None:
+    """Signal every member of the group; with ``exclude``, every member but that one."""
+    if exclude is None:
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            pass
+        return
+    for pid in members(pgid):
+        if pid != exclude:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
 
 
 def wait_gone(pgid: int, timeout_s: float, exclude: int | None = None) -> bool:
@@ -49,6 +66,6 @@ def terminate(pgid: int, grace_s: float, exclude: int | None = None) -> bool:
     signal_group(pgid, signal.SIGTERM)
     if wait_gone(pgid, grace_s, exclude):
         return False
-    signal_group(pgid, signal.SIGKILL)
+    signal_group(pgid, signal.SIGKILL, exclude)
     wait_gone(pgid, 1.0, exclude)
     return True

@@ -66,6 +66,7 @@ class Group:
                  rusage_path: Path | None = None) -> None:
         """``rusage_path``: where the guard writes the command's own CPU seconds."""
         self.argv, self.log_path, self.ledger = list(argv), log_path, ledger
+        self.guard_grace_s = guard_grace_s
         self.token = uuid.uuid4().hex
         self.rusage_path = rusage_path
         if rusage_path:
@@ -128,11 +129,12 @@ class Group:
                 pass
             while self.proc.poll() is None and time.monotonic() < deadline and not hurry():
                 time.sleep(POLL_S)
-        if pgroup.alive(self.pgid):
+        if pgroup.alive(self.pgid, exclude=self.pgid):
             remaining = 0.0 if hurry() else max(0.0, deadline - time.monotonic())
-            killed = pgroup.terminate(self.pgid, remaining)
+            # Not the guard: once its child is gone it ends any escaped descendant, then exits.
+            killed = pgroup.terminate(self.pgid, remaining, exclude=self.pgid)
         try:
-            code = self.proc.wait(timeout=1.0)
+            code = self.proc.wait(timeout=self.guard_grace_s + 1.0)
         except subprocess.TimeoutExpired:
             pgroup.signal_group(self.pgid, signal.SIGKILL)
             code = self.proc.wait()
@@ -157,7 +159,9 @@ class Server(Group):
                  env: Mapping[str, str] | None = None, guard_grace_s: float = 2.0) -> None:
         self.host, self.port, self.workers = host, port, workers
         self.base_url = f"http://{url_host(host)}:{port}"
-        self._ready_dir = Path(tempfile.mkdtemp(prefix="lab-ready-"))
+        # Beside the log, not in /tmp: a lab killed with SIGKILL leaves nothing outside its run.
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._ready_dir = Path(tempfile.mkdtemp(prefix=".ready-", dir=log_path.parent))
         super().__init__(argv, log_path, ledger,
                          {READY_DIR_ENV: str(self._ready_dir), **(env or {})}, guard_grace_s)
         self.ready_s: float | None = None
@@ -180,9 +184,12 @@ class Server(Group):
                 except httpx.HTTPError as e:
                     last = type(e).__name__
                 if time.monotonic() >= deadline:
+                    why = ("; the server refused even the lab's readiness check with 503: a "
+                           "concurrency limit such as limit_concurrency = 1 counts that "
+                           "request too" if last == "HTTP 503" else "")
                     raise self._start_error(f"not ready within {timeout_s:g} s "
                                             f"(/health: {last}; {self._marker_count()} of "
-                                            f"{self.workers} workers started)")
+                                            f"{self.workers} workers started){why}")
                 time.sleep(POLL_S)
         self.ready_s = time.monotonic() - self.started
         return self.ready_s

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from lab.environment import differences
-from lab.errors import UsageError
+from lab.errors import StorageError, UsageError
 
 SCHEMA_VERSION = 1
 RESULTS = "results.jsonl"
+RERUN_ON_RESUME = ("disturbed",)  # failures that say nothing about the server
 SERVERS = "servers.jsonl"  # one line per server start: the cells it served, its stop
 ENVIRONMENT = "environment.json"
 CONFIG_COPY = "config.toml"
@@ -41,14 +42,19 @@ def config_hash(text: str) -> str:
 
 
 def _append_line(path: Path, data: Mapping[str, Any]) -> None:
-    """One JSON line, flushed and fsynced: on disk before anything else happens."""
+    """One JSON line, flushed and fsynced: on disk before anything else happens. A line
+    the disk could not take is cut short at worst, which every reader skips."""
     line = json.dumps(data, sort_keys=True)
-    with path.open("a+", encoding="utf-8") as f:
-        if f.tell() and not _ends_with_newline(path):
-            f.write("\n")  # a crash cut the last line short: never glue onto it
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with path.open("a+", encoding="utf-8") as f:
+            if f.tell() and not _ends_with_newline(path):
+                f.write("\n")  # a crash cut the last line short: never glue onto it
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise StorageError(f"{path}: cannot append ({e.strerror or e}); every line written "
+                           "before is intact") from None
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -74,8 +80,12 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
 
     def finished(self) -> Finished:
-        return Finished(frozenset(r["cell_key"] for r in self.records if "cell_key" in r),
-                        frozenset(r["cell_id"] for r in self.records if "cell_key" not in r))
+        """Cells with a result; a disturbed cell (the lab was stopped mid-window) has none
+        that counts, so a resume measures it again."""
+        done = [r for r in self.records
+                if (r.get("failure") or {}).get("kind") not in RERUN_ON_RESUME]
+        return Finished(frozenset(r["cell_key"] for r in done if "cell_key" in r),
+                        frozenset(r["cell_id"] for r in done if "cell_key" not in r))
 
 
 class RunDir:
@@ -93,14 +103,18 @@ class RunDir:
     def create(cls, root: Path, run_id: str, config_text: str) -> "RunDir":
         run = cls(root / run_id)
         cls.check_new(run.path)
-        root.mkdir(parents=True, exist_ok=True)
         try:
-            run.path.mkdir()  # atomic: of two labs given the same --run-id, one gets it
-        except FileExistsError:
-            cls.check_new(run.path)  # another lab took it just now: the same one line
-            raise
-        run.logs.mkdir()
-        (run.path / CONFIG_COPY).write_text(config_text)
+            root.mkdir(parents=True, exist_ok=True)
+            try:
+                run.path.mkdir()  # atomic: of two labs given the same --run-id, one gets it
+            except FileExistsError:
+                cls.check_new(run.path)  # another lab took it just now: the same one line
+                raise
+            run.logs.mkdir()
+            (run.path / CONFIG_COPY).write_text(config_text)
+        except OSError as e:
+            raise UsageError(f"--out {root}: cannot create the run folder there "
+                             f"({e.strerror or e})") from None
         return run
 
     @classmethod
@@ -126,8 +140,13 @@ class RunDir:
 
     def write_json(self, name: str, data: Mapping[str, Any]) -> None:
         tmp = self.path / f".{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        tmp.replace(self.path / name)  # atomic: never half a file
+        try:
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            tmp.replace(self.path / name)  # atomic: never half a file
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"{self.path / name}: cannot write ({e.strerror or e})") \
+                from None
 
     def read_json(self, name: str) -> dict[str, Any]:
         try:
@@ -162,16 +181,21 @@ class RunDir:
         loaded = Loaded([])
         if not self.results.is_file():
             return loaded
-        for n, line in enumerate(self.results.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
+        for n, raw in enumerate(self.results.read_bytes().splitlines(), 1):
+            if not raw.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(raw.decode("utf-8"))
                 if not isinstance(record, dict):
                     raise ValueError("not an object")
-            except ValueError:
+            except ValueError:  # UnicodeDecodeError included
                 loaded.warnings.append(f"{RESULTS} line {n} is truncated or corrupt; "
                                        "that cell counts as not finished")
+                continue
+            problem = _malformed(record)
+            if problem and record.get("schema_version") == SCHEMA_VERSION:
+                loaded.warnings.append(f"{RESULTS} line {n} {problem}; that cell counts as "
+                                       "not finished")
                 continue
             if record.get("schema_version") != SCHEMA_VERSION:
                 loaded.warnings.append(f"{RESULTS} line {n} has schema_version "
@@ -200,6 +224,28 @@ class RunDir:
         """How each resumed session's environment differed from the first's, if it did."""
         first, *later = self.environments() or [{}]
         return differences(first, later)
+
+
+# What every reader of a results line relies on: key → the type it must have.
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "cell_id": str, "server_id": str, "server": str, "workers": int, "experiment": str,
+    "kind": str, "endpoint": str, "load": dict, "params": dict, "status": str,
+    "options": dict, "server_version": (str, type(None)),
+}
+
+
+def _malformed(record: Mapping[str, Any]) -> str | None:
+    """Why a parsed line cannot be a cell's result, or None."""
+    for key, kind in REQUIRED.items():
+        if not isinstance(record.get(key), kind):
+            return f"has no valid {key!r}"
+    if record["status"] not in ("ok", "failed"):
+        return "has an unknown status"
+    if record["status"] == "ok" and not isinstance(record.get("figures"), dict):
+        return "is ok but has no figures"
+    if record["status"] == "failed" and not isinstance(record.get("failure"), dict):
+        return "failed but says no reason"
+    return None
 
 
 def _latest_per_cell(loaded: Loaded) -> Loaded:

@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import KINDS, Cell, LabSettings, Matrix
-from lab.errors import ServerStartError
+from lab.errors import LabError, ServerStartError
 from lab.interrupt import Interrupts
 from lab.load import MULTI_PROCESS, RUNNERS, processes, wrk
 from lab.load.window import quiet_gc
@@ -54,6 +55,9 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
         "repeat": cell.repeat,
         "cell_key": cell.key(lab),  # what resume matches: the id alone misses a changed config
     }
+
+
+DISTURBED_GAP_S = 1.0  # the lab's sampler woke this late: SIGSTOP, suspend, a paused VM
 
 
 def _failure(kind: str, reason: str, log: str) -> dict[str, str]:
@@ -198,6 +202,12 @@ def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
     record["process"] = {"start_to_ready_s": server.ready_s if fresh else None,
                          "reused": not fresh, "port": server.port, "argv": server.argv,
                          "log": log_path.name}
+    if figures is not None and figures.get("client_max_gap_s", 0) > DISTURBED_GAP_S \
+            and record["failure"] is None:
+        record["failure"] = _failure(
+            "disturbed", f"the lab went unscheduled for {figures['client_max_gap_s']:.1f} s "
+            "in the measured window (stopped, suspended or starved): its figures are not the "
+            "server's; --resume runs the cell again", "")
     if figures is not None:
         record["figures"] = figures
         if figures["ok"] == 0 and record["failure"] is None:
@@ -231,14 +241,18 @@ def _ms(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f} ms"
 
 
+def remaining(matrix: Matrix, run: RunDir) -> list[Cell]:
+    """The matrix's cells that have no result line yet (all of them in a new run)."""
+    finished = run.load().finished()
+    return [c for c in matrix.cells() if not finished.covers(c.key(matrix.lab), c.id)]
+
+
 def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
                out: Callable[[str], None] = print) -> Outcome:
-    loaded = run.load()
-    for warning in loaded.warnings:
+    for warning in run.load().warnings:
         out(f"warning: {warning}")
-    finished = loaded.finished()
-    cells = [c for c in matrix.cells() if not finished.covers(c.key(matrix.lab), c.id)]
-    skipped = len(matrix.cells()) - len(cells)
+    cells = remaining(matrix, run)
+    skipped = matrix.size() - len(cells)
     failed = 0
     placement = matrix.lab.placement
     placement.pin_client()  # the lab is the client of its in-process engines
@@ -250,7 +264,17 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
         for i, cell in enumerate(cells, 1):
             interrupts.check()
             t0 = time.monotonic()
-            record = run_cell(cell, ctx, servers)
+            try:
+                record = run_cell(cell, ctx, servers)
+            except (LabError, KeyboardInterrupt):
+                raise
+            except Exception as e:  # a defect of the lab in one cell: that cell's failure
+                servers.healthy = False
+                record = describe(cell, matrix.lab, run.path.name) | {
+                    "status": "failed", "figures": None, "started_at": _now(),
+                    "finished_at": _now(), "failure": _failure(
+                        "lab_error", f"{type(e).__name__}: {e}",
+                        "".join(traceback.format_exception(e))[-4000:])}
             if matrix.lab.restart == "cell":
                 servers.stop()
             record["cell_wall_s"] = time.monotonic() - t0

@@ -48,6 +48,7 @@ def usage_figures(u: Usage, ok: int, busiest_pct: float | None = None,
         "server_peak_rss_mb": u.server_peak_rss_mb,
         "server_processes": u.server_processes,
         "cores": machine.cores,
+        "client_max_gap_s": u.max_gap_s,
         "machine_saturated": busy >= SATURATED_PCT * machine.cores,
     }
 

@@ -41,9 +41,10 @@ def compare(row: Sequence[float], base: Sequence[float], higher_is_better: bool,
         return Verdict(float("inf"), None, "no verdict (zero figure)")
     ratio = b.median / r.median if higher_is_better else r.median / b.median
     if len(row) < MIN_REPEATS or len(base) < MIN_REPEATS:
-        n = min(len(row), len(base))
-        return Verdict(ratio, None, "single run: no verdict" if n == 1
-                       else f"{n} repeats: no verdict (needs {MIN_REPEATS})")
+        if len(row) == len(base) == 1:
+            return Verdict(ratio, None, "single run: no verdict")
+        return Verdict(ratio, None, f"{len(row)} vs {len(base)} repeats: no verdict "
+                                    f"(needs {MIN_REPEATS} each)")
     apart = r.high < b.low or b.high < r.low
     factor = ratio if ratio >= 1 else 1 / ratio  # symmetric: swapping the rows keeps it
     if apart and (factor - 1) * 100 > noise_pct:

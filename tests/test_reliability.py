@@ -19,7 +19,7 @@ from lab.process import running
 from lab.reaper import Ledger, reap
 from lab.results import RunDir
 from lab.servers import ADAPTERS
-from tests.conftest import ROOT, leftovers, run_lab
+from tests.conftest import ROOT, carrying, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
 
@@ -266,3 +266,39 @@ def test_the_next_run_reaps_a_group_that_outlived_its_lab(tmp_path: Path,
     assert not pgroup.members(pgid) and main not in leftovers(leak_token)
     assert reap(tmp_path) == []  # recorded as stopped: not reaped twice
     assert leftovers(leak_token) == []
+
+
+@pytest.mark.parametrize("how", ["finished", "lab SIGKILLed"])
+def test_a_helper_that_escaped_into_its_own_session_is_ended_too(
+        how: str, write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
+    """apps.escaping starts `sleep 300` with setsid in each worker: outside the server's
+    process group. The guard, a child subreaper, inherits it as an orphan and ends it,
+    whether the run finishes or the lab is SIGKILLed mid-cell."""
+    path = config(write_config, lab='app = "apps.escaping:app"', endpoints='["/non-blocking"]',
+                  n=2, delay=5 if how != "finished" else 0.02)
+    run = RunDir(tmp_path / "e")
+    lab = start_lab(path, tmp_path, "e")
+    try:
+        if how == "finished":
+            out, err = lab.communicate(timeout=60)
+            assert lab.returncode == 0, out + err
+        else:
+            wait_for_server(run, lab)
+            deadline = time.monotonic() + 30
+            while not [p for p in carrying(leak_token) if b"sleep" in _cmdline(p)]:
+                assert lab.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            lab.kill()
+            lab.wait(timeout=10)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    assert leftovers(leak_token, wait_s=10.0) == []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -157,7 +157,7 @@ def test_a_single_repeat_gives_no_verdict(row: list[float], base: list[float]) -
 
 def test_two_repeats_give_no_verdict_three_do() -> None:
     v = compare([2.0, 2.02], [1.0, 1.01], higher_is_better=False, noise_pct=1.0)
-    assert v.significant is None and v.text == "2 repeats: no verdict (needs 3)"
+    assert v.significant is None and v.text == "2 vs 2 repeats: no verdict (needs 3 each)"
     v = compare([2.0, 2.02, 2.01], [1.0, 1.01, 1.02], higher_is_better=False, noise_pct=1.0)
     assert v.significant is True
 

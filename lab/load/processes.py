@@ -116,4 +116,5 @@ def merge(results: list[Measurement], usage: Usage) -> Measurement:
     busiest = max((m.usage.client_cpu_s for m in results), default=0.0)
     info["client_cpu_busiest_pct"] = 100.0 * busiest / usage.wall_s if usage.wall_s else 0.0
     return Measurement(samples, Usage(usage.wall_s, client_cpu, usage.server_cpu_s,
-                                      usage.server_peak_rss_mb, usage.server_processes), info)
+                                      usage.server_peak_rss_mb, usage.server_processes,
+                                      usage.max_gap_s), info)

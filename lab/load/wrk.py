@@ -109,7 +109,7 @@ def run(base_url: str, exp: Experiment, endpoint: str, users: int, window: Windo
     wall = r["duration_us"] / 1e6 or usage.wall_s
     t = tally(r)
     return Measurement([], Usage(wall, cpu_s, usage.server_cpu_s, usage.server_peak_rss_mb,
-                                 usage.server_processes),
+                                 usage.server_processes, usage.max_gap_s),
                        {"engine": "wrk", "client_threads": min(sup.threads, users),
                         "latency_includes_errors": bool(sum(t.errors.values()))},
                        counted=t)
