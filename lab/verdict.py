@@ -41,7 +41,7 @@ def compare(row: Sequence[float], base: Sequence[float], higher_is_better: bool,
         return Verdict(float("inf"), None, "no verdict (zero figure)")
     ratio = b.median / r.median if higher_is_better else r.median / b.median
     if len(row) < MIN_REPEATS or len(base) < MIN_REPEATS:
-        if len(row) == len(base) == 1:
+        if min(len(row), len(base)) == 1:
             return Verdict(ratio, None, "single run: no verdict")
         return Verdict(ratio, None, f"{len(row)} vs {len(base)} repeats: no verdict "
                                     f"(needs {MIN_REPEATS} each)")

@@ -138,6 +138,7 @@ def test_resume_force_reruns_a_cell_whose_params_changed_and_keeps_each_environm
     assert forced.returncode == 0, forced.stderr
     again = run_lab("run", "--resume", run.path)  # the run's config is now the changed one
     assert again.returncode == 0, again.stderr
+    assert "nothing to do: all 1 cells" in again.stdout
     lines = [json.loads(x) for x in run.results.read_text().splitlines()]
     assert [(x["cell_id"], x["params"]["delay"]) for x in lines] == [
         ("uvicorn-w1-b-non-blocking-n3", 0.02), ("uvicorn-w1-b-non-blocking-n3", 0.03)]
@@ -147,7 +148,7 @@ def test_resume_force_reruns_a_cell_whose_params_changed_and_keeps_each_environm
                                "changed config; the later line counts"]
     assert (run.path / "environment.json").read_bytes() == first_env
     assert (run.path / "environment-2.json").is_file()
-    assert (run.path / "environment-3.json").is_file()
+    assert not (run.path / "environment-3.json").exists()  # nothing to do: no session
     assert "delay = 0.02" in (run.path / "config-1.toml").read_text()
     assert leftovers(leak_token) == []
 
@@ -289,12 +290,12 @@ def test_a_helper_that_escaped_into_its_own_session_is_ended_too(
                 assert lab.poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
             lab.kill()
-            lab.wait(timeout=10)
     finally:
         if lab.poll() is None:
             lab.kill()
-            lab.wait()
-    assert leftovers(leak_token, wait_s=10.0) == []
+        lab.communicate(timeout=10)  # and closes its pipes
+    left = leftovers(leak_token, wait_s=10.0)
+    assert left == [], [_cmdline(p) for p in left]
 
 
 def _cmdline(pid: int) -> bytes:
