@@ -18,6 +18,7 @@ from lab.report.groups import comparisons
 from lab.report.render import noise_by_kind
 from lab.report.tables import verdicts
 from lab.results import RunDir
+from lab.stats import Spread
 
 CONFIG = """
 [lab]
@@ -37,19 +38,22 @@ warmup_s = 0
 """
 
 
-def count(run: RunDir) -> tuple[int, int, list[str]]:
-    """(significant verdicts, verdicts stated, one line per table)."""
+def count(run: RunDir) -> tuple[int, int, int, list[str]]:
+    """(significant verdicts, tables whose ranges did not overlap — the first condition
+    alone —, verdicts stated, one line per table)."""
     comps = comparisons(run.load().records)
     noise = noise_by_kind(comps)
-    significant = stated = 0
+    significant = apart = stated = 0
     lines = []
     for comp in comps:
         v = verdicts(comp, noise.get(comp.kind, 0.0), None)
         other = [x for x in v.values() if x.text != "baseline"]
         stated += sum(x.significant is not None for x in other)
         significant += sum(bool(x.significant) for x in other)
+        a, b = (Spread.of(row.values()) for row in comp.rows)
+        apart += a.high < b.low or b.high < a.low
         lines.append(f"users {comp.n:3}: " + "; ".join(f"{sid} {x.text}" for sid, x in v.items()))
-    return significant, stated, lines
+    return significant, apart, stated, lines
 
 
 def main() -> int:
@@ -64,10 +68,11 @@ def main() -> int:
     config.write_text(CONFIG.format(repeats=args.repeats, users=users, duration=args.duration))
     subprocess.run([sys.executable, "-m", "lab", "run", str(config), "--out", str(out),
                     "--run-id", "aa", "--yes"], check=False, stdout=subprocess.DEVNULL)
-    significant, stated, lines = count(RunDir(out / "aa"))
+    significant, apart, stated, lines = count(RunDir(out / "aa"))
     print("\n".join(lines))
     print(f"\nA/A: {significant} 'significant' of {stated} verdicts stated "
-          f"({len(lines)} tables, {args.repeats} repeats each); report: {out}/aa/report.md")
+          f"({len(lines)} tables, {args.repeats} repeats each); ranges apart (the first "
+          f"condition alone) in {apart}; report: {out}/aa/report.md")
     return 0
 
 

@@ -107,6 +107,7 @@ def one_round(fault: str, rng: random.Random, work: Path) -> Counter[str]:
                 proc.send_signal(getattr(signal, fault))
         o, e = proc.communicate(timeout=120)
         printed += o + e
+        counts[f"exit {proc.returncode}"] += 0  # shown, not counted: how the fault ended it
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -152,16 +153,21 @@ def main() -> int:
     total: Counter[str] = Counter({k: 0 for k in ("leftovers", "lost", "duplicated",
                                                   "tracebacks", "untrue_state")})
     kinds: Counter[str] = Counter()
+    exits: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="stress-") as tmp:
         for i in range(args.faults):
             fault = FAULTS[i % len(FAULTS)]
             kinds[fault] += 1
             c = one_round(fault, rng, Path(tmp, str(i)))
-            total.update(c)
+            total.update({k: v for k, v in c.items() if not k.startswith("exit ")})
+            exits[next((k for k in c if k.startswith("exit ")), "exit ?")] += 1
+            ended = next((k for k in c if k.startswith("exit ")), "")
             bad = {k: v for k, v in c.items() if v}
-            print(f"[{i + 1}/{args.faults}] {fault:8} {bad or 'clean'}", flush=True)
+            print(f"[{i + 1}/{args.faults}] {fault:8} first run: {ended:8} "
+                  f"{bad or 'clean'}", flush=True)
     print(f"\n{args.faults} faults ({', '.join(f'{k} {n}' for k, n in kinds.items())}): "
-          + ", ".join(f"{k} {v}" for k, v in total.items()))
+          + ", ".join(f"{k} {v}" for k, v in total.items())
+          + f"\nfirst runs ended with: {', '.join(f'{k}: {n}' for k, n in sorted(exits.items()))}")
     return 0 if not any(total.values()) else 1
 
 
