@@ -3,6 +3,7 @@ ledger of process groups. Real processes, bounded time."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -303,3 +304,35 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+@pytest.mark.parametrize("engine", ["wrk", "aiohttp"])
+def test_cell_timeout_bounds_wrk_and_several_client_processes(
+        engine: str, write_config: Callable[..., Path], tmp_path: Path,
+        leak_token: str) -> None:
+    """A 12 s closed cell with a 2 s cell timeout, on wrk or on 2 client processes: a
+    failed cell within seconds, not a figure after 12 s, and nothing left running."""
+    if engine == "wrk" and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    path = write_config(f"""
+[lab]
+cell_timeout_s = 2
+[servers.uvicorn]
+workers = [1]
+[[experiments]]
+name = "long"
+kind = "closed"
+engine = "{engine}"
+endpoints = ["/hello"]
+users = [2]
+duration_s = 12
+warmup_s = 0
+{"clients = 2" if engine == "aiohttp" else ""}
+""")
+    t0 = time.monotonic()
+    result = run_lab("run", path, "--out", tmp_path, "--run-id", "to", "--yes")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert time.monotonic() - t0 < 10
+    [record] = RunDir(tmp_path / "to").load().records
+    assert record["failure"]["kind"] == "cell_timeout"
+    assert leftovers(leak_token) == []
