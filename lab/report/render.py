@@ -11,6 +11,7 @@ from lab.report.findings import findings, knees
 from lab.report.groups import Comparison, comparisons
 from lab.report.summary import in_short
 from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
+from lab.report.ways import ways_findings
 from lab.results import ENVIRONMENT, RUN_INFO, RunDir
 from lab.servers.base import FACTS
 from lab.stats import Spread
@@ -272,7 +273,7 @@ def build(run: RunDir) -> Path:
     short = in_short(comps, noise, info.get("baseline"))
     if short:
         lines += ["## In short", "", *(f"- {x}" for x in short), ""]
-    found = findings(comps, noise)
+    found = findings(comps, noise) + ways_findings(comps)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
     lines += _sections(comps, noise, info.get("baseline"))
