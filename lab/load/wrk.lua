@@ -1,28 +1,51 @@
--- asgi-lab: check every response like the lab's own clients (status 200 and a JSON body
--- with the worker's pid and, when it names one, the endpoint asked for), count requests per
--- worker, and print one JSON line at the end with wrk's latency histogram (1 us buckets).
+-- asgi-lab: send the endpoint's request and check every response like the lab's own
+-- clients (the expected status, any 2xx by default, and the body check if any), count
+-- requests per worker from the wrapper's x-lab-worker header, and print one JSON line at
+-- the end with wrk's latency histogram (1 us buckets).
+-- Arguments: method, expected status ("" = any 2xx), expected substring in hex ("" =
+-- none), body in hex ("-" = none), then header name and value pairs.
 local threads = {}
+local HEADER = "x-lab-worker"
 
 function setup(thread)
   table.insert(threads, thread)
 end
 
+local function unhex(text)
+  return (text:gsub("..", function(h) return string.char(tonumber(h, 16)) end))
+end
+
 function init(args)
-  pids, statuses, badbody, expected = {}, {}, 0, args[1]
+  pids, statuses, badbody = {}, {}, 0
+  expected = tonumber(args[2])
+  contains = args[3] ~= "" and unhex(args[3]) or nil
+  -- wrk.init formats the request once, after this: every request is the same bytes
+  wrk.method = args[1]
+  if args[4] ~= "-" then wrk.body = unhex(args[4]) end
+  for i = 5, #args - 1, 2 do wrk.headers[args[i]] = args[i + 1] end
+end
+
+local function worker(headers)
+  local pid = headers[HEADER]
+  if not pid then
+    for name, value in pairs(headers) do
+      if name:lower() == HEADER then pid = value end
+    end
+  end
+  return pid and pid:match("^%d+$")
 end
 
 function response(status, headers, body)
-  if status ~= 200 then
+  if (expected and status ~= expected) or (not expected and (status < 200 or status > 299)) then
     statuses[status] = (statuses[status] or 0) + 1
     return
   end
-  local pid = body:match('"pid":%s*(%d+)')
-  local endpoint = body:match('"endpoint":%s*"([^"]*)"')
-  if pid and (endpoint == nil or endpoint == expected) then
-    pids[pid] = (pids[pid] or 0) + 1
-  else
+  if contains and not (body and body:find(contains, 1, true)) then
     badbody = badbody + 1
+    return
   end
+  local pid = worker(headers)
+  if pid then pids[pid] = (pids[pid] or 0) + 1 end
 end
 
 function done(summary, latency, requests)
