@@ -1,0 +1,84 @@
+"""What does lab.asgi_wrap cost? For each server at 1 worker, /hello of apps.article with
+wrk, served wrapped and unwrapped, side by side in alternating rounds, and the ratio.
+
+    python -m benchmarks.wrap_cost [--rounds 3] [--users 64] [--duration 3] [--server NAME]
+
+Each round starts a fresh server per (server, wrap) in turn (wrapped first in odd rounds,
+unwrapped first in even ones), so drift favours neither. The figure is the median req/s
+over the rounds; the spread is min–max. wrk must be installed (apt-get install wrk).
+"""
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from tabulate import tabulate
+
+from lab.config import Cell, Experiment, LabSettings
+from lab.endpoint import Endpoint
+from lab.interrupt import Interrupts
+from lab.load import wrk
+from lab.process import running
+from lab.results import RunDir
+from lab.runner import Context, Launch, measure
+from lab.servers import ADAPTERS
+from lab.stats import MachineShare, Spread
+
+
+def _rps(name: str, lab: LabSettings, exp: Experiment, users: int, tmp: str) -> float:
+    adapter, launch = ADAPTERS[name], Launch.of(lab)
+    run = RunDir(Path(tmp))
+    run.logs.mkdir(exist_ok=True)
+    ctx = Context(lab, run, Interrupts(), MachineShare(len(os.sched_getaffinity(0)), True))
+    with running(lambda port: adapter.argv(sys.executable, launch.app, lab.host, port, 1, {}),
+                 lab.host, 1, Path(tmp, f"{name}-{lab.wrap}.log"), lab.start_timeout_s,
+                 lab.stop_grace_s, env=launch.env, readiness=launch.readiness) as server:
+        f = measure(Cell(name, 1, (), exp, Endpoint("/hello"), users, 1), server, ctx)
+    if f["errors"] or (lab.wrap and sum(f["pids"].values()) != f["ok"]):
+        raise RuntimeError(f"{name} wrap={lab.wrap}: errors {f['errors']}, pids {f['pids']}")
+    return float(f["rps"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.wrap_cost",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--users", type=int, default=64)
+    p.add_argument("--duration", type=int, default=3, help="seconds per measurement")
+    p.add_argument("--server", action="append", choices=sorted(ADAPTERS))
+    args = p.parse_args(argv)
+    if not wrk.available():
+        print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    wrapped = LabSettings()
+    plain = replace(wrapped, wrap=False)
+    exp = Experiment("wrap-cost", "closed", (Endpoint("/hello"),), (args.users,), {}, "wrk",
+                     10.0, duration_s=args.duration, warmup_s=1.0)
+    names = args.server or [n for n, a in ADAPTERS.items() if a.installed()]
+    got: dict[tuple[str, bool], list[float]] = {}
+    with TemporaryDirectory(prefix="wrap-cost-") as tmp:
+        for r in range(args.rounds):
+            for name in names:
+                for lab in (wrapped, plain) if r % 2 == 0 else (plain, wrapped):
+                    rps = _rps(name, lab, exp, args.users, tmp)
+                    got.setdefault((name, lab.wrap), []).append(rps)
+                    print(f"round {r + 1} {name} wrap={lab.wrap}: {rps:.0f} req/s",
+                          file=sys.stderr, flush=True)
+    rows = []
+    for name in names:
+        on, off = Spread.of(got[(name, True)]), Spread.of(got[(name, False)])
+        rows.append([name, f"{off.median:.0f} ({off.low:.0f}–{off.high:.0f})",
+                     f"{on.median:.0f} ({on.low:.0f}–{on.high:.0f})",
+                     f"{on.median / off.median:.3f}",
+                     f"{1e6 / on.median - 1e6 / off.median:+.1f}"])
+    print(tabulate(rows, headers=["server", "unwrapped req/s", "wrapped req/s",
+                                  "wrapped ÷ unwrapped", "µs per request added"],
+                   tablefmt="github", disable_numparse=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
