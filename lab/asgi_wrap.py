@@ -14,7 +14,7 @@ from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
 
 One module that both sides import: the lab reads the header's name and the environment's
 names from here, the servers the wrapper. It imports only the standard library at module
-level, and the user's app only when a server asks for ``app`` (PEP 562), so the lab can
+level, and the user's app only where ``LAB_APP`` is set (in the servers), so the lab can
 import it for the names. It runs on any event loop (asyncio, uvloop, trio): it starts no
 tasks and only relays messages.
 """
@@ -124,14 +124,13 @@ def load_app(spec: str, app_dir: str | None = None) -> Any:
     return loaded
 
 
-def __getattr__(name: str) -> Any:
-    """``app``: the wrapped user app, built when a server looks it up."""
-    if name != "app":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    spec = os.environ.get(APP_ENV)
-    if not spec:
-        raise RuntimeError(f"{SERVED} serves the app named by ${APP_ENV} (module:attr), "
-                           "which is not set")
-    wrapped = Wrapped(load_app(spec, os.environ.get(APP_DIR_ENV)))
-    globals()["app"] = wrapped  # one wrapper per worker process
-    return wrapped
+async def _unset(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError(f"{SERVED} serves the app named by ${APP_ENV} (module:attr), which "
+                       "is not set")
+
+
+# Loaded at import in each server process, so a broken app fails the server's start as it
+# would unwrapped (hypercorn looks `app` up in the module's namespace: it must be there).
+# The lab itself imports this module without $LAB_APP, for the names above.
+app = Wrapped(load_app(os.environ[APP_ENV], os.environ.get(APP_DIR_ENV))
+              if os.environ.get(APP_ENV) else _unset)
