@@ -575,11 +575,6 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
             _number(value, f"{path}.params.{key}", 0)
         _finite(value, f"{path}.params.{key}")
     engine = _choice(t.get("engine", DEFAULT_ENGINE[kind]), f"{path}.engine", KIND_ENGINES[kind])
-    for j, e in enumerate(endpoints):
-        if engine == "wrk" and e.json_subset is not None:
-            raise ConfigError(f"{path}.endpoints[{j}].expect.json", "wrk's script cannot check a "
-                              "JSON body; use expect.contains, or engine = \"auto\" (aiohttp "
-                              "measures this endpoint)")
     extra = {k: SETTINGS[k](t[k], f"{path}.{k}") for k in schema.settings if k in t}
     return Experiment(
         name=name, kind=kind, endpoints=endpoints, loads=loads, params=dict(params),
