@@ -141,7 +141,7 @@ def test_a_starlette_app_of_ones_own_on_every_server(shop: Path, tmp_path: Path)
     for entry in run.servers():  # ready on the configured path, every worker marked
         assert entry["start_to_ready_s"] is not None
     report = (run.path / "report.md").read_text()
-    assert "`POST /items`" in report and "http_201 4" in report
+    assert "### `POST /items`" in report and "{'http_201': 4}" in report
 
 
 @pytest.mark.servers
