@@ -5,12 +5,15 @@ wrk, served wrapped and unwrapped, side by side in alternating rounds, and the r
 
 Each round starts a fresh server per (server, wrap) in turn (wrapped first in odd rounds,
 unwrapped first in even ones), so drift favours neither. The figure is the median req/s
-over the rounds; the spread is min–max. wrk must be installed (apt-get install wrk).
+over the rounds; the spread is min–max. It holds the machine's measuring lock, as a lab
+run does, so no run measures beside it. wrk must be installed (apt-get install wrk).
 """
 
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -21,6 +24,7 @@ from lab.config import Cell, Experiment, LabSettings
 from lab.endpoint import Endpoint
 from lab.interrupt import Interrupts
 from lab.load import wrk
+from lab.lock import FileLock, measuring_lock
 from lab.process import running
 from lab.results import RunDir
 from lab.runner import Context, Launch, measure
@@ -42,6 +46,14 @@ def _rps(name: str, lab: LabSettings, exp: Experiment, users: int, tmp: str) -> 
     return float(f["rps"])
 
 
+@contextmanager
+def lock_held(lock: FileLock) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.wrap_cost",
                                 description=__doc__.split("\n\n")[0])
@@ -59,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                      10.0, duration_s=args.duration, warmup_s=1.0)
     names = args.server or [n for n, a in ADAPTERS.items() if a.installed()]
     got: dict[tuple[str, bool], list[float]] = {}
-    with TemporaryDirectory(prefix="wrap-cost-") as tmp:
+    lock = measuring_lock()
+    lock.acquire(None, wait=True, on_wait=lambda holder: print(
+        f"waiting for the measuring lock held by {holder or 'another lab'}", file=sys.stderr,
+        flush=True))
+    with lock_held(lock), TemporaryDirectory(prefix="wrap-cost-") as tmp:
         for r in range(args.rounds):
             for name in names:
                 for lab in (wrapped, plain) if r % 2 == 0 else (plain, wrapped):
