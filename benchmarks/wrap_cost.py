@@ -1,5 +1,6 @@
 """What does lab.asgi_wrap cost? For each server at 1 worker, /hello of apps.article with
-wrk, served wrapped and unwrapped, side by side in alternating rounds, and the ratio.
+wrk, served wrapped and unwrapped, side by side in alternating rounds: req/s, and the
+server's CPU per request (less sensitive than req/s to other load on the machine).
 
     python -m benchmarks.wrap_cost [--rounds 3] [--users 64] [--duration 3] [--server NAME]
 
@@ -32,7 +33,9 @@ from lab.servers import ADAPTERS
 from lab.stats import MachineShare, Spread
 
 
-def _rps(name: str, lab: LabSettings, exp: Experiment, users: int, tmp: str) -> float:
+def _measure(name: str, lab: LabSettings, exp: Experiment, users: int, tmp: str
+             ) -> tuple[float, float]:
+    """(req/s, server CPU µs per request)."""
     adapter, launch = ADAPTERS[name], Launch.of(lab)
     run = RunDir(Path(tmp))
     run.logs.mkdir(exist_ok=True)
@@ -43,7 +46,11 @@ def _rps(name: str, lab: LabSettings, exp: Experiment, users: int, tmp: str) -> 
         f = measure(Cell(name, 1, (), exp, Endpoint("/hello"), users, 1), server, ctx)
     if f["errors"] or (lab.wrap and sum(f["pids"].values()) != f["ok"]):
         raise RuntimeError(f"{name} wrap={lab.wrap}: errors {f['errors']}, pids {f['pids']}")
-    return float(f["rps"])
+    return float(f["rps"]), 1000.0 * float(f["server_cpu_s_per_1000"])
+
+
+def _shown(s: Spread, digits: int) -> str:
+    return f"{s.median:.{digits}f} ({s.low:.{digits}f}–{s.high:.{digits}f})"
 
 
 @contextmanager
@@ -71,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                      10.0, duration_s=args.duration, warmup_s=1.0)
     names = args.server or [n for n, a in ADAPTERS.items() if a.installed()]
     got: dict[tuple[str, bool], list[float]] = {}
+    cpu: dict[tuple[str, bool], list[float]] = {}
     lock = measuring_lock()
     lock.acquire(None, wait=True, on_wait=lambda holder: print(
         f"waiting for the measuring lock held by {holder or 'another lab'}", file=sys.stderr,
@@ -79,19 +87,20 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for name in names:
                 for lab in (wrapped, plain) if r % 2 == 0 else (plain, wrapped):
-                    rps = _rps(name, lab, exp, args.users, tmp)
+                    rps, us = _measure(name, lab, exp, args.users, tmp)
                     got.setdefault((name, lab.wrap), []).append(rps)
-                    print(f"round {r + 1} {name} wrap={lab.wrap}: {rps:.0f} req/s",
-                          file=sys.stderr, flush=True)
+                    cpu.setdefault((name, lab.wrap), []).append(us)
+                    print(f"round {r + 1} {name} wrap={lab.wrap}: {rps:.0f} req/s, "
+                          f"{us:.1f} µs server CPU per request", file=sys.stderr, flush=True)
     rows = []
     for name in names:
         on, off = Spread.of(got[(name, True)]), Spread.of(got[(name, False)])
-        rows.append([name, f"{off.median:.0f} ({off.low:.0f}–{off.high:.0f})",
-                     f"{on.median:.0f} ({on.low:.0f}–{on.high:.0f})",
-                     f"{on.median / off.median:.3f}",
-                     f"{1e6 / on.median - 1e6 / off.median:+.1f}"])
+        con, coff = Spread.of(cpu[(name, True)]), Spread.of(cpu[(name, False)])
+        rows.append([name, _shown(off, 0), _shown(on, 0), f"{on.median / off.median:.2f}",
+                     _shown(coff, 1), _shown(con, 1), f"{con.median - coff.median:+.1f}"])
     print(tabulate(rows, headers=["server", "unwrapped req/s", "wrapped req/s",
-                                  "wrapped ÷ unwrapped", "µs per request added"],
+                                  "wrapped ÷ unwrapped", "unwrapped CPU µs/req",
+                                  "wrapped CPU µs/req", "CPU µs/req added"],
                    tablefmt="github", disable_numparse=True))
     return 0
 
