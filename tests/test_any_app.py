@@ -174,6 +174,10 @@ requests = [6]
     for r in run.load().records:
         assert r["status"] == "ok", (r["cell_id"], r["failure"])
         assert sum(r["figures"]["pids"].values()) == 6
+    # --resume reads the run's copy of the config, in the run folder: app_dir stays
+    # relative to the folder of the config the run started with
+    resumed = run_lab("run", "--resume", run.path)
+    assert resumed.returncode == 0 and "nothing to do" in resumed.stdout, resumed.stderr
 
 
 @pytest.mark.servers
