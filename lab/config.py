@@ -339,7 +339,8 @@ def _status(value: Any, path: str) -> int:
     return int(status)
 
 
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Not HEAD: wrk reads a HEAD answer's announced body and waits for it until its timeout.
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 ENDPOINT_KEYS = {"path", "method", "query", "headers", "json", "body", "status", "expect",
                  "name"}
 

@@ -71,6 +71,7 @@ def test_two_requests_to_one_path_need_names() -> None:
     ('[{ method = "GET" }]', "experiments[0].endpoints[0].path: is required"),
     ('[{ path = "items" }]', "experiments[0].endpoints[0].path: must be a path"),
     ('[{ path = "/a", method = "BREW" }]', "experiments[0].endpoints[0].method: must be one"),
+    ('[{ path = "/a", method = "HEAD" }]', "experiments[0].endpoints[0].method: must be one"),
     ('[{ path = "/a", status = 999 }]', "experiments[0].endpoints[0].status: must be an HTTP"),
     ('[{ path = "/a", json = 1, body = "x" }]', "experiments[0].endpoints[0].body: give"),
     ('[{ path = "/a", expect = { regex = "x" } }]',
