@@ -3,6 +3,12 @@ wrk, served wrapped and unwrapped, side by side in alternating rounds: req/s, an
 server's CPU per request (less sensitive than req/s to other load on the machine).
 
     python -m benchmarks.wrap_cost [--rounds 3] [--users 64] [--duration 3] [--server NAME]
+    python -m benchmarks.wrap_cost --in-process
+
+``--in-process`` times the wrapper alone, without a server or a socket: a bare ASGI app and
+apps.article's /hello called directly, wrapped and not, in alternating batches. On a shared
+2-core machine the end-to-end figures vary by ±20–30 % from run to run, far more than the
+wrapper costs; this isolates what it adds per request.
 
 Each round starts a fresh server per (server, wrap) in turn (wrapped first in odd rounds,
 unwrapped first in even ones), so drift favours neither. The figure is the median req/s
@@ -11,16 +17,20 @@ run does, so no run measures beside it. wrk must be installed (apt-get install w
 """
 
 import argparse
+import asyncio
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 from tabulate import tabulate
 
+from lab.asgi_wrap import Wrapped
 from lab.config import Cell, Experiment, LabSettings
 from lab.endpoint import Endpoint
 from lab.interrupt import Interrupts
@@ -53,6 +63,46 @@ def _shown(s: Spread, digits: int) -> str:
     return f"{s.median:.{digits}f} ({s.low:.{digits}f}–{s.high:.{digits}f})"
 
 
+async def _bare(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _per_call_us(app: Any, n: int) -> float:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": "/hello", "raw_path": b"/hello",
+             "query_string": b"", "root_path": "", "headers": [(b"host", b"lab")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await app(dict(scope), receive, send)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def in_process(batches: int = 9) -> list[list[str]]:
+    from apps.article import app as article
+
+    rows = []
+    for name, inner, n in (("bare ASGI callable", _bare, 20_000),
+                           ("apps.article /hello (FastAPI)", article, 3_000)):
+        wrapped = Wrapped(inner)
+        on, off = [], []
+        for _ in range(batches):
+            off.append(asyncio.run(_per_call_us(inner, n)))
+            on.append(asyncio.run(_per_call_us(wrapped, n)))
+        a, b = Spread.of(off), Spread.of(on)
+        rows.append([name, _shown(a, 2), _shown(b, 2), f"{b.median - a.median:+.2f}"])
+    return rows
+
+
 @contextmanager
 def lock_held(lock: FileLock) -> Iterator[None]:
     try:
@@ -68,7 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=64)
     p.add_argument("--duration", type=int, default=3, help="seconds per measurement")
     p.add_argument("--server", action="append", choices=sorted(ADAPTERS))
+    p.add_argument("--in-process", action="store_true",
+                   help="time the wrapper alone, called directly (no server)")
     args = p.parse_args(argv)
+    if args.in_process:
+        print(tabulate(in_process(), headers=["app", "unwrapped µs/call", "wrapped µs/call",
+                                              "µs added"],
+                       tablefmt="github", disable_numparse=True))
+        return 0
     if not wrk.available():
         print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
