@@ -10,21 +10,19 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Query
 
+from lab.asgi_wrap import mark_ready
+
 DEFAULT_DELAY_S = 5.0
-READY_DIR_ENV = "LAB_READY_DIR"
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    # One marker per worker that finished start-up: lets the lab wait for *every* worker,
-    # not just the first one that answers /health.
-    ready_dir = os.environ.get(READY_DIR_ENV)
-    if ready_dir:
-        Path(ready_dir, str(os.getpid())).touch()
+    # One marker per worker that finished start-up, as lab.asgi_wrap writes for any app:
+    # served unwrapped (wrap = false), the lab still waits for *every* worker.
+    mark_ready()
     yield
 
 

@@ -26,8 +26,6 @@ import httpx
 from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from apps.article import READY_DIR_ENV
-
 DATA_DIR_ENV = "LAB_DATA_DIR"
 UPSTREAM_ENV = "UPSTREAM_URL"
 ROWS = 100_000
@@ -71,9 +69,6 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with httpx.Client(base_url=base, timeout=timeout, limits=limits,
                           trust_env=False) as sync_client:
             state.sync_upstream = sync_client
-            ready_dir = os.environ.get(READY_DIR_ENV)
-            if ready_dir:
-                Path(ready_dir, str(os.getpid())).touch()
             yield
 
 

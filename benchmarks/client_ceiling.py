@@ -16,11 +16,12 @@ from tempfile import TemporaryDirectory
 from tabulate import tabulate
 
 from lab.config import Cell, Experiment, LabSettings
+from lab.endpoint import Endpoint
 from lab.interrupt import Interrupts
 from lab.load import wrk
 from lab.process import running
 from lab.results import RunDir
-from lab.runner import Context, measure
+from lab.runner import Context, Launch, measure
 from lab.servers import ADAPTERS, Adapter
 from lab.stats import MachineShare
 
@@ -38,24 +39,26 @@ def main(argv: list[str] | None = None) -> int:
         print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     lab = LabSettings()
+    launch = Launch.of(lab)
     rows = []
     with TemporaryDirectory(prefix="ceiling-") as tmp:
         for name in args.server or [n for n, a in ADAPTERS.items() if a.installed()]:
             adapter = ADAPTERS[name]
             def server_argv(port: int, a: Adapter = adapter) -> list[str]:
-                return a.argv(sys.executable, lab.app, lab.host, port, 1, {})
+                return a.argv(sys.executable, launch.app, lab.host, port, 1, {})
 
             run = RunDir(Path(tmp))
             run.logs.mkdir(exist_ok=True)
             ctx = Context(lab, run, Interrupts(), MachineShare(len(os.sched_getaffinity(0)), True))
             with running(server_argv, lab.host, 1, Path(tmp, f"{name}.log"), lab.start_timeout_s,
-                         lab.stop_grace_s) as server:
+                         lab.stop_grace_s, env=launch.env, readiness=launch.readiness,
+                         app_dir=launch.app_dir) as server:
                 results = {}
                 for engine, clients in ENGINES:
-                    exp = Experiment("ceiling", "closed", ("/hello",), (args.users,), {},
+                    exp = Experiment("ceiling", "closed", (Endpoint("/hello"),), (args.users,), {},
                                      engine, 10.0, duration_s=args.duration, warmup_s=1.0,
                                      clients=clients)
-                    cell = Cell(name, 1, (), exp, "/hello", args.users, 1)
+                    cell = Cell(name, 1, (), exp, Endpoint("/hello"), args.users, 1)
                     results[(engine, clients)] = measure(cell, server, ctx)
             ceiling = results[("wrk", 1)]["rps"]
             for (engine, clients), f in results.items():

@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _matrix(args: argparse.Namespace, path: Path) -> Matrix:
-    matrix = config_mod.load(path, args.allow_non_loopback)
+def _matrix(args: argparse.Namespace, path: Path, base_dir: Path | None = None) -> Matrix:
+    """``base_dir``: what ``lab.app_dir`` is relative to (default: the config's folder)."""
+    matrix = config_mod.load(path, args.allow_non_loopback, base_dir)
     matrix = matrix.only(set(args.server or ()) or None, set(args.workers or ()) or None,
                          set(args.experiment or ()) or None)
     for spec in matrix.servers:
@@ -136,7 +137,8 @@ def _matrix(args: argparse.Namespace, path: Path) -> Matrix:
         if exp.engine == "wrk" and not wrk.available():
             raise ConfigError(f"experiments[{i}].engine", "wrk is not installed "
                               "(apt-get install wrk), or use engine = \"aiohttp\"")
-    check_app(matrix.lab.app, timeout_s=matrix.lab.start_timeout_s)
+    check_app(matrix.lab.app, timeout_s=matrix.lab.start_timeout_s,
+              app_dir=matrix.lab.app_dir, wrap=matrix.lab.wrap)
     return matrix
 
 
@@ -272,10 +274,15 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
         if changed and not args.force:
             raise UsageError(f"{args.config}: changed since {run.path.name} started "
                              "(config hash differs); use --force to resume anyway")
-        matrix = _matrix(args, path)
+        # The run's copy of its config is in the run folder: its app_dir stays relative to
+        # the folder of the config the run was started with.
+        base = None if args.config else Path(str(info["config_dir"])) \
+            if info.get("config_dir") else None
+        matrix = _matrix(args, path, base)
         if changed:  # the run goes on with this config: a later plain --resume too
             kept = run.replace_config(text)
-            info |= {"config": str(args.config), "config_hash": config_hash(text)}
+            info |= {"config": str(args.config), "config_hash": config_hash(text),
+                     "config_dir": str(args.config.resolve().parent)}
             print(f"config changed: cells whose measurement changed run again; the previous "
                   f"config is kept as {kept}", flush=True)
         locks.callback(_take_measuring_lock(args, run.path, interrupts).release)
@@ -300,7 +307,8 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
     run = RunDir.create(args.out, args.run_id or new_run_id(args.config), text)
     locks.callback(_take_writer_lock(run.path).release)  # a new folder: free at once
     measuring.name(run.path)
-    info = {"config": str(args.config), "config_hash": config_hash(text),
+    info = {"config": str(args.config), "config_dir": str(args.config.resolve().parent),
+            "config_hash": config_hash(text),
             "started_at": _now(), "argv": sys.argv, "order": matrix.lab.order,
             "seed": matrix.lab.seed, "baseline": matrix.lab.baseline,
             "repeats": matrix.lab.repeats}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.endpoint import Endpoint
 from lab.errors import ConfigError
 from lab.placement import Placement, parse_cpuset, usable_cpus
 from lab.servers import ADAPTERS, OptionValue
@@ -67,6 +68,10 @@ DEFAULT_ENGINE = {"burst": "httpx", "closed": "auto", "open": "aiohttp",
 @dataclass(frozen=True)
 class LabSettings:
     app: str = "apps.article:app"
+    app_dir: str | None = None  # absolute; None: the lab's project root
+    wrap: bool = True  # serve lab.asgi_wrap around the app (worker header, ready markers)
+    ready_path: str = "/health"  # ready once it answers ready_status (and every worker
+    ready_status: int = 200  # has started, when the app is wrapped)
     repeats: int = 1
     host: str = "127.0.0.1"
     start_timeout_s: float = 30.0
@@ -97,7 +102,7 @@ class ServerSpec:
 class Experiment:
     name: str
     kind: str
-    endpoints: tuple[str, ...]
+    endpoints: tuple[Endpoint, ...]  # a path string is taken as a GET of it
     loads: tuple[int, ...]
     params: Mapping[str, Scalar]
     engine: str
@@ -112,6 +117,13 @@ class Experiment:
     probe_interval_s: float = 0.02
     settle_s: float = 0.1  # interference: background running before probing
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoints", tuple(as_endpoint(e) for e in self.endpoints))
+
+
+def as_endpoint(e: "Endpoint | str") -> Endpoint:
+    return Endpoint(e) if isinstance(e, str) else e
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -121,11 +133,14 @@ class Cell:
     workers: int
     options: tuple[tuple[str, OptionValue], ...]
     experiment: Experiment
-    endpoint: str
+    endpoint: Endpoint  # a path string is taken as a GET of it
     load: int
     repeat: int
     label_options: tuple[str, ...] = field(default=(), compare=False)  # axes shown in the id
     label_repeat: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoint", as_endpoint(self.endpoint))
 
     @property
     def server_id(self) -> str:
@@ -136,7 +151,7 @@ class Cell:
     @property
     def id(self) -> str:
         letter = KINDS[self.experiment.kind].load_letter
-        slug = self.endpoint.strip("/").replace("/", "_") or "root"
+        slug = self.endpoint.slug
         cid = f"{self.server_id}-{self.experiment.name}-{slug}-{letter}{self.load}"
         return f"{cid}-r{self.repeat}" if self.label_repeat else cid
 
@@ -146,9 +161,10 @@ class Cell:
         ``--resume`` runs it again. The repeat counts, not whether the id shows it."""
         exp = self.experiment
         spec = {
-            "app": lab.app, "host": lab.host, "placement": lab.placement.as_record(),
+            "app": lab.app, "app_dir": lab.app_dir, "wrap": lab.wrap, "host": lab.host,
+            "placement": lab.placement.as_record(),
             "server": self.server, "workers": self.workers, "options": dict(self.options),
-            "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint,
+            "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint.record(),
             "load": self.load, "params": dict(exp.params), "engine": exp.engine,
             "timeout_s": exp.timeout_s, "repeat": self.repeat,
             "settings": {k: getattr(exp, k) for k in KINDS[exp.kind].settings},
@@ -202,7 +218,7 @@ class Matrix:
         rng = random.Random(self.lab.seed)
 
         def cell(config: tuple[str, int, tuple[tuple[str, OptionValue], ...]],
-                 point: tuple[Experiment, str, int], repeat: int) -> Cell:
+                 point: tuple[Experiment, Endpoint, int], repeat: int) -> Cell:
             (name, workers, variant), (exp, endpoint, load) = config, point
             return Cell(name, workers, variant, exp, endpoint, load, repeat, varying[name],
                         self.lab.repeats > 1)
@@ -328,6 +344,95 @@ def _endpoint(value: Any, path: str) -> str:
     return e
 
 
+def _status(value: Any, path: str) -> int:
+    status = _number(value, path, 100, integer=True)
+    if status > 599:
+        raise ConfigError(path, f"must be an HTTP status (100–599), got {status}")
+    return int(status)
+
+
+# Not HEAD: wrk reads a HEAD answer's announced body and waits for it until its timeout.
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+ENDPOINT_KEYS = {"path", "method", "query", "headers", "json", "body", "status", "expect",
+                 "name"}
+
+
+def _endpoint_spec(value: Any, path: str) -> Endpoint:
+    """A path string (GET, any 2xx) or a table describing the request and its check."""
+    if isinstance(value, str):
+        return Endpoint(_endpoint(value, path))
+    t = _table(value, path, ENDPOINT_KEYS, {"path"})
+    method = _choice(str(t.get("method", "GET")).upper(), f"{path}.method", METHODS)
+    query = tuple((k, _query_value(v, f"{path}.query.{k}"))
+                  for k, v in _open_table(t.get("query", {}), f"{path}.query").items())
+    headers = tuple((_header_name(k, f"{path}.headers"), _header_value(v, f"{path}.headers.{k}"))
+                    for k, v in _open_table(t.get("headers", {}), f"{path}.headers").items())
+    if "json" in t and "body" in t:
+        raise ConfigError(f"{path}.body", "give either json or body, not both")
+    body: bytes | None = None
+    if "json" in t:
+        _no_nan(t["json"], f"{path}.json")
+        body = json.dumps(t["json"], separators=(",", ":")).encode()
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            headers += (("content-type", "application/json"),)
+    elif "body" in t:
+        if not isinstance(t["body"], str):
+            raise ConfigError(f"{path}.body", f"must be a string, got {t['body']!r}")
+        body = t["body"].encode()
+    expect = _table(t.get("expect", {}), f"{path}.expect", {"contains", "json"})
+    contains = _string(expect["contains"], f"{path}.expect.contains") \
+        if "contains" in expect else None
+    json_subset = None
+    if "json" in expect:
+        _no_nan(expect["json"], f"{path}.expect.json")
+        json_subset = json.dumps(expect["json"], sort_keys=True)
+    name = None
+    if "name" in t:
+        name = _string(t["name"], f"{path}.name")
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{path}.name", f"must be letters, digits, - or _, got {name!r}")
+    return Endpoint(
+        path=_endpoint(t["path"], f"{path}.path"), method=method, query=query,
+        headers=headers, body=body,
+        status=_status(t["status"], f"{path}.status") if "status" in t else None,
+        contains=contains, json_subset=json_subset, name=name)
+
+
+def _query_value(value: Any, path: str) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str | int | float):
+        _finite(value, path)
+        return str(value)
+    raise ConfigError(path, f"must be a string, number or boolean, got {value!r}")
+
+
+def _header_name(name: str, path: str) -> str:
+    if not name or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name):
+        raise ConfigError(path, f"{name!r} is not a valid header name")
+    return name
+
+
+def _header_value(value: Any, path: str) -> str:
+    if not isinstance(value, str) or any(unicodedata.category(c) == "Cc" for c in value):
+        raise ConfigError(path, f"must be a string without control characters, got {value!r}")
+    return value
+
+
+def _no_nan(value: Any, path: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _no_nan(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_nan(v, f"{path}[{i}]")
+    elif isinstance(value, float):
+        _finite(value, path)
+    elif not isinstance(value, str | int | bool):  # TOML dates and times: not JSON
+        raise ConfigError(path, f"must be JSON (string, number, boolean, table, array), "
+                                f"got {value!r}")
+
+
 def _shown(text: str, limit: int = 60) -> str:
     """A value for a one-line error: escaped, and cut if long."""
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
@@ -347,14 +452,19 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
-    t = _table(raw, "lab", {"app", "repeats", "host", "start_timeout_s", "stop_grace_s",
-                            "cell_timeout_s", "order", "seed", "baseline", "server_cpus",
-                            "client_cpus", "restart"})
+def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> LabSettings:
+    t = _table(raw, "lab", {"app", "app_dir", "wrap", "ready_path", "ready_status", "repeats",
+                            "host", "start_timeout_s", "stop_grace_s", "cell_timeout_s",
+                            "order", "seed", "baseline", "server_cpus", "client_cpus",
+                            "restart"})
     d = LabSettings()
     app = _string(t.get("app", d.app), "lab.app")
-    if ":" not in app:
+    module, _, attr = app.partition(":")
+    if not all(part.isidentifier() for part in [*module.split("."), *attr.split(".")]):
         raise ConfigError("lab.app", f"must be 'module:attribute', got {app!r}")
+    wrap = t.get("wrap", d.wrap)
+    if not isinstance(wrap, bool):
+        raise ConfigError("lab.wrap", f"must be true or false, got {wrap!r}")
     host = _string(t.get("host", d.host), "lab.host")
     if not allow_non_loopback and not _is_loopback(host):
         raise ConfigError("lab.host", f"{host!r} is not a loopback address; the lab only "
@@ -363,6 +473,10 @@ def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
     host = bind_address(host)
     return LabSettings(
         app=app,
+        app_dir=_app_dir(t["app_dir"], base_dir) if "app_dir" in t else None,
+        wrap=wrap,
+        ready_path=_endpoint(t.get("ready_path", d.ready_path), "lab.ready_path"),
+        ready_status=_status(t.get("ready_status", d.ready_status), "lab.ready_status"),
         repeats=_number(t.get("repeats", d.repeats), "lab.repeats", 1, integer=True),
         host=host,
         start_timeout_s=_number(t.get("start_timeout_s", d.start_timeout_s),
@@ -377,6 +491,19 @@ def _parse_lab(raw: Any, allow_non_loopback: bool) -> LabSettings:
         placement=_placement(t),
         restart=_choice(t.get("restart", d.restart), "lab.restart", ("configuration", "cell")),
     )
+
+
+def _app_dir(value: Any, base_dir: Path | None) -> str:
+    """The app's folder, relative to the config file's; it must exist."""
+    path = Path(_string(value, "lab.app_dir")).expanduser()
+    if not path.is_absolute():
+        path = (base_dir or Path.cwd()) / path
+    path = path.resolve()
+    if not path.is_dir():
+        raise ConfigError("lab.app_dir", f"no such folder: {path}"
+                          + ("" if path.is_absolute() and value.startswith(("/", "~"))
+                             else " (relative to the config file's folder)"))
+    return str(path)
 
 
 def _placement(t: Mapping[str, Any]) -> Placement:
@@ -448,10 +575,8 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
     name = _string(t["name"], f"{path}.name")
     if not name.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"{path}.name", f"must be letters, digits, - or _, got {name!r}")
-    endpoints = tuple(_string(e, f"{path}.endpoints[{j}]")
+    endpoints = tuple(_endpoint_spec(e, f"{path}.endpoints[{j}]")
                       for j, e in enumerate(_list(t["endpoints"], f"{path}.endpoints")))
-    for j, e in enumerate(endpoints):
-        _endpoint(e, f"{path}.endpoints[{j}]")
     loads = tuple(_number(n, f"{path}.{schema.load_key}[{j}]", 1, integer=True)
                   for j, n in enumerate(_list(t[schema.load_key], f"{path}.{schema.load_key}")))
     params = _open_table(t.get("params", {}), f"{path}.params")
@@ -485,10 +610,12 @@ def _parse_service(name: str, raw: Any) -> Service:
     return Service(name, app, env, server)
 
 
-def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False) -> Matrix:
+def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False,
+          base_dir: Path | None = None) -> Matrix:
+    """``base_dir``: the config file's folder, which ``lab.app_dir`` is relative to."""
     t = _table(raw, "", {"lab", "servers", "experiments", "services"},
                {"servers", "experiments"})
-    lab = _parse_lab(t.get("lab", {}), allow_non_loopback)
+    lab = _parse_lab(t.get("lab", {}), allow_non_loopback, base_dir)
     servers_raw = _open_table(t["servers"], "servers")
     if not servers_raw:
         raise ConfigError("servers", "must name at least one server")
@@ -544,13 +671,16 @@ def _check_ids(points: list[tuple[int, int, list[Cell]]]) -> None:
             if cid in seen:
                 other = seen[cid]
                 where = f"servers.{cell.server}.options" if other == path else path
-                raise ConfigError(where, f"{_shown(cell.endpoint)} gives the same cell id "
-                                         f"{_shown(cid)} as {other}; cell ids name "
-                                         "results and logs, so they must differ")
+                raise ConfigError(where, f"{_shown(cell.endpoint.label)} gives the same cell "
+                                         f"id {_shown(cid)} as {other}; cell ids name "
+                                         "results and logs, so they must differ (an "
+                                         "endpoint table may set a name)")
             seen[cid] = path
 
 
-def load(path: Path, allow_non_loopback: bool = False) -> Matrix:
+def load(path: Path, allow_non_loopback: bool = False, base_dir: Path | None = None
+         ) -> Matrix:
+    """``base_dir``: what ``lab.app_dir`` is relative to (default: the file's folder)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -561,4 +691,4 @@ def load(path: Path, allow_non_loopback: bool = False) -> Matrix:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), f"not valid TOML: {e}") from None
-    return parse(raw, allow_non_loopback)
+    return parse(raw, allow_non_loopback, base_dir or path.resolve().parent)

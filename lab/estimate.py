@@ -41,11 +41,11 @@ def cell_s(cell: Cell) -> float:
                                                                    else 0.0)
     delay = _delay(cell)
     if exp.kind == "interference":
-        stall = STALLED_ROUNDS * cell.load * delay if cell.endpoint == "/async-blocking" \
+        stall = STALLED_ROUNDS * cell.load * delay if cell.endpoint.path == "/async-blocking" \
             else 0.01
         return (CELL_OVERHEAD_S + exp.settle_s + 2 * exp.probes * exp.probe_interval_s
                 + exp.probes * stall + delay)
-    if cell.endpoint == "/async-blocking":
+    if cell.endpoint.path == "/async-blocking":
         return CELL_OVERHEAD_S + cell.load * delay
     return CELL_OVERHEAD_S + delay * math.ceil(cell.load / 40)
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import httpx
 
 from lab import pgroup
+from lab.asgi_wrap import READY_DIR_ENV
 from lab.errors import ServerStartError
 from lab.guard import GRACE_ENV, RUSAGE_ENV
 from lab.reaper import TOKEN_ENV, Ledger
 
-READY_DIR_ENV = "LAB_READY_DIR"  # apps write one file per started worker (apps.article does)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.02
 
@@ -63,8 +63,11 @@ class Group:
 
     def __init__(self, argv: Sequence[str], log_path: Path, ledger: Ledger | None = None,
                  env: Mapping[str, str] | None = None, guard_grace_s: float = 2.0,
-                 rusage_path: Path | None = None) -> None:
-        """``rusage_path``: where the guard writes the command's own CPU seconds."""
+                 rusage_path: Path | None = None, cwd: Path | None = None,
+                 path: Sequence[str] = ()) -> None:
+        """``rusage_path``: where the guard writes the command's own CPU seconds; ``cwd``:
+        the command's working directory (default: the lab's project root); ``path``:
+        folders put on PYTHONPATH after the lab's own (an app's folder)."""
         self.argv, self.log_path, self.ledger = list(argv), log_path, ledger
         self.guard_grace_s = guard_grace_s
         self.token = uuid.uuid4().hex
@@ -73,7 +76,7 @@ class Group:
             rusage_path.unlink(missing_ok=True)
         full_env = {**os.environ, GRACE_ENV: str(guard_grace_s), TOKEN_ENV: self.token,
                     **({RUSAGE_ENV: str(rusage_path)} if rusage_path else {}),
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), *path,
                                                                 os.environ.get("PYTHONPATH")])),
                     **(env or {})}
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,10 +84,12 @@ class Group:
             log.write(f"$ {' '.join(self.argv)}\n".encode())
             log.flush()
             self.started = time.monotonic()
+            # -P: the guard finds the lab on PYTHONPATH, never a `lab` in an app's folder
+            # (cwd); the command it runs (python -m <server>) has the cwd first, as usual.
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lab.guard", *self.argv],
+                [sys.executable, "-P", "-m", "lab.guard", *self.argv],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=PROJECT_ROOT, env=full_env,
+                start_new_session=True, cwd=cwd or PROJECT_ROOT, env=full_env,
             )
         self.pgid = self.proc.pid  # the guard leads the new group
         if ledger:
@@ -151,56 +156,76 @@ class Group:
         """What a subclass removes once the group is gone."""
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """When a server counts as ready: ``path`` answers ``status`` and, with ``markers``
+    (the app is wrapped: lab.asgi_wrap writes them), every worker has written its marker.
+    Without ``markers`` an app that writes its own (apps.article) is still waited for."""
+
+    path: str = "/health"
+    status: int = 200
+    markers: bool = False
+
+
 class Server(Group):
     """One running server process group."""
 
     def __init__(self, argv: Sequence[str], host: str, port: int, workers: int,
                  log_path: Path, ledger: Ledger | None = None,
-                 env: Mapping[str, str] | None = None, guard_grace_s: float = 2.0) -> None:
+                 env: Mapping[str, str] | None = None, guard_grace_s: float = 2.0,
+                 readiness: Readiness = Readiness(), app_dir: str | None = None) -> None:
+        """``app_dir``: the app's folder, the server's working directory."""
         self.host, self.port, self.workers = host, port, workers
+        self.readiness = readiness
         self.base_url = f"http://{url_host(host)}:{port}"
         # Beside the log, not in /tmp: a lab killed with SIGKILL leaves nothing outside its run.
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._ready_dir = Path(tempfile.mkdtemp(prefix=".ready-", dir=log_path.parent))
         super().__init__(argv, log_path, ledger,
-                         {READY_DIR_ENV: str(self._ready_dir), **(env or {})}, guard_grace_s)
+                         {READY_DIR_ENV: str(self._ready_dir), **(env or {})}, guard_grace_s,
+                         cwd=Path(app_dir) if app_dir else None,
+                         path=[app_dir] if app_dir else [])
         self.ready_s: float | None = None
 
     def wait_ready(self, timeout_s: float, check: Callable[[], None] = lambda: None) -> float:
-        """Block until /health answers 200 and every worker has started; seconds taken."""
+        """Block until the ready path answers the ready status and every worker has
+        started; seconds taken. No request of an experiment is sent before."""
         deadline = self.started + timeout_s
         last = "no answer"
+        ready = self.readiness
         with httpx.Client(timeout=httpx.Timeout(1.0), trust_env=False) as client:
             while True:
                 check()
                 if self.proc.poll() is not None:
                     raise self._start_error(f"exited with code {self.proc.returncode} "
-                                            "before answering /health")
+                                            f"before answering {ready.path}")
                 try:
-                    response = client.get(f"{self.base_url}/health")
-                    last = f"HTTP {response.status_code}"
-                    if response.status_code == 200 and self._workers_ready():
+                    response = client.get(f"{self.base_url}{ready.path}")
+                    last = _answer(response)
+                    if response.status_code == ready.status and self._workers_ready():
                         break
                 except httpx.HTTPError as e:
                     last = type(e).__name__
                 if time.monotonic() >= deadline:
                     why = ("; the server refused even the lab's readiness check with 503: a "
                            "concurrency limit such as limit_concurrency = 1 counts that "
-                           "request too" if last == "HTTP 503" else "")
-                    raise self._start_error(f"not ready within {timeout_s:g} s "
-                                            f"(/health: {last}; {self._marker_count()} of "
-                                            f"{self.workers} workers started){why}")
+                           "request too" if last.startswith("HTTP 503") else "")
+                    raise self._start_error(
+                        f"not ready within {timeout_s:g} s (GET {ready.path} must answer "
+                        f"{ready.status}, last answer: {last}; {self._marker_count()} of "
+                        f"{self.workers} workers started){why}")
                 time.sleep(POLL_S)
         self.ready_s = time.monotonic() - self.started
         return self.ready_s
 
     def answers(self, timeout_s: float = 2.0) -> bool:
-        """Between cells on a reused server: still running and /health still 200."""
+        """Between cells on a reused server: still running and still ready."""
         if self.proc.poll() is not None:
             return False
         try:
             with httpx.Client(timeout=httpx.Timeout(timeout_s), trust_env=False) as client:
-                return client.get(f"{self.base_url}/health").status_code == 200
+                response = client.get(f"{self.base_url}{self.readiness.path}")
+                return response.status_code == self.readiness.status
         except httpx.HTTPError:
             return False
 
@@ -212,10 +237,10 @@ class Server(Group):
         return len(self.ready_pids())
 
     def _workers_ready(self) -> bool:
-        # A worker that answered /health has written its marker if the app writes them;
-        # an app that writes none is taken as ready on /health alone.
+        # Wrapped, every worker writes its marker: zero is not ready. Unwrapped, an app that
+        # writes none is taken as ready on its ready path alone.
         count = self._marker_count()
-        return count == 0 or count >= self.workers
+        return count >= self.workers or (count == 0 and not self.readiness.markers)
 
     def _start_error(self, reason: str) -> ServerStartError:
         self.stop(grace_s=1.0)
@@ -225,15 +250,23 @@ class Server(Group):
         shutil.rmtree(self._ready_dir, ignore_errors=True)
 
 
+def _answer(response: httpx.Response) -> str:
+    """A response in a line: 'HTTP 404 {"detail":"Not Found"}'."""
+    text = " ".join(response.content[:80].decode("utf-8", "replace").split())
+    return f"HTTP {response.status_code}" + (f" {text!r}" if text else "")
+
+
 def start(argv_for_port: Callable[[int], Sequence[str]], host: str, workers: int,
           log_path: Path, start_timeout_s: float, check: Callable[[], None] = lambda: None,
           port_attempts: int = 3, ledger: Ledger | None = None,
-          env: Mapping[str, str] | None = None) -> Server:
+          env: Mapping[str, str] | None = None, readiness: Readiness = Readiness(),
+          app_dir: str | None = None) -> Server:
     """A ready server on a free port. A port taken between choosing and binding it is
     retried on another port; any other failure stops what was started and raises."""
     for attempt in range(1, port_attempts + 1):
         port = free_port(host)
-        server = Server(argv_for_port(port), host, port, workers, log_path, ledger, env)
+        server = Server(argv_for_port(port), host, port, workers, log_path, ledger, env,
+                        readiness=readiness, app_dir=app_dir)
         try:
             server.wait_ready(start_timeout_s, check)
             return server
@@ -251,11 +284,12 @@ def running(argv_for_port: Callable[[int], Sequence[str]], host: str, workers: i
             log_path: Path, start_timeout_s: float, stop_grace_s: float,
             check: Callable[[], None] = lambda: None,
             hurry: Callable[[], bool] = lambda: False, port_attempts: int = 3,
-            ledger: Ledger | None = None, env: Mapping[str, str] | None = None
+            ledger: Ledger | None = None, env: Mapping[str, str] | None = None,
+            readiness: Readiness = Readiness(), app_dir: str | None = None
             ) -> Iterator[Server]:
     """A ready server (see ``start``), stopped on exit whatever happened inside."""
     server = start(argv_for_port, host, workers, log_path, start_timeout_s, check,
-                   port_attempts, ledger, env)
+                   port_attempts, ledger, env, readiness, app_dir)
     try:
         yield server
     finally:

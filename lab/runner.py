@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from lab import services
+from lab.asgi_wrap import APP_DIR_ENV, APP_ENV, SERVED
 from lab.config import KINDS, Cell, LabSettings, Matrix
 from lab.errors import LabError, ServerStartError
 from lab.interrupt import Interrupts
 from lab.load import MULTI_PROCESS, RUNNERS, processes, wrk
 from lab.load.window import quiet_gc
 from lab.monitor import Window
-from lab.process import Group, Server, log_tail, start
+from lab.process import Group, Readiness, Server, log_tail, start
 from lab.reaper import Ledger
 from lab.results import RunDir
 from lab.servers import ADAPTERS
@@ -51,7 +52,9 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
         "server": cell.server, "server_version": adapter.version(), "workers": cell.workers,
         "options": adapter.effective_options(dict(cell.options)),
         "settings": adapter.settings(dict(cell.options)), "app": lab.app,
-        "experiment": exp.name, "kind": exp.kind, "endpoint": cell.endpoint,
+        "app_dir": lab.app_dir, "wrap": lab.wrap,
+        "experiment": exp.name, "kind": exp.kind, "endpoint": cell.endpoint.label,
+        "request": cell.endpoint.record(),
         "params": dict(exp.params), "load": load, "engine_requested": exp.engine,
         "repeat": cell.repeat,
         "cell_key": cell.key(lab),  # what resume matches: the id alone misses a changed config
@@ -77,6 +80,25 @@ class Context:
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.run.path)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How every server of a run serves the app: what it is given to import, the
+    environment that names the user's app to the wrapper, and when it is ready."""
+
+    app: str
+    env: dict[str, str]
+    readiness: Readiness
+    app_dir: str | None
+
+    @classmethod
+    def of(cls, lab: LabSettings) -> "Launch":
+        readiness = Readiness(lab.ready_path, lab.ready_status, markers=lab.wrap)
+        if not lab.wrap:
+            return cls(lab.app, {}, readiness, lab.app_dir)
+        env = {APP_ENV: lab.app, **({APP_DIR_ENV: lab.app_dir} if lab.app_dir else {})}
+        return cls(SERVED, env, readiness, lab.app_dir)
 
 
 def engine_for(cell: Cell) -> str:
@@ -148,11 +170,14 @@ class Servers:
             return self.server, False
         self.stop()
         lab, adapter = self.ctx.lab, ADAPTERS[cell.server]
+        launch = Launch.of(lab)
         self.server = start(
-            lambda port: adapter.argv(sys.executable, lab.app, lab.host, port, cell.workers,
-                                      dict(cell.options)),
+            lambda port: adapter.argv(sys.executable, launch.app, lab.host, port,
+                                      cell.workers, dict(cell.options)),
             lab.host, cell.workers, log_path, lab.start_timeout_s,
-            check=self.ctx.interrupts.check, ledger=self.ctx.ledger, env=self.env)
+            check=self.ctx.interrupts.check, ledger=self.ctx.ledger,
+            env={**self.env, **launch.env}, readiness=launch.readiness,
+            app_dir=launch.app_dir)
         self.key, self.cells, self.healthy = key, [cell.id], True
         return self.server, True
 

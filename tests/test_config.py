@@ -62,7 +62,7 @@ def test_restart_per_cell_interleaves_configurations_within_each_point() -> None
 
 def test_cells_carry_their_full_specification() -> None:
     cell = matrix('[lab]\nrestart = "cell"\n' + ARTICLE).cells()[4]  # uvicorn-w2-…-n50
-    assert (cell.server, cell.workers, cell.endpoint, cell.load, cell.repeat) == (
+    assert (cell.server, cell.workers, cell.endpoint.path, cell.load, cell.repeat) == (
         "uvicorn", 2, "/blocking", 50, 1)
     assert cell.experiment.name == "article"
     assert dict(cell.experiment.params) == {"delay": 0.2}

@@ -33,7 +33,7 @@ from lab.monitor import Window
 from lab.process import Server, running
 from lab.report.groups import HEADLINES, Row
 from lab.results import RunDir
-from lab.runner import Context, Servers, measure, run_cell
+from lab.runner import Context, Launch, Servers, measure, run_cell
 from lab.servers import ADAPTERS
 from lab.stats import MachineShare, summarize
 from tests.conftest import measurement
@@ -46,11 +46,12 @@ LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max", "mean"}
 
 @contextmanager
 def serve(name: str, workers: int, tmp_path: Path) -> Iterator[Server]:
-    adapter = ADAPTERS[name]
-    with running(lambda port: adapter.argv(sys.executable, LAB.app, LAB.host, port, workers,
-                                           {}),
+    """The server as the runner starts it: the app wrapped (worker header, markers)."""
+    adapter, launch = ADAPTERS[name], Launch.of(LAB)
+    with running(lambda port: adapter.argv(sys.executable, launch.app, LAB.host, port,
+                                           workers, {}),
                  LAB.host, workers, tmp_path / f"{name}-w{workers}.log", LAB.start_timeout_s,
-                 LAB.stop_grace_s) as server:
+                 LAB.stop_grace_s, env=launch.env, readiness=launch.readiness) as server:
         yield server
 
 

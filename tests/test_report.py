@@ -54,7 +54,7 @@ FAILED_LOG = "AttributeError: module 'apps.article' has no attribute 'boom'"
 
 def burst_samples(cell: Cell, wall: float) -> list[Sample]:
     pids = [1000] * N if cell.workers == 1 else [1000] * 6 + [2000] * 4
-    if cell.endpoint == "/async-blocking":  # one after another on each worker
+    if cell.endpoint.path == "/async-blocking":  # one after another on each worker
         seen: dict[int, int] = {}
         out = []
         for pid in pids:
@@ -76,7 +76,8 @@ def record_for(cell: Cell, matrix: Matrix, run_id: str) -> dict[str, Any]:
                              "log_tail": "Traceback (most recent call last):\n" + FAILED_LOG}
     else:
         if cell.experiment.kind == "burst":
-            wall = (BLOCKING_WALL if cell.endpoint == "/blocking" else ASYNC_BLOCKING_WALL)[sid]
+            walls = BLOCKING_WALL if cell.endpoint.path == "/blocking" else ASYNC_BLOCKING_WALL
+            wall = walls[sid]
             m = measurement(burst_samples(cell, wall), wall, 0.01)
         else:
             m = measurement([Sample(0.2 + i / 1e4, 0.004, None, 1000)
@@ -234,7 +235,7 @@ def test_findings_mixed_verdict_names_each_side(tmp_path: Path) -> None:
     matrix = parse(tomllib.loads(CONFIG))
     records = []
     for cell in matrix.cells():
-        if cell.endpoint != "/async-blocking":
+        if cell.endpoint.path != "/async-blocking":
             continue
         r = record_for(cell, matrix, "mixed")
         if cell.server_id == "granian-w1":
@@ -342,7 +343,7 @@ def test_repeats_show_median_and_range(tmp_path: Path) -> None:
     records = []
     walls = {1: 0.50, 2: 0.60, 3: 0.52}
     for cell in matrix.cells():
-        if cell.endpoint != "/async-blocking" or cell.server_id != "uvicorn-w1":
+        if cell.endpoint.path != "/async-blocking" or cell.server_id != "uvicorn-w1":
             continue
         r = record_for(cell, matrix, "repeats")
         r["figures"] = summarize(measurement(burst_samples(cell, 0.5), walls[cell.repeat], 0.01))
@@ -357,7 +358,7 @@ def repeated_async_blocking(tmp_path: Path, walls: dict[str, tuple[float, ...]])
     matrix = parse(tomllib.loads(config))
     records = []
     for cell in matrix.cells():
-        if cell.endpoint != "/async-blocking" or cell.server_id not in walls:
+        if cell.endpoint.path != "/async-blocking" or cell.server_id not in walls:
             continue
         r = record_for(cell, matrix, "verdicts")
         wall = walls[cell.server_id][cell.repeat - 1]

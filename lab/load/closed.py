@@ -8,13 +8,14 @@ import asyncio
 import time
 
 from lab.config import Experiment
+from lab.endpoint import Endpoint
 from lab.load.engines import ENGINES, Client, close_all
 from lab.load.samples import Measurement, Sample
 from lab.load.window import measure
 from lab.monitor import Window
 
 
-async def run(base_url: str, exp: Experiment, endpoint: str, users: int, window: Window,
+async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: Window,
               begin: float | None = None) -> Measurement:
     engine = ENGINES[exp.engine]
     make = engine.client
@@ -28,7 +29,7 @@ async def run(base_url: str, exp: Experiment, endpoint: str, users: int, window:
 
     async def user(client: Client) -> None:
         while time.perf_counter() < window_end:
-            sample = await client.get(endpoint)
+            sample = await client.send(endpoint)
             if sample.start >= window_start:
                 samples.append(sample)
 

@@ -9,6 +9,7 @@ event loop for everyone on that worker, and `def` + `time.sleep` not doing so.
 import asyncio
 
 from lab.config import Experiment
+from lab.endpoint import Endpoint
 from lab.histogram import Histogram, latency_figures
 from lab.load.engines import ENGINES, Client, close_all
 from lab.load.samples import Measurement, Sample
@@ -21,14 +22,14 @@ async def _probe(base_url: str, exp: Experiment) -> list[Sample]:
         # A client per probe: a fresh connection, as an unrelated user would open.
         client = ENGINES[exp.engine].client(base_url, {}, 1, exp.timeout_s)
         try:
-            out.append(await client.get(exp.probe))
+            out.append(await client.send(Endpoint(exp.probe)))
         finally:
             await client.aclose()
         await asyncio.sleep(exp.probe_interval_s)
     return out
 
 
-async def run(base_url: str, exp: Experiment, endpoint: str, users: int,
+async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int,
               window: Window) -> Measurement:
     idle = await _probe(base_url, exp)
     stop = asyncio.Event()
@@ -38,7 +39,7 @@ async def run(base_url: str, exp: Experiment, endpoint: str, users: int,
 
     async def user(client: Client) -> None:
         while not stop.is_set():
-            background.append(await client.get(endpoint))
+            background.append(await client.send(endpoint))
 
     tasks = [asyncio.create_task(user(c)) for c in clients]
     try:

@@ -10,6 +10,7 @@ import asyncio
 import time
 
 from lab.config import Experiment
+from lab.endpoint import Endpoint
 from lab.load.engines import ENGINES
 from lab.load.samples import Measurement, Sample
 from lab.load.window import measure, sleep_until
@@ -18,7 +19,7 @@ from lab.monitor import Window
 BEHIND_P99_MS = 10.0  # the client's send lag beyond which its schedule is not trusted
 
 
-async def run(base_url: str, exp: Experiment, endpoint: str, rate: int, window: Window,
+async def run(base_url: str, exp: Experiment, endpoint: Endpoint, rate: int, window: Window,
               begin: float | None = None) -> Measurement:
     client = ENGINES[exp.engine].client(base_url, exp.params, exp.max_connections,
                                         exp.timeout_s)
@@ -29,7 +30,7 @@ async def run(base_url: str, exp: Experiment, endpoint: str, rate: int, window: 
     lags: list[float] = []
 
     async def one(scheduled: float) -> None:
-        sample = await client.get(endpoint, start=scheduled)
+        sample = await client.send(endpoint, start=scheduled)
         if window_start <= scheduled < window_end:
             samples.append(sample)
 

@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from lab.config import Experiment
+from lab.endpoint import Endpoint
 from lab.load.samples import Measurement
 from lab.load.window import quiet_gc
 from lab.monitor import Usage, Window
@@ -24,7 +25,7 @@ READY_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1
 
 
-def _child(conn: Connection, kind: str, base_url: str, exp: Experiment, endpoint: str,
+def _child(conn: Connection, kind: str, base_url: str, exp: Experiment, endpoint: Endpoint,
            load: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -59,7 +60,7 @@ def _wait(conn: Connection, timeout_s: float, check: Callable[[], None]) -> bool
     return True
 
 
-def run(kind: str, base_url: str, exp: Experiment, endpoint: str, load: int,
+def run(kind: str, base_url: str, exp: Experiment, endpoint: Endpoint, load: int,
         window: Window, check: Callable[[], None]) -> Measurement:
     """``check`` is called while waiting and raises to abandon the cell (Ctrl-C)."""
     ctx = mp.get_context("spawn")  # no fork: the lab may have threads

@@ -1,10 +1,10 @@
 """Raw samples of a measurement and the one place responses are checked."""
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.endpoint import Endpoint
 from lab.histogram import Histogram
 from lab.monitor import Usage
 
@@ -50,20 +50,18 @@ class Measurement:
         return self.counted if self.counted is not None else Tally.of(self.samples)
 
 
-def check(status: int, body: bytes, endpoint: str) -> tuple[str | None, int | None]:
+def check(status: int, worker: str | None, body: bytes, endpoint: Endpoint
+          ) -> tuple[str | None, int | None]:
     """(error kind or None, worker pid) for one response.
 
-    The apps answer a JSON object with the worker's ``pid`` and, when they name it,
-    the ``endpoint`` that ran: a 200 with any other body is an error, not a success.
+    The status must be the endpoint's expected one (any 2xx unless it names one) and the
+    body must pass its check, if it has one: any other answer is an error of its kind
+    (``http_404``, ``bad_body``), not a success. The worker is the one named by the
+    wrapper's ``x-lab-worker`` header (None when the app is not wrapped).
     """
-    if status != 200:
+    if not endpoint.status_ok(status):
         return f"http_{status}", None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return "bad_body", None
-    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
-        return "bad_body", None
-    if data.get("endpoint", endpoint) != endpoint:
-        return "bad_body", data["pid"]
-    return None, data["pid"]
+    pid = int(worker) if worker and worker.isdigit() else None
+    if endpoint.body_problem(body):
+        return "bad_body", pid
+    return None, pid

@@ -2,9 +2,10 @@
 
 A C client spends a fraction of the CPU a Python one does (~25–30 % of a core at 18k req/s
 here, where aiohttp needs a whole core for half that), so its figure is the server's, not
-the client's. Every response is checked by a Lua script against the lab's own definition of
-a good answer (status 200, a JSON body with the worker's pid and, when it names one, the
-endpoint asked for): a failed check is an error of its kind, never a success. Latencies come
+the client's. The Lua script sends the endpoint's request (method, headers, body) and checks
+every response as the lab's own clients do (``lab.endpoint``: the expected status, the body
+check; the worker from the wrapper's header): a failed check is an error of its kind, never
+a success; the script carries a small JSON decoder for the JSON-subset check. Latencies come
 from wrk's own histogram (1 µs buckets), folded into the lab's mergeable one; wrk records a
 latency for every response, so a row with errors says its latencies include them.
 
@@ -25,8 +26,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from lab.config import Experiment
+from lab.endpoint import Endpoint
 from lab.histogram import Histogram
-from lab.load.engines import query_params
+from lab.load.engines import request_query
 from lab.load.samples import Measurement, Tally
 from lab.monitor import Usage, Window
 from lab.process import Group
@@ -53,11 +55,23 @@ class Supervision:
     threads: int = 1  # wrk threads: the client's cores
 
 
-def _wrk(url: str, endpoint: str, users: int, seconds: int, timeout_s: float,
+def script_args(endpoint: Endpoint) -> list[str]:
+    """The Lua script's arguments: see wrk.lua."""
+    args = [endpoint.method, str(endpoint.status or ""),
+            (endpoint.contains or "").encode().hex(),
+            (endpoint.json_subset or "").encode().hex(),
+            "-" if endpoint.body is None else endpoint.body.hex()]
+    for name, value in endpoint.headers:
+        args += [name, value]
+    return args
+
+
+def _wrk(url: str, endpoint: Endpoint, users: int, seconds: int, timeout_s: float,
          sup: Supervision, name: str) -> tuple[dict[str, Any], float]:
     """One wrk run: its LABJSON result and its own CPU seconds."""
     argv = ["wrk", f"-t{min(sup.threads, users)}", f"-c{users}", f"-d{seconds}s",
-            f"--timeout={math.ceil(timeout_s)}s", "-s", str(SCRIPT), url, "--", endpoint]
+            f"--timeout={math.ceil(timeout_s)}s", "-s", str(SCRIPT), url, "--",
+            *script_args(endpoint)]
     # A run may take its duration plus one request timeout to drain, and a moment to start.
     budget_s = max(0.0, min(sup.deadline - time.monotonic(), seconds + timeout_s + 5.0))
     group = sup.spawn(argv, name)
@@ -97,10 +111,10 @@ def tally(r: Mapping[str, Any]) -> Tally:
     return Tally(ok, errors, Counter({int(p): int(n) for p, n in r["pids"].items()}), hist)
 
 
-def run(base_url: str, exp: Experiment, endpoint: str, users: int, window: Window,
+def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: Window,
         sup: Supervision) -> Measurement:
-    query = urlencode(query_params(exp.params))
-    url = f"{base_url}{endpoint}" + (f"?{query}" if query else "")
+    query = urlencode(request_query(exp.params, endpoint))
+    url = f"{base_url}{endpoint.path}" + (f"?{query}" if query else "")
     if exp.warmup_s > 0:
         _wrk(url, endpoint, users, math.ceil(exp.warmup_s), exp.timeout_s, sup, "wrk-warmup")
     window.start()

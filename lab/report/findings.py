@@ -36,9 +36,10 @@ def _what(endpoint: str) -> tuple[str, str]:
 
 def serialised(row: Row, delay: float) -> tuple[bool, float] | None:
     """(did the busiest worker run its requests one after another, the wall time that
-    takes: its share of N × delay), or None for a row without results."""
+    takes: its share of N × delay), or None for a row without results or without a
+    per-worker split (the app was not wrapped)."""
     s, typical = row.spread(), row.typical()
-    if s is None or typical is None:
+    if s is None or typical is None or not typical["figures"]["pids"]:
         return None
     serial_s = max(typical["figures"]["pids"].values(), default=0) * delay
     return s.median >= SERIAL_FRACTION * serial_s, serial_s
@@ -100,7 +101,7 @@ def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
                     None: "single run"}[v.significant]
             typical = row.typical()
             used = len(typical["figures"]["pids"]) if typical else w
-            notes = [f"only {used} of {w} workers got requests"] if used < w else []
+            notes = [f"only {used} of {w} workers got requests"] if 0 < used < w else []
             if any(f["figures"].get("client_limited") or f["figures"].get("machine_saturated")
                    for r in (one, row) for f in r.ok):
                 notes.append("client or machine at its limit, so not the server's ceiling")
@@ -215,8 +216,17 @@ def client_limit_finding(comps: list[Comparison]) -> str | None:
     return " ".join(parts) or None
 
 
+def unwrapped_finding(comps: list[Comparison]) -> str | None:
+    """Said once, first: without the wrapper there is no per-worker split."""
+    if not any(r.get("wrap") is False for c in comps for row in c.rows for r in row.records):
+        return None
+    return ("**No per-worker split:** the app was served unwrapped (`wrap = false`), so no "
+            "response named its worker; *requests per worker* is not shown, and whether "
+            "requests ran one after another on a worker is not stated.")
+
+
 def findings(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
-    out: list[Any] = []
+    out: list[Any] = [unwrapped_finding(comps)]
     for comp in comps:
         if comp.kind == "burst":
             out.append(burst_finding(comp))

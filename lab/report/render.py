@@ -90,9 +90,11 @@ def _placement_line(records: list[dict[str, Any]]) -> str:
 HOW_TO_READ = f"""## How to read this report
 
 - Every server configuration ran in its own process group on 127.0.0.1, started and
-  checked ready (`/health` answered 200 by every worker); one start served all cells of a
-  configuration and repeat (checked between cells, restarted after a failed cell) unless
-  `lab.restart = "cell"`.
+  checked ready (`lab.ready_path` answered `lab.ready_status` and every worker had
+  started); one start served all cells of a configuration and repeat (checked between
+  cells, restarted after a failed cell) unless `lab.restart = "cell"`. Unless
+  `wrap = false`, the app ran inside lab.asgi_wrap, whose `x-lab-worker` header names the
+  worker of each response.
 - **Burst**: N requests sent at once; *wall s* is the batch's time. *concurrency ≈
   N·delay/wall* says how many requests were really in progress together: ≈ N means fully
   concurrent, ≈ 1 per worker means one after another.

@@ -34,6 +34,8 @@ def split(record: dict[str, Any] | None) -> str:
     """How requests split across worker processes, largest share first: '63/37'."""
     if record is None:
         return "–"
+    if record.get("wrap") is False:
+        return "– (not wrapped: wrap = false)"
     counts = sorted(record["figures"]["pids"].values(), reverse=True)
     return "/".join(map(str, counts)) or "–"
 

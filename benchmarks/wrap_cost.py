@@ -1,0 +1,166 @@
+"""What does lab.asgi_wrap cost? For each server at 1 worker, /hello of apps.article with
+wrk, served wrapped and unwrapped, side by side in alternating rounds: req/s, and the
+server's CPU per request (less sensitive than req/s to other load on the machine).
+
+    python -m benchmarks.wrap_cost [--rounds 3] [--users 64] [--duration 3] [--server NAME]
+    python -m benchmarks.wrap_cost --in-process
+
+``--in-process`` times the wrapper alone, without a server or a socket: a bare ASGI app and
+apps.article's /hello called directly, wrapped and not, in alternating batches. On a shared
+2-core machine the end-to-end figures vary by ±20–30 % from run to run, far more than the
+wrapper costs; this isolates what it adds per request.
+
+Each round starts a fresh server per (server, wrap) in turn (wrapped first in odd rounds,
+unwrapped first in even ones), so drift favours neither. The figure is the median req/s
+over the rounds; the spread is min–max. It holds the machine's measuring lock, as a lab
+run does, so no run measures beside it. wrk must be installed (apt-get install wrk).
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from tabulate import tabulate
+
+from lab.asgi_wrap import Wrapped
+from lab.config import Cell, Experiment, LabSettings
+from lab.endpoint import Endpoint
+from lab.interrupt import Interrupts
+from lab.load import wrk
+from lab.lock import FileLock, measuring_lock
+from lab.process import running
+from lab.results import RunDir
+from lab.runner import Context, Launch, measure
+from lab.servers import ADAPTERS
+from lab.stats import MachineShare, Spread
+
+
+def _measure(name: str, lab: LabSettings, exp: Experiment, users: int, tmp: str
+             ) -> tuple[float, float]:
+    """(req/s, server CPU µs per request)."""
+    adapter, launch = ADAPTERS[name], Launch.of(lab)
+    run = RunDir(Path(tmp))
+    run.logs.mkdir(exist_ok=True)
+    ctx = Context(lab, run, Interrupts(), MachineShare(len(os.sched_getaffinity(0)), True))
+    with running(lambda port: adapter.argv(sys.executable, launch.app, lab.host, port, 1, {}),
+                 lab.host, 1, Path(tmp, f"{name}-{lab.wrap}.log"), lab.start_timeout_s,
+                 lab.stop_grace_s, env=launch.env, readiness=launch.readiness) as server:
+        f = measure(Cell(name, 1, (), exp, Endpoint("/hello"), users, 1), server, ctx)
+    if f["errors"] or (lab.wrap and sum(f["pids"].values()) != f["ok"]):
+        raise RuntimeError(f"{name} wrap={lab.wrap}: errors {f['errors']}, pids {f['pids']}")
+    return float(f["rps"]), 1000.0 * float(f["server_cpu_s_per_1000"])
+
+
+def _shown(s: Spread, digits: int) -> str:
+    return f"{s.median:.{digits}f} ({s.low:.{digits}f}–{s.high:.{digits}f})"
+
+
+async def _bare(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _per_call_us(app: Any, n: int) -> float:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": "/hello", "raw_path": b"/hello",
+             "query_string": b"", "root_path": "", "headers": [(b"host", b"lab")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await app(dict(scope), receive, send)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def in_process(batches: int = 9) -> list[list[str]]:
+    from apps.article import app as article
+
+    rows = []
+    for name, inner, n in (("bare ASGI callable", _bare, 20_000),
+                           ("apps.article /hello (FastAPI)", article, 3_000)):
+        wrapped = Wrapped(inner)
+        on, off = [], []
+        for _ in range(batches):
+            off.append(asyncio.run(_per_call_us(inner, n)))
+            on.append(asyncio.run(_per_call_us(wrapped, n)))
+        a, b = Spread.of(off), Spread.of(on)
+        rows.append([name, _shown(a, 2), _shown(b, 2), f"{b.median - a.median:+.2f}"])
+    return rows
+
+
+@contextmanager
+def lock_held(lock: FileLock) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.wrap_cost",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--users", type=int, default=64)
+    p.add_argument("--duration", type=int, default=3, help="seconds per measurement")
+    p.add_argument("--server", action="append", choices=sorted(ADAPTERS))
+    p.add_argument("--in-process", action="store_true",
+                   help="time the wrapper alone, called directly (no server)")
+    args = p.parse_args(argv)
+    if args.in_process:
+        print(tabulate(in_process(), headers=["app", "unwrapped µs/call", "wrapped µs/call",
+                                              "µs added"],
+                       tablefmt="github", disable_numparse=True))
+        return 0
+    if not wrk.available():
+        print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    wrapped = LabSettings()
+    plain = replace(wrapped, wrap=False)
+    exp = Experiment("wrap-cost", "closed", (Endpoint("/hello"),), (args.users,), {}, "wrk",
+                     10.0, duration_s=args.duration, warmup_s=1.0)
+    names = args.server or [n for n, a in ADAPTERS.items() if a.installed()]
+    got: dict[tuple[str, bool], list[float]] = {}
+    cpu: dict[tuple[str, bool], list[float]] = {}
+    lock = measuring_lock()
+    lock.acquire(None, wait=True, on_wait=lambda holder: print(
+        f"waiting for the measuring lock held by {holder or 'another lab'}", file=sys.stderr,
+        flush=True))
+    with lock_held(lock), TemporaryDirectory(prefix="wrap-cost-") as tmp:
+        for r in range(args.rounds):
+            for name in names:
+                for lab in (wrapped, plain) if r % 2 == 0 else (plain, wrapped):
+                    rps, us = _measure(name, lab, exp, args.users, tmp)
+                    got.setdefault((name, lab.wrap), []).append(rps)
+                    cpu.setdefault((name, lab.wrap), []).append(us)
+                    print(f"round {r + 1} {name} wrap={lab.wrap}: {rps:.0f} req/s, "
+                          f"{us:.1f} µs server CPU per request", file=sys.stderr, flush=True)
+    rows = []
+    for name in names:
+        on, off = Spread.of(got[(name, True)]), Spread.of(got[(name, False)])
+        con, coff = Spread.of(cpu[(name, True)]), Spread.of(cpu[(name, False)])
+        rows.append([name, _shown(off, 0), _shown(on, 0), f"{on.median / off.median:.2f}",
+                     _shown(coff, 1), _shown(con, 1), f"{con.median - coff.median:+.1f}"])
+    print(tabulate(rows, headers=["server", "unwrapped req/s", "wrapped req/s",
+                                  "wrapped ÷ unwrapped", "unwrapped CPU µs/req",
+                                  "wrapped CPU µs/req", "CPU µs/req added"],
+                   tablefmt="github", disable_numparse=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
