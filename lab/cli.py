@@ -1,8 +1,9 @@
-"""``python -m lab``: run, validate, report, list.
+"""``python -m lab``: run, validate, report, compare, list.
 
 Exit codes: 0 all cells ok; 2 bad config or arguments, or refused because another lab
 holds a lock the command needs; 3 the run finished but some cells failed (the report
-lists them); 128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM).
+lists them); 4 ``compare`` found a regression; 128 + signal when interrupted (130 Ctrl-C,
+143 SIGTERM).
 """
 
 import argparse
@@ -28,6 +29,8 @@ from lab.load import wrk
 from lab.lock import FileLock, Holder, measuring_lock, writer_lock
 from lab.process import PROJECT_ROOT
 from lab.reaper import reap
+from lab.report.compare import EXIT_REGRESSED, compare_runs
+from lab.report.compare import render as render_comparison
 from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
 from lab.runner import remaining, run_matrix
 from lab.servers import ADAPTERS
@@ -54,6 +57,16 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a percentage, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite percentage ≥ 0, got {text}")
+    return value
+
+
 def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", action="append", metavar="NAME",
                    help="only this server (repeatable), e.g. --server uvicorn")
@@ -71,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "options, from a TOML config matrix, and write a markdown comparison report."),
         epilog="exit codes: 0 ok, 1 the run folder could not be written (disk full), "
                "2 bad config/arguments or a lock held by another lab, 3 some cells failed, "
+               "4 compare found a regression, "
                "128+N interrupted by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
@@ -110,6 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild report.md of a run directory",
                          description="Rebuild RUN_DIR/report.md from its results files only.")
     rep.add_argument("run_dir", type=Path, help="e.g. reports/20261126-101500-matrix")
+
+    cmp = sub.add_parser(
+        "compare", help="what changed from one run to another, cell by cell",
+        description="Write a markdown diff of NEW_RUN against BASE_RUN: each cell's headline "
+        "figure BASE → NEW with its change and a verdict (improved / regressed / no clear "
+        "difference / no verdict), using the report's rule: ≥ 3 repeats per side, ranges "
+        "that do not overlap and a change beyond the noise floor. Also lists the cells in "
+        "only one run and compares the runs' environments.",
+        epilog=f"exit codes: 0 no regression, {EXIT_REGRESSED} a regression (a 'regressed' "
+               "verdict beyond --threshold, or a cell that worked in BASE_RUN and failed in "
+               "NEW_RUN): use it to gate CI; 2 bad arguments")
+    cmp.add_argument("base", type=Path, metavar="BASE_RUN", help="the run to compare against")
+    cmp.add_argument("new", type=Path, metavar="NEW_RUN", help="the run to judge")
+    cmp.add_argument("--threshold", type=_percent, metavar="PCT",
+                     help="only a regression worse by more than PCT %% counts for the exit "
+                          "code (default: any 'regressed' verdict, i.e. beyond the noise "
+                          "floor); it never makes a change inside the noise count")
+    cmp.add_argument("--out", type=Path, metavar="FILE",
+                     help="write the markdown here (default: print it)")
 
     sub.add_parser("list", help="servers installed (with versions), experiment kinds, engines",
                    description="What this installation can measure.")
@@ -193,6 +226,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.run_dir}: has no results yet (results.jsonl is empty)")
     print(report.build(run))
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    base, new = RunDir.existing(args.base), RunDir.existing(args.new)
+    for run in (base, new):
+        if not run.load().records:
+            raise UsageError(f"{run.path}: has no results yet (results.jsonl is empty)")
+    result = compare_runs(base, new, threshold_pct=args.threshold)
+    text = render_comparison(result)
+    if args.out:
+        try:
+            args.out.write_text(text)
+        except OSError as e:
+            raise UsageError(f"--out {args.out}: cannot write ({e.strerror or e})") from None
+        print(args.out)
+    else:
+        print(text)
+    for c in result.regressions:
+        print(f"regression: {c.cell}: {c.verdict}", file=sys.stderr)
+    return EXIT_REGRESSED if result.regressions else 0
 
 
 def _now() -> str:
@@ -346,7 +399,8 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
     return code
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,
+            "compare": cmd_compare, "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
