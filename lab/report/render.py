@@ -7,6 +7,8 @@ from typing import Any
 from tabulate import tabulate
 
 from lab.config import KINDS
+from lab.report import charts
+from lab.report.charts import Chart
 from lab.report.findings import findings, knees
 from lab.report.groups import Comparison, comparisons
 from lab.report.summary import in_short
@@ -116,7 +118,7 @@ HOW_TO_READ = f"""## How to read this report
 
 
 def _sections(comps: list[Comparison], noise: dict[str, float],
-              preferred: str | None) -> list[str]:
+              preferred: str | None, drawn: list[Chart]) -> list[str]:
     lines: list[str] = []
     experiment = None
     for comp in comps:
@@ -124,6 +126,7 @@ def _sections(comps: list[Comparison], noise: dict[str, float],
             experiment = comp.experiment
             lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
                       f"{KINDS[comp.kind].help})", ""]
+            lines += [f"![{c.alt}]({c.file})\n" for c in drawn if c.experiment == experiment]
         lines += [f"### {_title(comp)}", "", table(comp, noise.get(comp.kind, 0.0), preferred),
                   ""]
     return lines
@@ -269,7 +272,7 @@ def build(run: RunDir) -> Path:
     found = findings(comps, noise)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
-    lines += _sections(comps, noise, info.get("baseline"))
+    lines += _sections(comps, noise, info.get("baseline"), charts.draw(comps, run.path))
     lines += _knees(comps)
     lines += _noise(comps, noise)
     lines += _failures(records)
