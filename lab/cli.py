@@ -31,6 +31,7 @@ from lab.process import PROJECT_ROOT
 from lab.reaper import reap
 from lab.report.compare import EXIT_REGRESSED, compare_runs
 from lab.report.compare import render as render_comparison
+from lab.report.merge import merge
 from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
 from lab.runner import remaining, run_matrix
 from lab.servers import ADAPTERS
@@ -121,9 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config", type=Path, help="TOML config")
     _add_filters(val)
 
-    rep = sub.add_parser("report", help="rebuild report.md of a run directory",
-                         description="Rebuild RUN_DIR/report.md from its results files only.")
-    rep.add_argument("run_dir", type=Path, help="e.g. reports/20261126-101500-matrix")
+    rep = sub.add_parser("report", help="rebuild report.md of a run, or merge runs into one",
+                         description="Rebuild RUN_DIR/report.md from its results files only. "
+                         "With several RUN_DIRs and --out DIR: merge the runs (e.g. the "
+                         "three `tox -e uvicorn|hypercorn|granian` runs) into one report in "
+                         "DIR, saying when their environments differ.")
+    rep.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                     help="e.g. reports/20261126-101500-matrix")
+    rep.add_argument("--out", type=Path, metavar="DIR",
+                     help="write the (merged) report to DIR, a new folder, instead of "
+                          "RUN_DIR; needed with several RUN_DIRs")
 
     cmp = sub.add_parser(
         "compare", help="what changed from one run to another, cell by cell",
@@ -221,10 +229,19 @@ def _placement_text(p: placement.Placement) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    run = RunDir.existing(args.run_dir)
-    if not run.load().records:
-        raise UsageError(f"{args.run_dir}: has no results yet (results.jsonl is empty)")
-    print(report.build(run))
+    runs = [RunDir.existing(path) for path in args.run_dirs]
+    for run in runs:
+        if not run.load().records:
+            raise UsageError(f"{run.path}: has no results yet (results.jsonl is empty)")
+    if len(runs) > 1 and args.out is None:
+        raise UsageError("report: several RUN_DIRs need --out DIR (where the merged report "
+                         "goes)")
+    if args.out is not None:
+        merged, warnings = merge(runs, args.out)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        runs = [merged]
+    print(report.build(runs[0]))
     return 0
 
 

@@ -11,6 +11,7 @@ from lab.report import charts
 from lab.report.charts import Chart
 from lab.report.findings import findings, knees
 from lab.report.groups import Comparison, comparisons
+from lab.report.merge import MERGED_FROM, environment_warnings
 from lab.report.summary import in_short
 from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
 from lab.results import ENVIRONMENT, RUN_INFO, RunDir
@@ -34,6 +35,8 @@ def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) ->
     failed = sum(r["status"] == "failed" for r in records)
     state = info.get("state", "unknown")
     lines = [f"# asgi-lab report — {run.path.name}", ""]
+    if MERGED_FROM in info:
+        return lines + _merged_header(info, records)
     if state == "interrupted":
         lines += [f"> **This run was interrupted** (signal {info.get('signal')}): the report "
                   "covers only the cells that finished.", ""]
@@ -53,6 +56,38 @@ def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) ->
         _placement_line(records),
         "",
     ]
+    return lines
+
+
+def _merged_header(info: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    """A report of several runs: which, how each ended, and that their rows did not run
+    side by side (louder when the runs' environments differ)."""
+    failed = sum(r["status"] == "failed" for r in records)
+    sources = info[MERGED_FROM]
+    lines = [f"> **This report merges {len(sources)} runs.** Rows from different runs did "
+             "not run side by side: a difference between them is weaker evidence than one "
+             "between repeats of the same run (the machine may have been busier during one "
+             "run).", ""]
+    if env := environment_warnings(info):
+        lines += ["> **⚠ The runs' environments differ:** " + "; ".join(env) + ". Differences "
+                  "between runs in different environments are weaker evidence still: they "
+                  "may be the environment's, not the servers'.", ""]
+    lines += _client_warnings(records)
+    for src in sources:
+        state = src.get("state") or "unknown"
+        lines.append(f"- run `{src['run']}` (`{src['path']}`): config `{src.get('config')}` "
+                     f"(sha256 {src.get('config_hash')}), {src.get('repeats', '?')} repeats, "
+                     f"started {src.get('started_at', '?')}, {state}"
+                     + (" — **not finished**: only its finished cells are here"
+                        if state != "finished" else ""))
+    lines += [f"- cells: {len(records)} finished ({len(records) - failed} ok, {failed} "
+              "failed)" + (f" of {info['cells_total']} planned" if "cells_total" in info
+                           else ""),
+              f"- repeats: {info.get('repeats', '?')}, run {info.get('order', '?')} within "
+              "each run; baseline: the best row of each table",
+              _placement_line(records), "",
+              "Rebuild with `python -m lab report` on this folder; the environment below is "
+              f"the first run's (`{sources[0]['run']}`).", ""]
     return lines
 
 
