@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from lab import config as config_mod
-from lab import environment, placement, report
+from lab import environment, placement, progress, report
 from lab.appcheck import check_app
 from lab.config import KINDS, Matrix
 from lab.errors import Busy, ConfigError, Interrupted, LabError, StorageError, UsageError
@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "instead of waiting for it to finish")
     run.add_argument("--yes", action="store_true",
                      help="run even if the estimate exceeds --max-minutes")
+    run.add_argument("--quiet", action="store_true",
+                     help="print no line per cell and no live progress; only warnings, "
+                          "errors and the report's path (on a terminal the progress is a "
+                          "live display with an ETA, elsewhere a plain line per cell)")
     run.add_argument("--max-minutes", type=_minutes, default=DEFAULT_MAX_MINUTES,
                      help=f"refuse longer estimated runs without --yes "
                           f"(default {DEFAULT_MAX_MINUTES:g})")
@@ -383,12 +387,18 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
     run.write_json(RUN_INFO, info)
     run.record_environment(environment.collect(PROJECT_ROOT))
     minutes = matrix_s(todo, matrix.lab.restart) / 60
-    print(f"running {len(todo)} cells" + (f" of {len(cells)}" if len(todo) < len(cells) else "")
-          + f" (estimated {minutes:.1f} min) → {run.path}/", flush=True)
+    if not args.quiet:
+        print(f"running {len(todo)} cells"
+              + (f" of {len(cells)}" if len(todo) < len(cells) else "")
+              + f" (estimated {minutes:.1f} min) → {run.path}/", flush=True)
     code = 0
+    shown = progress.display(todo, matrix.lab.restart, args.quiet)
     try:
-        outcome = run_matrix(matrix, run, interrupts,
-                             out=lambda line: print(line, flush=True))
+        try:
+            outcome = run_matrix(matrix, run, interrupts, out=shown.line,
+                                 on_start=shown.started)
+        finally:
+            shown.close()
         info["state"] = "finished"
         code = EXIT_CELLS_FAILED if outcome.failed else 0
         if outcome.failed:

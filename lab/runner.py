@@ -248,7 +248,10 @@ def remaining(matrix: Matrix, run: RunDir) -> list[Cell]:
 
 
 def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
-               out: Callable[[str], None] = print) -> Outcome:
+               out: Callable[[str], None] = print,
+               on_start: Callable[[int, int, Cell], None] | None = None) -> Outcome:
+    """Measure every cell without a result; ``out`` gets a line per finished cell,
+    ``on_start`` (i, total, cell) is told before each cell starts."""
     for warning in run.load().warnings:
         out(f"warning: {warning}")
     cells = remaining(matrix, run)
@@ -263,6 +266,8 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
     try:
         for i, cell in enumerate(cells, 1):
             interrupts.check()
+            if on_start is not None:
+                on_start(i, len(cells), cell)
             t0 = time.monotonic()
             try:
                 record = run_cell(cell, ctx, servers)
