@@ -130,6 +130,12 @@ def _series(comps: list[Comparison], get: Callable[[Row], Spread | None]
     return out
 
 
+def _dodge(xs: list[float], k: int, m: int, span: float) -> list[float]:
+    """Shift series k of m sideways by a little, so that error bars at one x do not hide
+    each other (the ticks stay at the true x)."""
+    return [x + (k - (m - 1) / 2) * 0.012 * span for x in xs]
+
+
 def _legend(ax: Axes, **kw: Any) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", **kw)
@@ -173,8 +179,10 @@ def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
     for ax, (endpoint, group) in zip(axes, groups.items(), strict=True):
         ns = sorted({c.n for c in group})
         delay = group[0].delay
-        for sid, (row, points) in _series(group, lambda r: r.spread()).items():
-            xs = [x for x, _ in points]
+        series = _series(group, lambda r: r.spread())
+        span = float(max(ns) - min(ns) or max(ns))
+        for k, (sid, (row, points)) in enumerate(series.items()):
+            xs = _dodge([x for x, _ in points], k, len(series), span)
             ss = [s for _, s in points]
             ax.errorbar(xs, [s.median for s in ss], yerr=_err(ss), label=sid, capsize=3,
                         **styles.line(row))
@@ -332,10 +340,14 @@ def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
     fig, axes = _figure(len(groups))
     drawn = False
     for ax, (endpoint, group) in zip(axes, groups.items(), strict=True):
-        for sid, (row, points) in _series(group, lambda r: r.spread()).items():
+        series = _series(group, lambda r: r.spread())
+        rates = sorted({c.n for c in group})
+        span = float(max(rates) - min(rates) or max(rates))
+        for k, (sid, (row, points)) in enumerate(series.items()):
             ss = [s for _, s in points]
-            ax.errorbar([x for x, _ in points], [s.median for s in ss], yerr=_err(ss),
-                        label=sid, capsize=3, **styles.line(row))
+            ax.errorbar(_dodge([x for x, _ in points], k, len(series), span),
+                        [s.median for s in ss], yerr=_err(ss), label=sid, capsize=3,
+                        **styles.line(row))
             drawn = True
         slo = next((c.load["slo_p99_ms"] for c in group if c.load.get("slo_p99_ms")), None)
         if slo:
