@@ -187,10 +187,10 @@ def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
             ax.errorbar(xs, [s.median for s in ss], yerr=_err(ss), label=sid, capsize=3,
                         **styles.line(row))
         if delay:
-            span = [min(ns), max(ns)] if len(ns) > 1 else [ns[0] * 0.8, ns[0] * 1.2]
-            ax.plot(span, [n * delay for n in span], color="grey", linewidth=2, alpha=0.5,
+            ends = [min(ns), max(ns)] if len(ns) > 1 else [ns[0] * 0.8, ns[0] * 1.2]
+            ax.plot(ends, [n * delay for n in ends], color="grey", linewidth=2, alpha=0.5,
                     label=f"one after another (N × {delay:g} s)")
-            ax.plot(span, [delay, delay], color="grey", linewidth=2, alpha=0.5,
+            ax.plot(ends, [delay, delay], color="grey", linewidth=2, alpha=0.5,
                     linestyle="--", label=f"all at once (1 × {delay:g} s)")
         _log_y(ax)
         ax.set_xticks(ns)
