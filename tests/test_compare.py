@@ -146,3 +146,18 @@ def test_compare_a_missing_run_is_a_usage_error(tmp_path: Path) -> None:
     result = run_lab("compare", base.path, tmp_path / "nope")
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "nope" in result.stderr
+
+
+def test_a_cell_measured_with_another_delay_gets_no_verdict(tmp_path: Path) -> None:
+    base = make_run(tmp_path, REPEATED, "base", records("base"))
+    changed = []
+    for r in records("new", {SLOWED: 1.3}):
+        if r["cell_id"].startswith(SLOWED):
+            r["params"] = {"delay": 0.1}
+        changed.append(r)
+    new = make_run(tmp_path, REPEATED, "new", changed)
+    result = compare_runs(base, new)
+    assert not result.regressions
+    found = {c.cell: c.verdict for c in result.cells}
+    assert found.pop(SLOWED) == "no verdict (measured differently: params.delay 0.05 → 0.1)"
+    assert not any("measured differently" in v for v in found.values())

@@ -100,10 +100,36 @@ def _no_verdict(base_n: int, new_n: int, text: str) -> str:
     return f"no verdict ({base_n} vs {new_n} repeats, needs {MIN_REPEATS} each)"
 
 
+def _setup(row: Row) -> dict[str, Any]:
+    """What a cell measured, beyond its name: a changed delay or duration is another
+    measurement, not a regression."""
+    first = row.records[0]
+    return {"load": first["load"], "params": first["params"], "options": first["options"],
+            "engine": first.get("engine")}
+
+
+def _differently(base: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """What changed between two setups, e.g. ``params.delay 0.05 → 0.1``, or None."""
+    changed = []
+    for part, before in base.items():
+        after = new[part]
+        if not isinstance(before, dict):
+            if before != after:
+                changed.append(f"{part} {before} → {after}")
+            continue
+        for k in sorted({*before, *after}):
+            if before.get(k) != after.get(k):
+                changed.append(f"{part}.{k} {before.get(k)} → {after.get(k)}")
+    return ", ".join(changed) or None
+
+
 def _change(name: str, comp: Comparison, base: Row, new: Row, noise_pct: float,
             threshold_pct: float | None) -> CellChange:
     b, n = base.values(), new.values()
     bs, ns = (Spread.of(b) if b else None), (Spread.of(n) if n else None)
+    if (why := _differently(_setup(base), _setup(new))) is not None:
+        return CellChange(name, comp.kind, bs, ns, f"no verdict (measured differently: "
+                          f"{why})", None, False)
     if bs is None or ns is None:
         if bs is not None:  # worked in BASE, not in NEW: a regression whatever the threshold
             return CellChange(name, comp.kind, bs, None, f"failed in NEW ({_failure(new)})",
