@@ -14,9 +14,6 @@ import sys
 import time
 from typing import Protocol, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from lab.config import Cell
 from lab.estimate import matrix_s
 
@@ -75,13 +72,22 @@ class Quiet(Plain):
 class Live:
     """The live display of a terminal."""
 
-    def __init__(self, cells: list[Cell], restart: str, console: Console | None = None
-                 ) -> None:
+    def __init__(self, cells: list[Cell], restart: str, stream: TextIO) -> None:
+        # imported here: a run in CI or a pipe never needs it
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.eta = Eta(cells, restart)
         self.progress = Progress(
             TextColumn("[bold]{task.fields[cell]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("cells"), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
-            console=console, transient=True)
+            console=Console(file=stream), transient=True)
         self.task = self.progress.add_task("run", total=len(cells), cell="starting",
                                            eta=clock(self.eta.left_s(0)))
         self.progress.start()
@@ -103,5 +109,5 @@ def display(cells: list[Cell], restart: str, quiet: bool = False,
     if quiet:
         return Quiet(stream)
     if stream.isatty():
-        return Live(cells, restart, Console(file=stream))
+        return Live(cells, restart, stream)
     return Plain(stream)

@@ -2,13 +2,11 @@
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from lab.config import KINDS
-from lab.report import charts
-from lab.report.charts import Chart
 from lab.report.findings import findings, knees
 from lab.report.groups import Comparison, comparisons
 from lab.report.merge import MERGED_FROM, environment_warnings
@@ -18,6 +16,9 @@ from lab.results import ENVIRONMENT, RUN_INFO, RunDir
 from lab.servers.base import FACTS
 from lab.stats import Spread
 from lab.verdict import noise_floor_pct
+
+if TYPE_CHECKING:
+    from lab.report.charts import Chart
 
 REPORT = "report.md"
 SETTINGS = (*FACTS, "other options")  # the results store sorts keys: restore the order
@@ -153,7 +154,7 @@ HOW_TO_READ = f"""## How to read this report
 
 
 def _sections(comps: list[Comparison], noise: dict[str, float],
-              preferred: str | None, drawn: list[Chart]) -> list[str]:
+              preferred: str | None, drawn: list["Chart"]) -> list[str]:
     lines: list[str] = []
     experiment = None
     for comp in comps:
@@ -307,6 +308,8 @@ def build(run: RunDir) -> Path:
     found = findings(comps, noise)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
+    from lab.report import charts  # matplotlib takes ~0.5 s to import: only when drawing
+
     lines += _sections(comps, noise, info.get("baseline"), charts.draw(comps, run.path))
     lines += _knees(comps)
     lines += _noise(comps, noise)
