@@ -55,9 +55,11 @@ def test_a_cell_30_percent_slower_is_a_regression_and_fails_the_gate(tmp_path: P
     assert f"regression: {SLOWED}: regressed" in result.stderr
     others = {k: v for k, v in found.items() if k != SLOWED}
     assert set(others.values()) <= {"no clear difference", "no verdict (failed in both)",
-                                     "no verdict (client at its limit in NEW)"}
+                                     "no verdict (client at its limit in BASE and NEW)"}
     assert others["uvicorn-w1-hello-hello-c4"] == "no clear difference"
     assert others["granian-w2-hello-hello-c4"] == "no verdict (failed in both)"
+    assert others["granian-w1-hello-hello-c4"] == \
+        "no verdict (client at its limit in BASE and NEW)"
 
 
 def test_threshold_above_the_change_passes_the_gate(tmp_path: Path) -> None:

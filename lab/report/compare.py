@@ -141,7 +141,8 @@ def _change(name: str, comp: Comparison, base: Row, new: Row, noise_pct: float,
     worse_pct = 100.0 * (v.ratio - 1) if v.ratio != float("inf") else None
     limit = new.limit() or base.limit()
     if limit is not None:
-        side = "NEW" if new.limit() else "BASE"
+        side = " and ".join(name for name, row in (("BASE", base), ("NEW", new))
+                            if row.limit() is not None)
         verdict = f"no verdict ({LIMIT_TEXT[limit].split(': ')[1]} in {side})"
     elif v.significant is None:
         verdict = _no_verdict(len(b), len(n), v.text)
