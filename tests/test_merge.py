@@ -75,3 +75,13 @@ def test_several_runs_need_out_and_out_is_never_a_run(tmp_path: Path) -> None:
         result = run_lab("report", *args)
         assert result.returncode == 2, args
         assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_one_run_with_out_is_a_copy_that_says_so(tmp_path: Path) -> None:
+    run = make_run(tmp_path, run_id="only")
+    result = run_lab("report", run.path, "--out", tmp_path / "copy")
+    assert result.returncode == 0, result.stderr
+    md = (tmp_path / "copy" / "report.md").read_text()
+    assert "A copy of run `only`" in md and "merges" not in md
+    assert len(table_rows(section_for(md, "/hello"))) == 3
+    assert not (run.path / "report.md").exists()  # the run itself is left as it was

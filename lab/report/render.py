@@ -65,10 +65,13 @@ def _merged_header(info: dict[str, Any], records: list[dict[str, Any]]) -> list[
     side by side (louder when the runs' environments differ)."""
     failed = sum(r["status"] == "failed" for r in records)
     sources = info[MERGED_FROM]
-    lines = [f"> **This report merges {len(sources)} runs.** Rows from different runs did "
-             "not run side by side: a difference between them is weaker evidence than one "
-             "between repeats of the same run (the machine may have been busier during one "
-             "run).", ""]
+    if len(sources) == 1:
+        lines = [f"> **A copy of run `{sources[0]['run']}`** (`lab report --out`).", ""]
+    else:
+        lines = [f"> **This report merges {len(sources)} runs.** Rows from different runs did "
+                 "not run side by side: a difference between them is weaker evidence than "
+                 "one between repeats of the same run (the machine may have been busier during "
+                 "one run).", ""]
     if env := environment_warnings(info):
         lines += ["> **⚠ The runs' environments differ:** " + "; ".join(env) + ". Differences "
                   "between runs in different environments are weaker evidence still: they "
