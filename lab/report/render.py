@@ -311,9 +311,12 @@ def build(run: RunDir) -> Path:
     found = findings(comps, noise)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
-    from lab.report import charts  # matplotlib takes ~0.5 s to import: only when drawing
+    drawn: list[Chart] = []
+    if comps:
+        from lab.report import charts  # matplotlib takes ~0.5 s to import: only to draw
 
-    lines += _sections(comps, noise, info.get("baseline"), charts.draw(comps, run.path))
+        drawn = charts.draw(comps, run.path)
+    lines += _sections(comps, noise, info.get("baseline"), drawn)
     lines += _knees(comps)
     lines += _noise(comps, noise)
     lines += _failures(records)
