@@ -11,7 +11,8 @@ until it is finished and counts:
 - lost or duplicated results: cells missing from, or appearing twice in, the finished
   run's results;
 - tracebacks: any "Traceback" in what the lab printed;
-- untrue states: run.json not "finished" after the final resume.
+- untrue states: run.json not "finished" after the final resume;
+- hung: a resume that did not end within 3 minutes.
 
     python benchmarks/stress_faults.py [--faults 50] [--seed 1]
 """
@@ -81,7 +82,8 @@ def lab(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 def one_round(fault: str, rng: random.Random, work: Path) -> Counter[str]:
     counts: Counter[str] = Counter()
     token = uuid.uuid4().hex
-    env = {**os.environ, TOKEN: token}
+    # Its own measuring lock: the faults are this round's, not another lab's wait.
+    env = {**os.environ, TOKEN: token, "ASGI_LAB_LOCK_DIR": str(work / "lock")}
     out = work / "out"
     out.mkdir(parents=True)
     mounted = False
@@ -131,7 +133,12 @@ def one_round(fault: str, rng: random.Random, work: Path) -> Counter[str]:
     if run_path.is_dir():
         for _ in range(3):  # resume until finished (a crash cell is a finished, failed cell)
             resumed = lab(["run", "--resume", str(run_path)], env)
-            o, e = resumed.communicate(timeout=180)
+            try:
+                o, e = resumed.communicate(timeout=180)
+            except subprocess.TimeoutExpired:
+                counts["hung"] += 1
+                resumed.kill()
+                o, e = resumed.communicate()
             printed += o + e
             if "nothing to do" in o or resumed.returncode in (0, 3):
                 break
@@ -151,7 +158,7 @@ def main() -> int:
     args = p.parse_args()
     rng = random.Random(args.seed)
     total: Counter[str] = Counter({k: 0 for k in ("leftovers", "lost", "duplicated",
-                                                  "tracebacks", "untrue_state")})
+                                                  "tracebacks", "untrue_state", "hung")})
     kinds: Counter[str] = Counter()
     exits: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="stress-") as tmp:

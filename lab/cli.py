@@ -22,7 +22,15 @@ from lab import config as config_mod
 from lab import environment, placement, progress, report
 from lab.appcheck import check_app
 from lab.config import KINDS, Matrix
-from lab.errors import Busy, ConfigError, Interrupted, LabError, StorageError, UsageError
+from lab.errors import (
+    Busy,
+    ConfigError,
+    Interrupted,
+    LabError,
+    ServiceError,
+    StorageError,
+    UsageError,
+)
 from lab.estimate import matrix_s
 from lab.interrupt import Interrupts
 from lab.load import wrk
@@ -409,10 +417,10 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
         print(f"interrupted by signal {e.signum}: servers stopped, finished cells kept; "
               f"resume with: python -m lab run --resume {run.path}", file=sys.stderr)
         code = e.exit_code
-    except StorageError as e:
+    except (StorageError, ServiceError) as e:
         info |= {"state": "failed", "error": str(e)}
-        print(f"error: {e}; servers stopped; free space and resume with: python -m lab run "
-              f"--resume {run.path}", file=sys.stderr)
+        print(f"error: {e}; servers stopped; resume with: python -m lab run --resume "
+              f"{run.path}", file=sys.stderr)
         code = e.exit_code
     finally:
         info["finished_at"] = _now()

@@ -158,10 +158,22 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Service:
+    """An app the run needs beside the one measured (a slow upstream API): served once on
+    loopback for the whole run, its URL given to every server in ``url_env``."""
+
+    name: str
+    app: str  # module:attribute
+    url_env: str
+    server: str = "uvicorn"
+
+
+@dataclass(frozen=True)
 class Matrix:
     lab: LabSettings
     servers: tuple[ServerSpec, ...]
     experiments: tuple[Experiment, ...]
+    services: tuple["Service", ...] = ()  # started once for the whole run
 
     def size(self) -> int:
         """How many cells :meth:`cells` returns, counted without building them."""
@@ -244,7 +256,7 @@ class Matrix:
         exps = tuple(e for e in self.experiments if not experiments or e.name in experiments)
         if not specs:
             raise ConfigError("--workers", "no server configuration left after filtering")
-        return Matrix(self.lab, tuple(specs), exps)
+        return Matrix(self.lab, tuple(specs), exps, self.services)
 
 
 # ---- parsing ---------------------------------------------------------------------------
@@ -460,8 +472,22 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
     )
 
 
+def _parse_service(name: str, raw: Any) -> Service:
+    path = f"services.{name}"
+    t = _table(raw, path, {"app", "url_env", "server"}, {"app", "url_env"})
+    app = _string(t["app"], f"{path}.app")
+    if ":" not in app:
+        raise ConfigError(f"{path}.app", f"must be 'module:attribute', got {app!r}")
+    env = _string(t["url_env"], f"{path}.url_env")
+    if not env.replace("_", "").isalnum() or not env[0].isalpha():
+        raise ConfigError(f"{path}.url_env", f"must be an environment variable name, got {env!r}")
+    server = _choice(t.get("server", "uvicorn"), f"{path}.server", tuple(sorted(ADAPTERS)))
+    return Service(name, app, env, server)
+
+
 def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False) -> Matrix:
-    t = _table(raw, "", {"lab", "servers", "experiments"}, {"servers", "experiments"})
+    t = _table(raw, "", {"lab", "servers", "experiments", "services"},
+               {"servers", "experiments"})
     lab = _parse_lab(t.get("lab", {}), allow_non_loopback)
     servers_raw = _open_table(t["servers"], "servers")
     if not servers_raw:
@@ -476,7 +502,9 @@ def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False) -> Matrix:
             raise ConfigError(f"experiments[{i}].name",
                               f"duplicate name {e.name!r} (also experiments[{seen[e.name]}])")
         seen[e.name] = i
-    matrix = Matrix(lab, servers, experiments)
+    services = tuple(_parse_service(name, value)
+                     for name, value in _open_table(t.get("services", {}), "services").items())
+    matrix = Matrix(lab, servers, experiments, services)
     _check_size(matrix)
     last = list(matrix.points(lab.repeats))  # the longest ids: the largest repeat suffix
     _check_ids(last)

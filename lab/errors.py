@@ -45,3 +45,9 @@ class StorageError(LabError):
     """The run folder cannot be written (disk full, read-only): the run stops."""
 
     exit_code = 1
+
+
+class ServiceError(LabError):
+    """A service of the run (``[services]``) did not start: nothing can be measured."""
+
+    exit_code = 1

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lab import services
 from lab.config import KINDS, Cell, LabSettings, Matrix
 from lab.errors import LabError, ServerStartError
 from lab.interrupt import Interrupts
@@ -130,8 +131,9 @@ class Servers:
     """The server the next cell needs: reused while its configuration and repeat stay the
     same and it is healthy (``lab.restart = "configuration"``), else started afresh."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, env: dict[str, str] | None = None) -> None:
         self.ctx = ctx
+        self.env = {**ctx.lab.placement.server_env(), **(env or {})}
         self.server: Server | None = None
         self.key: tuple[Any, ...] | None = None
         self.cells: list[str] = []
@@ -150,8 +152,7 @@ class Servers:
             lambda port: adapter.argv(sys.executable, lab.app, lab.host, port, cell.workers,
                                       dict(cell.options)),
             lab.host, cell.workers, log_path, lab.start_timeout_s,
-            check=self.ctx.interrupts.check, ledger=self.ctx.ledger,
-            env=lab.placement.server_env())
+            check=self.ctx.interrupts.check, ledger=self.ctx.ledger, env=self.env)
         self.key, self.cells, self.healthy = key, [cell.id], True
         return self.server, True
 
@@ -256,36 +257,44 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
         out(f"warning: {warning}")
     cells = remaining(matrix, run)
     skipped = matrix.size() - len(cells)
-    failed = 0
     placement = matrix.lab.placement
     placement.pin_client()  # the lab is the client of its in-process engines
     machine = MachineShare(len(placement.server_set() | placement.client_set()),
                            placement.shared)
     ctx = Context(matrix.lab, run, interrupts, machine)
-    servers = Servers(ctx)
-    try:
-        for i, cell in enumerate(cells, 1):
-            interrupts.check()
-            if on_start is not None:
-                on_start(i, len(cells), cell)
-            t0 = time.monotonic()
-            try:
-                record = run_cell(cell, ctx, servers)
-            except (LabError, KeyboardInterrupt):
-                raise
-            except Exception as e:  # a defect of the lab in one cell: that cell's failure
-                servers.healthy = False
-                record = describe(cell, matrix.lab, run.path.name) | {
-                    "status": "failed", "figures": None, "started_at": _now(),
-                    "finished_at": _now(), "failure": _failure(
-                        "lab_error", f"{type(e).__name__}: {e}",
-                        "".join(traceback.format_exception(e))[-4000:])}
-            if matrix.lab.restart == "cell":
-                servers.stop()
-            record["cell_wall_s"] = time.monotonic() - t0
-            run.append(record)  # on disk before the next cell starts
-            failed += record["status"] == "failed"
-            out(progress_line(i, len(cells), record))
-    finally:
-        servers.stop()
+    with services.running(matrix.services, matrix.lab, run, interrupts.check,
+                          lambda: interrupts.hurry) as env:
+        servers = Servers(ctx, env)
+        try:
+            return _run_cells(cells, ctx, servers, out, skipped, on_start)
+        finally:
+            servers.stop()
+
+
+def _run_cells(cells: list[Cell], ctx: Context, servers: Servers, out: Callable[[str], None],
+               skipped: int, on_start: Callable[[int, int, Cell], None] | None = None
+               ) -> Outcome:
+    failed = 0
+    for i, cell in enumerate(cells, 1):
+        ctx.interrupts.check()
+        if on_start is not None:
+            on_start(i, len(cells), cell)
+        t0 = time.monotonic()
+        try:
+            record = run_cell(cell, ctx, servers)
+        except (LabError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a defect of the lab in one cell: that cell's failure
+            servers.healthy = False
+            record = describe(cell, ctx.lab, ctx.run.path.name) | {
+                "status": "failed", "figures": None, "started_at": _now(),
+                "finished_at": _now(), "failure": _failure(
+                    "lab_error", f"{type(e).__name__}: {e}",
+                    "".join(traceback.format_exception(e))[-4000:])}
+        if ctx.lab.restart == "cell":
+            servers.stop()
+        record["cell_wall_s"] = time.monotonic() - t0
+        ctx.run.append(record)  # on disk before the next cell starts
+        failed += record["status"] == "failed"
+        out(progress_line(i, len(cells), record))
     return Outcome(len(cells), failed, skipped)

@@ -12,6 +12,7 @@ from lab.report.groups import Comparison, comparisons
 from lab.report.merge import MERGED_FROM, environment_warnings
 from lab.report.summary import in_short
 from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
+from lab.report.ways import ways_findings
 from lab.results import ENVIRONMENT, RUN_INFO, RunDir
 from lab.servers.base import FACTS
 from lab.stats import Spread
@@ -129,14 +130,16 @@ def _placement_line(records: list[dict[str, Any]]) -> str:
 
 HOW_TO_READ = f"""## How to read this report
 
-- Every server configuration ran in a fresh process group on 127.0.0.1, started and
-  checked ready (`/health` answered 200 by every worker) before each cell.
+- Every server configuration ran in its own process group on 127.0.0.1, started and
+  checked ready (`/health` answered 200 by every worker); one start served all cells of a
+  configuration and repeat (checked between cells, restarted after a failed cell) unless
+  `lab.restart = "cell"`.
 - **Burst**: N requests sent at once; *wall s* is the batch's time. *concurrency ≈
   N·delay/wall* says how many requests were really in progress together: ≈ N means fully
   concurrent, ≈ 1 per worker means one after another.
 - **Closed**: c users each send the next request when the last one answered; *req/s* over
-  the measured window after a warm-up. *scaling vs 1 worker* = req/s at w workers ÷ req/s
-  at 1, and its efficiency ÷ w.
+  the measured window after a warm-up, with wrk unless the *engine* column says otherwise.
+  *scaling vs 1 worker* = req/s at w workers ÷ req/s at 1, and its efficiency ÷ w.
 - **Open**: requests arrive at a fixed rate whether or not earlier ones answered; latency
   counts from each request's *scheduled* time, so queueing shows (no coordinated omission).
   If the client itself sent late (send lag p99 > 10 ms) the row says so.
@@ -147,12 +150,16 @@ HOW_TO_READ = f"""## How to read this report
 - *relative*: the row's headline figure (the table's first figure) against the baseline
   (1.00; 2.00 = twice as slow, whichever way the figure points). With repeats a figure
   reads `median (min–max)`, and ⚠ noisy marks a spread ≥ {NOISY_SPREAD_PCT:g} % of the median.
-- *verdict*: "significant" only when the repeats' ranges do not overlap *and* the
-  difference exceeds the noise floor (see Noise); otherwise "no clear difference". One run
-  per cell gives no verdict at all.
-- *client CPU %* is the lab's own CPU during the window (all client processes); when its
-  busiest process used ≥ 90 % of a core the figure is a lower bound (⚠ client-limited);
-  when client and server together used ≥ 90 % of all cores, ⚠ machine saturated.
+- *verdict*: "significant" only with ≥ 3 repeats on each side whose ranges do not overlap
+  *and* whose difference exceeds the noise floor (see Noise); otherwise "no clear
+  difference" or "no verdict". A row whose client was at its limit or whose shared cores
+  were saturated is "not comparable" and never the baseline; a row with failed requests
+  cannot win a time figure.
+- *client CPU %* is the client's CPU during the window (wrk's own, or all Python client
+  processes); ⚠ client-limited when it was at its limit (90 % of a core per client
+  thread); ⚠ machine saturated when client and server shared the cores and together used
+  ≥ 90 % of them. *server cores used* is the server's whole process tree's CPU ÷ wall time.
+- p99 needs ≥ 1,000 latencies and p99.9 ≥ 10,000 (merged over repeats), else `– (n=…)`.
 """
 
 
@@ -308,7 +315,7 @@ def build(run: RunDir) -> Path:
     short = in_short(comps, noise, info.get("baseline"))
     if short:
         lines += ["## In short", "", *(f"- {x}" for x in short), ""]
-    found = findings(comps, noise)
+    found = findings(comps, noise) + ways_findings(comps)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
     drawn: list[Chart] = []
