@@ -1,8 +1,9 @@
-"""``python -m lab``: run, validate, report, list.
+"""``python -m lab``: run, validate, report, compare, list.
 
 Exit codes: 0 all cells ok; 2 bad config or arguments, or refused because another lab
 holds a lock the command needs; 3 the run finished but some cells failed (the report
-lists them); 128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM).
+lists them); 4 ``compare`` found a regression; 128 + signal when interrupted (130 Ctrl-C,
+143 SIGTERM).
 """
 
 import argparse
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from lab import config as config_mod
-from lab import environment, placement, report
+from lab import environment, placement, progress, report
 from lab.appcheck import check_app
 from lab.config import KINDS, Matrix
 from lab.errors import (
@@ -36,6 +37,9 @@ from lab.load import wrk
 from lab.lock import FileLock, Holder, measuring_lock, writer_lock
 from lab.process import PROJECT_ROOT
 from lab.reaper import reap
+from lab.report.compare import EXIT_REGRESSED, compare_runs
+from lab.report.compare import render as render_comparison
+from lab.report.merge import merge
 from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
 from lab.runner import remaining, run_matrix
 from lab.servers import ADAPTERS
@@ -62,6 +66,16 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a percentage, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite percentage ≥ 0, got {text}")
+    return value
+
+
 def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", action="append", metavar="NAME",
                    help="only this server (repeatable), e.g. --server uvicorn")
@@ -79,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "options, from a TOML config matrix, and write a markdown comparison report."),
         epilog="exit codes: 0 ok, 1 the run folder could not be written (disk full), "
                "2 bad config/arguments or a lock held by another lab, 3 some cells failed, "
+               "4 compare found a regression, "
                "128+N interrupted by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
@@ -105,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "instead of waiting for it to finish")
     run.add_argument("--yes", action="store_true",
                      help="run even if the estimate exceeds --max-minutes")
+    run.add_argument("--quiet", action="store_true",
+                     help="print no line per cell and no live progress; only warnings, "
+                          "errors and the report's path (on a terminal the progress is a "
+                          "live display with an ETA, elsewhere a plain line per cell)")
     run.add_argument("--max-minutes", type=_minutes, default=DEFAULT_MAX_MINUTES,
                      help=f"refuse longer estimated runs without --yes "
                           f"(default {DEFAULT_MAX_MINUTES:g})")
@@ -115,9 +134,35 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config", type=Path, help="TOML config")
     _add_filters(val)
 
-    rep = sub.add_parser("report", help="rebuild report.md of a run directory",
-                         description="Rebuild RUN_DIR/report.md from its results files only.")
-    rep.add_argument("run_dir", type=Path, help="e.g. reports/20261126-101500-matrix")
+    rep = sub.add_parser("report", help="rebuild report.md of a run, or merge runs into one",
+                         description="Rebuild RUN_DIR/report.md from its results files only. "
+                         "With several RUN_DIRs and --out DIR: merge the runs (e.g. the "
+                         "three `tox -e uvicorn|hypercorn|granian` runs) into one report in "
+                         "DIR, saying when their environments differ.")
+    rep.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                     help="e.g. reports/20261126-101500-matrix")
+    rep.add_argument("--out", type=Path, metavar="DIR",
+                     help="write the (merged) report to DIR, a new folder, instead of "
+                          "RUN_DIR; needed with several RUN_DIRs")
+
+    cmp = sub.add_parser(
+        "compare", help="what changed from one run to another, cell by cell",
+        description="Write a markdown diff of NEW_RUN against BASE_RUN: each cell's headline "
+        "figure BASE → NEW with its change and a verdict (improved / regressed / no clear "
+        "difference / no verdict), using the report's rule: ≥ 3 repeats per side, ranges "
+        "that do not overlap and a change beyond the noise floor. Also lists the cells in "
+        "only one run and compares the runs' environments.",
+        epilog=f"exit codes: 0 no regression, {EXIT_REGRESSED} a regression (a 'regressed' "
+               "verdict beyond --threshold, or a cell that worked in BASE_RUN and failed in "
+               "NEW_RUN): use it to gate CI; 2 bad arguments")
+    cmp.add_argument("base", type=Path, metavar="BASE_RUN", help="the run to compare against")
+    cmp.add_argument("new", type=Path, metavar="NEW_RUN", help="the run to judge")
+    cmp.add_argument("--threshold", type=_percent, metavar="PCT",
+                     help="only a regression worse by more than PCT %% counts for the exit "
+                          "code (default: any 'regressed' verdict, i.e. beyond the noise "
+                          "floor); it never makes a change inside the noise count")
+    cmp.add_argument("--out", type=Path, metavar="FILE",
+                     help="write the markdown here (default: print it)")
 
     sub.add_parser("list", help="servers installed (with versions), experiment kinds, engines",
                    description="What this installation can measure.")
@@ -198,11 +243,40 @@ def _placement_text(p: placement.Placement) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    run = RunDir.existing(args.run_dir)
-    if not run.load().records:
-        raise UsageError(f"{args.run_dir}: has no results yet (results.jsonl is empty)")
-    print(report.build(run))
+    runs = [RunDir.existing(path) for path in args.run_dirs]
+    for run in runs:
+        if not run.load().records:
+            raise UsageError(f"{run.path}: has no results yet (results.jsonl is empty)")
+    if len(runs) > 1 and args.out is None:
+        raise UsageError("report: several RUN_DIRs need --out DIR (where the merged report "
+                         "goes)")
+    if args.out is not None:
+        merged, warnings = merge(runs, args.out)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        runs = [merged]
+    print(report.build(runs[0]))
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    base, new = RunDir.existing(args.base), RunDir.existing(args.new)
+    for run in (base, new):
+        if not run.load().records:
+            raise UsageError(f"{run.path}: has no results yet (results.jsonl is empty)")
+    result = compare_runs(base, new, threshold_pct=args.threshold)
+    text = render_comparison(result)
+    if args.out:
+        try:
+            args.out.write_text(text)
+        except OSError as e:
+            raise UsageError(f"--out {args.out}: cannot write ({e.strerror or e})") from None
+        print(args.out)
+    else:
+        print(text)
+    for c in result.regressions:
+        print(f"regression: {c.cell}: {c.verdict}", file=sys.stderr)
+    return EXIT_REGRESSED if result.regressions else 0
 
 
 def _now() -> str:
@@ -329,12 +403,18 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
     run.write_json(RUN_INFO, info)
     run.record_environment(environment.collect(PROJECT_ROOT))
     minutes = matrix_s(todo, matrix.lab.restart) / 60
-    print(f"running {len(todo)} cells" + (f" of {len(cells)}" if len(todo) < len(cells) else "")
-          + f" (estimated {minutes:.1f} min) → {run.path}/", flush=True)
+    if not args.quiet:
+        print(f"running {len(todo)} cells"
+              + (f" of {len(cells)}" if len(todo) < len(cells) else "")
+              + f" (estimated {minutes:.1f} min) → {run.path}/", flush=True)
     code = 0
+    shown = progress.display(todo, matrix.lab.restart, args.quiet)
     try:
-        outcome = run_matrix(matrix, run, interrupts,
-                             out=lambda line: print(line, flush=True))
+        try:
+            outcome = run_matrix(matrix, run, interrupts, out=shown.line,
+                                 on_start=shown.started)
+        finally:
+            shown.close()
         info["state"] = "finished"
         code = EXIT_CELLS_FAILED if outcome.failed else 0
         if outcome.failed:
@@ -362,7 +442,8 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
     return code
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,
+            "compare": cmd_compare, "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,7 +66,7 @@ def collect(root: Path) -> dict[str, Any]:
     }
 
 
-def _facts(env: dict[str, Any]) -> dict[str, Any]:
+def facts(env: dict[str, Any]) -> dict[str, Any]:
     """What of an environment can change a measurement (not the load average)."""
     cpu, lab = env.get("cpu", {}), env.get("lab", {})
     commit = (lab.get("commit") or "unknown")[:12] + (" (dirty)" if lab.get("dirty") else "")
@@ -79,12 +79,16 @@ def _facts(env: dict[str, Any]) -> dict[str, Any]:
 def differences(first: dict[str, Any], later: list[dict[str, Any]]) -> list[str]:
     """How each later session's environment differs from the first's, one entry per session
     that differs, e.g. ``session 2: granian 2.8.7 → 2.8.9``."""
-    base = _facts(first)
     out = []
     for n, env in enumerate(later, 2):
-        facts = _facts(env)
-        changed = [f"{k} {base.get(k)} → {facts.get(k)}" for k in {**base, **facts}
-                   if base.get(k) != facts.get(k)]
-        if changed:
+        if changed := changes(first, env):
             out.append(f"session {n}: {', '.join(changed)}")
     return out
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What differs between two environments that can change a measurement, e.g.
+    ``granian 2.8.7 → 2.8.9``; empty when they are alike (the load average does not count)."""
+    old, new = facts(before), facts(after)
+    return [f"{k} {old.get(k)} → {new.get(k)}" for k in {**old, **new}
+            if old.get(k) != new.get(k)]

@@ -274,7 +274,10 @@ def remaining(matrix: Matrix, run: RunDir) -> list[Cell]:
 
 
 def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
-               out: Callable[[str], None] = print) -> Outcome:
+               out: Callable[[str], None] = print,
+               on_start: Callable[[int, int, Cell], None] | None = None) -> Outcome:
+    """Measure every cell without a result; ``out`` gets a line per finished cell,
+    ``on_start`` (i, total, cell) is told before each cell starts."""
     for warning in run.load().warnings:
         out(f"warning: {warning}")
     cells = remaining(matrix, run)
@@ -288,16 +291,19 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
                           lambda: interrupts.hurry) as env:
         servers = Servers(ctx, env)
         try:
-            return _run_cells(cells, ctx, servers, out, skipped)
+            return _run_cells(cells, ctx, servers, out, skipped, on_start)
         finally:
             servers.stop()
 
 
 def _run_cells(cells: list[Cell], ctx: Context, servers: Servers, out: Callable[[str], None],
-               skipped: int) -> Outcome:
+               skipped: int, on_start: Callable[[int, int, Cell], None] | None = None
+               ) -> Outcome:
     failed = 0
     for i, cell in enumerate(cells, 1):
         ctx.interrupts.check()
+        if on_start is not None:
+            on_start(i, len(cells), cell)
         t0 = time.monotonic()
         try:
             record = run_cell(cell, ctx, servers)

@@ -101,6 +101,14 @@ def test_run_exits_0_and_writes_the_report(e2e: E2E) -> None:
     assert f"cells: {CELLS} finished ({CELLS} ok, 0 failed) of {CELLS} planned" in e2e.report
 
 
+def test_progress_without_a_tty_is_a_plain_line_per_cell(e2e: E2E) -> None:
+    """stdout is a pipe here: no live display, no terminal escapes, one line per cell."""
+    assert "\x1b[" not in e2e.stdout
+    lines = [x for x in e2e.stdout.splitlines() if x.startswith("[")]
+    assert [x.split("]", 1)[0] for x in lines] == [f"[{i}/{CELLS}" for i in
+                                                  range(1, CELLS + 1)]
+
+
 def test_one_results_line_per_cell_in_validate_order(e2e: E2E) -> None:
     validate = run_lab("validate", CONFIG)
     assert validate.returncode == 0, validate.stderr

@@ -2,13 +2,14 @@
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from lab.config import KINDS
 from lab.report.findings import findings, knees
 from lab.report.groups import Comparison, comparisons
+from lab.report.merge import MERGED_FROM, environment_warnings
 from lab.report.summary import in_short
 from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
 from lab.report.ways import ways_findings
@@ -16,6 +17,9 @@ from lab.results import ENVIRONMENT, RUN_INFO, RunDir
 from lab.servers.base import FACTS
 from lab.stats import Spread
 from lab.verdict import noise_floor_pct
+
+if TYPE_CHECKING:
+    from lab.report.charts import Chart
 
 REPORT = "report.md"
 SETTINGS = (*FACTS, "other options")  # the results store sorts keys: restore the order
@@ -33,6 +37,8 @@ def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) ->
     failed = sum(r["status"] == "failed" for r in records)
     state = info.get("state", "unknown")
     lines = [f"# asgi-lab report — {run.path.name}", ""]
+    if MERGED_FROM in info:
+        return lines + _merged_header(info, records)
     if state == "interrupted":
         lines += [f"> **This run was interrupted** (signal {info.get('signal')}): the report "
                   "covers only the cells that finished.", ""]
@@ -52,6 +58,41 @@ def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) ->
         _placement_line(records),
         "",
     ]
+    return lines
+
+
+def _merged_header(info: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    """A report of several runs: which, how each ended, and that their rows did not run
+    side by side (louder when the runs' environments differ)."""
+    failed = sum(r["status"] == "failed" for r in records)
+    sources = info[MERGED_FROM]
+    if len(sources) == 1:
+        lines = [f"> **A copy of run `{sources[0]['run']}`** (`lab report --out`).", ""]
+    else:
+        lines = [f"> **This report merges {len(sources)} runs.** Rows from different runs did "
+                 "not run side by side: a difference between them is weaker evidence than "
+                 "one between repeats of the same run (the machine may have been busier during "
+                 "one run).", ""]
+    if env := environment_warnings(info):
+        lines += ["> **⚠ The runs' environments differ:** " + "; ".join(env) + ". Differences "
+                  "between runs in different environments are weaker evidence still: they "
+                  "may be the environment's, not the servers'.", ""]
+    lines += _client_warnings(records)
+    for src in sources:
+        state = src.get("state") or "unknown"
+        lines.append(f"- run `{src['run']}` (`{src['path']}`): config `{src.get('config')}` "
+                     f"(sha256 {src.get('config_hash')}), {src.get('repeats', '?')} repeats, "
+                     f"started {src.get('started_at', '?')}, {state}"
+                     + (" — **not finished**: only its finished cells are here"
+                        if state != "finished" else ""))
+    lines += [f"- cells: {len(records)} finished ({len(records) - failed} ok, {failed} "
+              "failed)" + (f" of {info['cells_total']} planned" if "cells_total" in info
+                           else ""),
+              f"- repeats: {info.get('repeats', '?')}, run {info.get('order', '?')} within "
+              "each run; baseline: the best row of each table",
+              _placement_line(records), "",
+              "Rebuild with `python -m lab report` on this folder; the environment below is "
+              f"the first run's (`{sources[0]['run']}`).", ""]
     return lines
 
 
@@ -125,7 +166,7 @@ HOW_TO_READ = f"""## How to read this report
 
 
 def _sections(comps: list[Comparison], noise: dict[str, float],
-              preferred: str | None) -> list[str]:
+              preferred: str | None, drawn: list["Chart"]) -> list[str]:
     lines: list[str] = []
     experiment = None
     for comp in comps:
@@ -133,6 +174,7 @@ def _sections(comps: list[Comparison], noise: dict[str, float],
             experiment = comp.experiment
             lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
                       f"{KINDS[comp.kind].help})", ""]
+            lines += [f"![{c.alt}]({c.file})\n" for c in drawn if c.experiment == experiment]
         lines += [f"### {_title(comp)}", "", table(comp, noise.get(comp.kind, 0.0), preferred),
                   ""]
     return lines
@@ -278,7 +320,12 @@ def build(run: RunDir) -> Path:
     found = findings(comps, noise) + ways_findings(comps)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
-    lines += _sections(comps, noise, info.get("baseline"))
+    drawn: list[Chart] = []
+    if comps:
+        from lab.report import charts  # matplotlib takes ~0.5 s to import: only to draw
+
+        drawn = charts.draw(comps, run.path)
+    lines += _sections(comps, noise, info.get("baseline"), drawn)
     lines += _knees(comps)
     lines += _noise(comps, noise)
     lines += _failures(records)

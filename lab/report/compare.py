@@ -1,0 +1,241 @@
+"""``python -m lab compare BASE NEW``: did NEW get better or worse than BASE, cell by cell?
+
+Cells are matched by their id without the repeat suffix (``uvicorn-w1-hello-hello-c64``);
+the repeats of a cell on each side give two ranges, and the verdict is the report's rule
+(`lab.verdict.compare`): "improved" or "regressed" only with ≥ 3 repeats per side, ranges
+that do not overlap and a change beyond the noise floor, else "no clear difference" — or
+"no verdict (…)" when the rule cannot speak. Two runs are weaker evidence than repeats that
+ran side by side: a machine that was busier during one run moves every figure of it, so the
+environments are compared too, and a difference between them is said first.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from lab.environment import changes, facts
+from lab.report.groups import Comparison, Row, comparisons
+from lab.report.tables import LIMIT_TEXT, fmt_spread
+from lab.results import ENVIRONMENT, RunDir
+from lab.stats import Spread
+from lab.verdict import MIN_REPEATS, compare, noise_floor_pct
+
+EXIT_REGRESSED = 4  # a regression beyond --threshold: for CI gates
+
+HEADLINE_NAMES = {"burst": "wall s", "closed": "req/s", "open": "p99 ms",
+                  "interference": "probe p50 ms (loaded)"}
+IMPROVED, REGRESSED, UNCLEAR = "improved", "regressed", "no clear difference"
+ENV_FACTS = ("CPU", "logical cores", "usable cores", "Python", "uvicorn", "hypercorn",
+             "granian", "fastapi", "lab commit")
+
+
+@dataclass(frozen=True)
+class CellChange:
+    """One cell in both runs: its headline figure over the repeats on each side."""
+
+    cell: str  # the cell id without the repeat suffix
+    kind: str
+    base: Spread | None  # None: no usable figure (the cell failed on that side)
+    new: Spread | None
+    verdict: str  # improved, regressed, no clear difference, no verdict (…), failed in NEW…
+    worse_pct: float | None  # how much worse NEW is than BASE, in % (negative: better)
+    gates: bool  # counts as a regression for the exit code
+
+    @property
+    def change_pct(self) -> float | None:
+        """The headline's own change (NEW − BASE) ÷ BASE, signed as the figure moves."""
+        if self.base is None or self.new is None or not self.base.median:
+            return None
+        return 100.0 * (self.new.median - self.base.median) / self.base.median
+
+
+@dataclass
+class RunComparison:
+    base: Path
+    new: Path
+    threshold_pct: float | None
+    noise: dict[str, float]
+    cells: list[CellChange] = field(default_factory=list)
+    only_base: list[str] = field(default_factory=list)
+    only_new: list[str] = field(default_factory=list)
+    env_base: dict[str, Any] = field(default_factory=dict)
+    env_new: dict[str, Any] = field(default_factory=dict)
+    env_changes: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[CellChange]:
+        return [c for c in self.cells if c.gates]
+
+
+def cell_name(record: dict[str, Any]) -> str:
+    """A cell's id without its repeat suffix: the same cell in another run."""
+    return re.sub(rf"-r{record.get('repeat')}$", "", record["cell_id"])
+
+
+def _rows(comps: list[Comparison]) -> dict[str, tuple[Comparison, Row]]:
+    return {cell_name(row.records[0]): (comp, row) for comp in comps for row in comp.rows}
+
+
+def _noise(comps: list[Comparison]) -> dict[str, float]:
+    """The noise floor of each kind over both runs' repeated cells."""
+    spreads: dict[str, list[Spread]] = {}
+    for comp in comps:
+        for row in comp.rows:
+            if (s := row.spread()) is not None:
+                spreads.setdefault(comp.kind, []).append(s)
+    return {kind: noise_floor_pct(ss) for kind, ss in spreads.items()}
+
+
+def _failure(row: Row) -> str:
+    kinds = sorted({r["failure"]["kind"] for r in row.records if r.get("failure")})
+    return ", ".join(kinds) or "no usable figure"
+
+
+def _no_verdict(base_n: int, new_n: int, text: str) -> str:
+    if min(base_n, new_n) >= MIN_REPEATS:
+        return text  # "no verdict (zero figure)"
+    return f"no verdict ({base_n} vs {new_n} repeats, needs {MIN_REPEATS} each)"
+
+
+def _setup(row: Row) -> dict[str, Any]:
+    """What a cell measured, beyond its name: a changed delay or duration is another
+    measurement, not a regression."""
+    first = row.records[0]
+    return {"load": first["load"], "params": first["params"], "options": first["options"],
+            "engine": first.get("engine")}
+
+
+def _differently(base: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """What changed between two setups, e.g. ``params.delay 0.05 → 0.1``, or None."""
+    changed = []
+    for part, before in base.items():
+        after = new[part]
+        if not isinstance(before, dict):
+            if before != after:
+                changed.append(f"{part} {before} → {after}")
+            continue
+        for k in sorted({*before, *after}):
+            if before.get(k) != after.get(k):
+                changed.append(f"{part}.{k} {before.get(k)} → {after.get(k)}")
+    return ", ".join(changed) or None
+
+
+def _change(name: str, comp: Comparison, base: Row, new: Row, noise_pct: float,
+            threshold_pct: float | None) -> CellChange:
+    b, n = base.values(), new.values()
+    bs, ns = (Spread.of(b) if b else None), (Spread.of(n) if n else None)
+    if (why := _differently(_setup(base), _setup(new))) is not None:
+        return CellChange(name, comp.kind, bs, ns, f"no verdict (measured differently: "
+                          f"{why})", None, False)
+    if bs is None or ns is None:
+        if bs is not None:  # worked in BASE, not in NEW: a regression whatever the threshold
+            return CellChange(name, comp.kind, bs, None, f"failed in NEW ({_failure(new)})",
+                              None, True)
+        where = "both" if ns is None else "BASE"
+        return CellChange(name, comp.kind, bs, ns, f"no verdict (failed in {where})", None,
+                          False)
+    v = compare(n, b, comp.headline.higher_is_better, noise_pct)
+    worse_pct = 100.0 * (v.ratio - 1) if v.ratio != float("inf") else None
+    limit = new.limit() or base.limit()
+    if limit is not None:
+        side = " and ".join(name for name, row in (("BASE", base), ("NEW", new))
+                            if row.limit() is not None)
+        verdict = f"no verdict ({LIMIT_TEXT[limit].split(': ')[1]} in {side})"
+    elif v.significant is None:
+        verdict = _no_verdict(len(b), len(n), v.text)
+    elif not v.significant:
+        verdict = UNCLEAR
+    elif v.ratio > 1:
+        verdict = REGRESSED
+    elif not comp.headline.higher_is_better and new.error_rate() > 0:
+        verdict = f"no verdict ({100 * new.error_rate():.2g} % of NEW's requests failed)"
+    else:
+        verdict = IMPROVED
+    gates = verdict == REGRESSED and (threshold_pct is None or
+                                      (worse_pct is not None and worse_pct > threshold_pct))
+    return CellChange(name, comp.kind, bs, ns, verdict, worse_pct, gates)
+
+
+def compare_runs(base: RunDir, new: RunDir, threshold_pct: float | None = None
+                 ) -> RunComparison:
+    base_comps, new_comps = comparisons(base.load().records), comparisons(new.load().records)
+    noise = _noise(base_comps + new_comps)
+    out = RunComparison(base.path, new.path, threshold_pct, noise)
+    base_rows, new_rows = _rows(base_comps), _rows(new_comps)
+    for name, (comp, row) in base_rows.items():
+        if name not in new_rows:
+            out.only_base.append(name)
+            continue
+        out.cells.append(_change(name, comp, row, new_rows[name][1],
+                                 noise.get(comp.kind, 0.0), threshold_pct))
+    out.only_new = [name for name in new_rows if name not in base_rows]
+    out.env_base, out.env_new = base.read_json(ENVIRONMENT), new.read_json(ENVIRONMENT)
+    out.env_changes = changes(out.env_base, out.env_new)
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.1f} %"
+
+
+def _environment(rc: RunComparison) -> list[str]:
+    b, n = facts(rc.env_base), facts(rc.env_new)
+    rows = [[k, b.get(k) or "–", n.get(k) or "–", "" if b.get(k) == n.get(k) else "⚠ differs"]
+            for k in ENV_FACTS]
+    if not rc.env_base or not rc.env_new:
+        lead = ["> **⚠ An environment is unknown** (environment.json missing): the two runs "
+                "may not be comparable at all.", ""]
+    elif rc.env_changes:
+        lead = [f"> **⚠ The environments differ:** {'; '.join(rc.env_changes)}. Differences "
+                "between runs in different environments are weaker evidence than "
+                "side-by-side repeats in one run: they may be the environment's, not the "
+                "change's.", ""]
+    else:
+        lead = ["Same environment (machine, Python, versions, lab commit). Two runs are still "
+                "weaker evidence than side-by-side repeats in one run: the machine may have "
+                "been busier during one of them.", ""]
+    return ["## Environments", "", *lead,
+            tabulate(rows, headers=["", "BASE", "NEW", ""], tablefmt="github",
+                     disable_numparse=True), ""]
+
+
+def render(rc: RunComparison) -> str:
+    bad = rc.regressions
+    threshold = ("a regressed verdict (beyond the noise floor)" if rc.threshold_pct is None
+                 else f"a regressed verdict worse by more than {rc.threshold_pct:g} %")
+    lines = [f"# asgi-lab compare — {rc.base.name} → {rc.new.name}", "",
+             f"- BASE: `{rc.base}`", f"- NEW: `{rc.new}`",
+             f"- {len(rc.cells)} cells in both runs; {len(rc.only_base)} only in BASE, "
+             f"{len(rc.only_new)} only in NEW",
+             f"- a regression is {threshold}, or a cell that worked in BASE and failed in NEW",
+             ""]
+    if rc.env_changes:
+        lines += ["> **⚠ The runs' environments differ** (see Environments): weaker evidence "
+                  "than side-by-side repeats.", ""]
+    if bad:
+        lines += [f"**{len(bad)} regression(s):** " + ", ".join(
+            f"`{c.cell}` ({_pct(c.change_pct)})" for c in bad), ""]
+    else:
+        lines += ["**No regression.**", ""]
+    lines += ["## Cells", "",
+              f"Headline figure per cell, median (min–max) over its repeats. A verdict needs "
+              f"≥ {MIN_REPEATS} repeats per side, ranges that do not overlap and a change "
+              "beyond the noise floor (" + ", ".join(
+                  f"{k} {v:.1f} %" for k, v in sorted(rc.noise.items())) + ").", ""]
+    body = [[f"`{c.cell}`", HEADLINE_NAMES[c.kind], fmt_spread(c.base, 4),
+             fmt_spread(c.new, 4), _pct(c.change_pct),
+             f"**{c.verdict}**" if c.gates else c.verdict] for c in rc.cells]
+    lines += [tabulate(body, headers=["cell", "headline", "BASE", "NEW", "change", "verdict"],
+                       tablefmt="github", disable_numparse=True) if body
+              else "(no cell is in both runs)", ""]
+    for title, names in (("Only in BASE", rc.only_base), ("Only in NEW", rc.only_new)):
+        if names:
+            lines += [f"## {title}", "", *(f"- `{n}`" for n in names), ""]
+    lines += _environment(rc)
+    return "\n".join(lines)
+
+
+__all__ = ["EXIT_REGRESSED", "CellChange", "RunComparison", "compare_runs", "render"]

@@ -1,0 +1,120 @@
+"""One report across runs: ``python -m lab report RUN_DIR [RUN_DIR …] --out DIR``.
+
+The runs' result lines are copied into DIR, which is then a run directory like any other
+(``lab report DIR`` rebuilds it, ``lab compare`` reads it), and ``run.json`` says which
+runs it merged and what each ran on. Rows of different runs did not run side by side, so
+the report says so, and says loudly when the runs' environments differ.
+
+A cell measured in several runs keeps the line of the run named last, with a warning.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lab.environment import changes
+from lab.errors import UsageError
+from lab.results import ENVIRONMENT, RESULTS, RUN_INFO, SERVERS, RunDir
+
+MERGED_FROM = "merged_from"
+
+
+def _check_out(out: Path, runs: list[RunDir]) -> None:
+    if any(out.resolve() == run.path.resolve() for run in runs):
+        raise UsageError(f"--out {out}: is one of the runs to merge; pick a new folder")
+    if out.exists() and not (out.is_dir() and MERGED_FROM in RunDir(out).read_json(RUN_INFO)):
+        raise UsageError(f"--out {out}: already exists and is not a merged report; pick a "
+                         "new folder")
+
+
+def environment_warnings(info: dict[str, Any]) -> list[str]:
+    """How each merged run's environment differs from the first's, one entry per run."""
+    sources = info.get(MERGED_FROM) or []
+    if not sources:
+        return []
+    first = sources[0]
+    out = []
+    for src in sources[1:]:
+        if not first.get("environment") or not src.get("environment"):
+            out.append(f"{src['run']} vs {first['run']}: an environment.json is missing")
+        elif changed := changes(first["environment"], src["environment"]):
+            out.append(f"{src['run']} vs {first['run']}: {', '.join(changed)}")
+    return out
+
+
+def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
+    """Write DIR's results, servers, environment and run.json from ``runs``; returns the
+    merged run and the warnings (duplicate cells, differing environments)."""
+    _check_out(out, runs)
+    warnings: list[str] = []
+    kept: dict[str, tuple[str, dict[str, Any]]] = {}
+    sources: list[dict[str, Any]] = []
+    servers: list[dict[str, Any]] = []
+    for run in runs:
+        loaded = run.load()
+        warnings += [f"{run.path}: {w}" for w in loaded.warnings]
+        name = run.path.name
+        for record in loaded.records:
+            if (before := kept.get(record["cell_id"])) is not None:
+                warnings.append(f"{record['cell_id']} is in {before[0]} and {name}: the line "
+                                f"from {name} counts")
+            kept[record["cell_id"]] = (name, record | {"source_run": name})
+        servers += run.servers()
+        info = run.read_json(RUN_INFO)
+        sources.append({"run": name, "path": str(run.path),
+                        "environment": run.read_json(ENVIRONMENT),
+                        **{k: info.get(k) for k in ("config", "config_hash", "state",
+                                                    "started_at", "finished_at", "repeats",
+                                                    "order", "seed", "cells_total")}})
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create it ({e.strerror or e})") from None
+    merged = RunDir(out)
+    _write_lines(out / RESULTS, [r for _, r in kept.values()])
+    _write_lines(out / SERVERS, servers)
+    merged.write_json(ENVIRONMENT, sources[0]["environment"])
+    for stale in out.glob("environment-*.json"):  # the sessions of a run: not these runs'
+        stale.unlink()
+    info = _info(sources)
+    merged.write_json(RUN_INFO, info)
+    env = environment_warnings(info)
+    if env:
+        warnings.append("the runs' environments differ (" + "; ".join(env) + "): "
+                        "differences between them are weaker evidence than side-by-side "
+                        "repeats in one run")
+    return merged, warnings
+
+
+def _same(sources: list[dict[str, Any]], key: str) -> Any:
+    values = {json.dumps(s.get(key)) for s in sources}
+    return sources[0].get(key) if len(values) == 1 else "varied"
+
+
+def _info(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    started = [s["started_at"] for s in sources if s.get("started_at")]
+    finished = [s["finished_at"] for s in sources if s.get("finished_at")]
+    totals = [s.get("cells_total") for s in sources]
+    states = {s.get("state") for s in sources}
+    return {
+        "config": " + ".join(str(s.get("config")) for s in sources),
+        "config_hash": " + ".join(str(s.get("config_hash")) for s in sources),
+        "state": states.pop() if len(states) == 1 else "interrupted"
+        if "interrupted" in states else "running",
+        "started_at": min(started, default=None), "finished_at": max(finished, default=None),
+        "repeats": _same(sources, "repeats"), "order": _same(sources, "order"),
+        "seed": _same(sources, "seed"), "baseline": None,
+        **({"cells_total": sum(totals)} if all(isinstance(t, int) for t in totals) else {}),
+        MERGED_FROM: sources,
+    }
+
+
+def _write_lines(path: Path, lines: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
