@@ -14,8 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab.report.groups import comparisons
-from lab.report.render import noise_by_kind
+from lab.report.groups import comparisons, noise_by_kind
 from lab.report.tables import verdicts
 from lab.results import RunDir
 from lab.stats import Spread

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.report.groups import HEADLINES, Comparison, Row, comparisons
-from lab.report.render import noise_by_kind
+from lab.report.groups import HEADLINES, Comparison, Row, comparisons, noise_by_kind
 from lab.report.tables import verdicts
 from lab.results import RunDir
 from lab.stats import Spread

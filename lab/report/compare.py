@@ -17,11 +17,11 @@ from typing import Any
 from tabulate import tabulate
 
 from lab.environment import changes, facts
-from lab.report.groups import Comparison, Row, comparisons
+from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
 from lab.report.tables import LIMIT_TEXT, fmt_spread
 from lab.results import ENVIRONMENT, RunDir
 from lab.stats import Spread
-from lab.verdict import MIN_REPEATS, compare, noise_floor_pct
+from lab.verdict import MIN_REPEATS, compare
 
 EXIT_REGRESSED = 4  # a regression beyond --threshold: for CI gates
 
@@ -77,16 +77,6 @@ def cell_name(record: dict[str, Any]) -> str:
 
 def _rows(comps: list[Comparison]) -> dict[str, tuple[Comparison, Row]]:
     return {cell_name(row.records[0]): (comp, row) for comp in comps for row in comp.rows}
-
-
-def _noise(comps: list[Comparison]) -> dict[str, float]:
-    """The noise floor of each kind over both runs' repeated cells."""
-    spreads: dict[str, list[Spread]] = {}
-    for comp in comps:
-        for row in comp.rows:
-            if (s := row.spread()) is not None:
-                spreads.setdefault(comp.kind, []).append(s)
-    return {kind: noise_floor_pct(ss) for kind, ss in spreads.items()}
 
 
 def _failure(row: Row) -> str:
@@ -162,7 +152,7 @@ def _change(name: str, comp: Comparison, base: Row, new: Row, noise_pct: float,
 def compare_runs(base: RunDir, new: RunDir, threshold_pct: float | None = None
                  ) -> RunComparison:
     base_comps, new_comps = comparisons(base.load().records), comparisons(new.load().records)
-    noise = _noise(base_comps + new_comps)
+    noise = noise_by_kind(base_comps + new_comps)  # over both runs' repeated cells
     out = RunComparison(base.path, new.path, threshold_pct, noise)
     base_rows, new_rows = _rows(base_comps), _rows(new_comps)
     for name, (comp, row) in base_rows.items():

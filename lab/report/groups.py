@@ -11,6 +11,7 @@ from typing import Any
 from lab.config import KINDS
 from lab.histogram import Histogram, latency_figures
 from lab.stats import Spread
+from lab.verdict import noise_floor_pct
 
 
 @dataclass(frozen=True)
@@ -150,3 +151,13 @@ def comparisons(records: Iterable[dict[str, Any]]) -> list[Comparison]:
             comp.rows.append(row)
         row.records.append(r)
     return list(out.values())
+
+
+def noise_by_kind(comps: list[Comparison]) -> dict[str, float]:
+    """Each kind's noise floor: the median spread of its repeated cells."""
+    spreads: dict[str, list[Spread]] = {}
+    for comp in comps:
+        for row in comp.rows:
+            if (s := row.spread()) is not None:
+                spreads.setdefault(comp.kind, []).append(s)
+    return {kind: noise_floor_pct(ss) for kind, ss in spreads.items()}

@@ -8,7 +8,7 @@ from tabulate import tabulate
 
 from lab.config import KINDS
 from lab.report.findings import findings, knees
-from lab.report.groups import Comparison, comparisons
+from lab.report.groups import Comparison, comparisons, noise_by_kind
 from lab.report.merge import MERGED_FROM, environment_warnings
 from lab.report.summary import in_short
 from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
@@ -16,7 +16,6 @@ from lab.report.ways import ways_findings
 from lab.results import ENVIRONMENT, RUN_INFO, RunDir
 from lab.servers.base import FACTS
 from lab.stats import Spread
-from lab.verdict import noise_floor_pct
 
 if TYPE_CHECKING:
     from lab.report.charts import Chart
@@ -178,15 +177,6 @@ def _sections(comps: list[Comparison], noise: dict[str, float],
         lines += [f"### {_title(comp)}", "", table(comp, noise.get(comp.kind, 0.0), preferred),
                   ""]
     return lines
-
-
-def noise_by_kind(comps: list[Comparison]) -> dict[str, float]:
-    spreads: dict[str, list[Spread]] = {}
-    for comp in comps:
-        for row in comp.rows:
-            if (s := row.spread()) is not None:
-                spreads.setdefault(comp.kind, []).append(s)
-    return {kind: noise_floor_pct(ss) for kind, ss in spreads.items()}
 
 
 def _noise(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
