@@ -27,11 +27,12 @@ RUSAGE_ENV = "LAB_RUSAGE_FILE"  # where the guard writes its child's CPU seconds
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def end_escaped(me: int, grace_s: float) -> None:
-    """SIGTERM, then SIGKILL, the guard's remaining children: descendants that left the
-    group and were orphaned to this subreaper. Their own orphans come to us in turn."""
+def end_escaped(me: int, server: int, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL, the guard's remaining children but the server: descendants
+    that left the group and were orphaned to this subreaper. Their orphans come to us in
+    turn. Only the main thread reaps the server (``wait4``)."""
     deadline = time.monotonic() + grace_s
-    while pids := children(me):
+    while pids := [p for p in children(me) if p != server]:
         sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
         for pid in pids:
             try:
@@ -39,12 +40,11 @@ def end_escaped(me: int, grace_s: float) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.02)
-        while True:  # reap what ended, so it leaves /proc
+        for pid in pids:  # reap what ended, so it leaves /proc
             try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    break
+                os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                break
+                pass
 
 
 def main(argv: list[str]) -> int:
@@ -68,7 +68,10 @@ def main(argv: list[str]) -> int:
             os.kill(server.pid, signal.SIGTERM)
             if not wait_gone(pgid, grace, exclude=me):
                 signal_group(pgid, signal.SIGKILL, exclude=me)
-            end_escaped(me, grace)
+            # Only once the main thread has reaped the server are its orphans surely ours
+            # (the group can look empty a moment before the kernel re-parents them).
+            exited.wait(grace + 1.0)
+            end_escaped(me, server.pid, grace)
             os._exit(1)
 
     threading.Thread(target=watch_lab, daemon=True).start()
@@ -80,7 +83,7 @@ def main(argv: list[str]) -> int:
         with open(rusage_path, "w") as f:
             json.dump({"cpu_s": usage.ru_utime + usage.ru_stime}, f)
     terminate(pgid, grace, exclude=me)  # workers the server's main process left behind
-    end_escaped(me, grace)
+    end_escaped(me, server.pid, grace)
     return code if code >= 0 else 128 - code
 
 
