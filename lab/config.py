@@ -142,6 +142,13 @@ class Cell:
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoint", as_endpoint(self.endpoint))
 
+    def start_key(self, restart: str) -> tuple[object, ...]:
+        """Consecutive cells with the same key share one server start: with
+        ``lab.restart = "configuration"`` those of one configuration and repeat."""
+        if restart == "cell":
+            return (self.id,)
+        return (self.server, self.workers, self.options, self.repeat)
+
     @property
     def server_id(self) -> str:
         """The server configuration: server, workers and the options that vary."""

@@ -53,10 +53,6 @@ def cell_s(cell: Cell) -> float:
 def matrix_s(cells: list[Cell], restart: str = "configuration") -> float:
     """Every cell, plus a server start and stop per cell (``restart = "cell"``) or per run
     of consecutive cells of one configuration and repeat."""
-    starts = [c for i, c in enumerate(cells) if restart == "cell" or i == 0
-              or _config(c) != _config(cells[i - 1])]
+    starts = [c for i, c in enumerate(cells)
+              if i == 0 or c.start_key(restart) != cells[i - 1].start_key(restart)]
     return sum(cell_s(c) for c in cells) + sum(_server_s(c) for c in starts)
-
-
-def _config(cell: Cell) -> tuple[object, ...]:
-    return cell.server, cell.workers, cell.options, cell.repeat

@@ -142,13 +142,6 @@ def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
     return summarize(m, ctx.machine)
 
 
-def _server_key(cell: Cell, restart: str) -> tuple[Any, ...]:
-    """Cells with the same key may share one server start."""
-    if restart == "cell":
-        return (cell.id,)
-    return (cell.server, cell.workers, cell.options, cell.repeat)
-
-
 class Servers:
     """The server the next cell needs: reused while its configuration and repeat stay the
     same and it is healthy (``lab.restart = "configuration"``), else started afresh."""
@@ -157,13 +150,13 @@ class Servers:
         self.ctx = ctx
         self.env = {**ctx.lab.placement.server_env(), **(env or {})}
         self.server: Server | None = None
-        self.key: tuple[Any, ...] | None = None
+        self.key: tuple[object, ...] | None = None
         self.cells: list[str] = []
         self.healthy = False
 
     def get(self, cell: Cell, log_path: Path) -> tuple[Server, bool]:
         """(a ready server for ``cell``, whether it was just started)."""
-        key = _server_key(cell, self.ctx.lab.restart)
+        key = cell.start_key(self.ctx.lab.restart)
         if self.server is not None and key == self.key and self.healthy \
                 and self.server.answers():
             self.cells.append(cell.id)

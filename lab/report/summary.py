@@ -61,8 +61,8 @@ def _which_server(comps: list[Comparison], noise: dict[str, float],
         s = base.spread()
         assert s is not None
         head = f"`{comp.endpoint}`, {comp.n} users"
-        limited = sorted(sid for row in comp.rows if row.values() and (sid := row.server_id)
-                         and row.limit() is not None)
+        limited = sorted(row.server_id for row in comp.rows
+                         if row.values() and row.limit() is not None)
         note = (f" Not comparable (client or machine at its limit): {', '.join(limited)}."
                 if limited else "")
         if base.limit() is not None:
