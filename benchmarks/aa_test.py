@@ -14,8 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab.report.groups import comparisons, noise_by_kind
-from lab.report.tables import verdicts
+from lab.report.model import Report
 from lab.results import RunDir
 from lab.stats import Spread
 
@@ -40,12 +39,10 @@ warmup_s = 0
 def count(run: RunDir) -> tuple[int, int, int, list[str]]:
     """(significant verdicts, tables whose ranges did not overlap — the first condition
     alone —, verdicts stated, one line per table)."""
-    comps = comparisons(run.load().records)
-    noise = noise_by_kind(comps)
     significant = apart = stated = 0
     lines = []
-    for comp in comps:
-        v = verdicts(comp, noise.get(comp.kind, 0.0), None)
+    for comp in Report.of(run.load().records).comparisons:
+        v = {row.server_id: row.verdict for row in comp.rows if row.verdict}
         other = [x for x in v.values() if x.text != "baseline"]
         stated += sum(x.significant is not None for x in other)
         significant += sum(bool(x.significant) for x in other)

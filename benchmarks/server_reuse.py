@@ -19,6 +19,7 @@ from pathlib import Path
 from statistics import median
 
 from lab.report.groups import HEADLINES
+from lab.report.model import Report
 from lab.results import RunDir
 
 MODES = ("cell", "configuration")
@@ -51,11 +52,11 @@ def main() -> int:
                             "--run-id", f"{mode}-{r}", "--yes"], check=False,
                            stdout=subprocess.DEVNULL)
             walls[mode].append(time.monotonic() - t0)
-            for rec in RunDir(out / f"{mode}-{r}").load().records:
-                if rec["status"] == "ok":
-                    value = HEADLINES[rec["kind"]].get(rec["figures"])
+            for rec in Report.of(RunDir(out / f"{mode}-{r}").load().records).results:
+                if rec.ok and rec.figures:
+                    value = HEADLINES[rec.kind].get(rec.figures)
                     if value:
-                        figures[mode].setdefault(rec["cell_id"], []).append(value)
+                        figures[mode].setdefault(rec.cell_id, []).append(value)
     print(f"{'cell':58} {'fresh':>10} {'reused':>10} {'ratio':>7} {'spread %':>9}")
     ratios, spreads = [], []
     for cell in sorted(figures["cell"]):

@@ -6,6 +6,7 @@ workers) inherits it, and afterwards no process may still carry it. This finds o
 that changed process group or parent, and never touches processes of other sessions.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -13,12 +14,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lab.load.samples import Measurement, Sample
 from lab.lock import LOCK_DIR_ENV
 from lab.monitor import Usage
+from lab.report.records import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -32,6 +35,17 @@ def run_lab(*args: str | os.PathLike[str], timeout: float = 60.0,
         [sys.executable, "-m", "lab", *map(str, args)], cwd=ROOT, capture_output=True,
         text=True, encoding="utf-8", timeout=timeout, env=env,
     )
+
+
+def result(figures: dict[str, Any] | None, status: str = "ok", server_id: str = "uvicorn-w1",
+           failure: dict[str, str] | None = None) -> Result:
+    """A results line as the report reads it, around ``figures`` (through JSON, as stored)."""
+    line = {"cell_id": f"{server_id}-x-e-n10-r1", "repeat": 1, "experiment": "x",
+            "kind": "closed", "endpoint": "/e", "load": {"users": 10}, "params": {},
+            "server_id": server_id, "server": server_id.split("-")[0], "workers": 1,
+            "options": {}, "server_version": "1", "status": status, "failure": failure,
+            "figures": figures}
+    return Result.from_line(json.loads(json.dumps(line)))
 
 
 def measurement(samples: list[Sample], wall_s: float, client_cpu_s: float,

@@ -8,7 +8,6 @@ takes N × delay for N requests), never a tight absolute time.
 """
 
 import asyncio
-import json
 import math
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ from lab.results import RunDir
 from lab.runner import Context, Launch, Servers, measure, run_cell
 from lab.servers import ADAPTERS
 from lab.stats import MachineShare, summarize
-from tests.conftest import measurement
+from tests.conftest import measurement, result
 
 LAB = LabSettings(start_timeout_s=20.0, stop_grace_s=5.0, cell_timeout_s=60.0)
 DELAY = 0.05  # seconds: /async-blocking serves at most 1 / DELAY = 20 req/s per worker
@@ -436,10 +435,8 @@ def _samples(latencies_s: list[float]) -> list[Sample]:
     return [Sample(float(i), lat, None, 4242) for i, lat in enumerate(latencies_s)]
 
 
-def _record(latencies_s: list[float], status: str = "ok") -> dict[str, Any]:
-    figures = summarize(measurement(_samples(latencies_s), wall_s=1.0, client_cpu_s=0.1))
-    # as the report reads it: one JSON line of results.jsonl
-    return json.loads(json.dumps({"status": status, "figures": figures}))
+def _figures(latencies_s: list[float]) -> dict[str, Any]:
+    return summarize(measurement(_samples(latencies_s), wall_s=1.0, client_cpu_s=0.1))
 
 
 def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
@@ -449,9 +446,9 @@ def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
         [0.100 + 0.001 * i for i in range(51)],          # 100–150 ms
     ]
     row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"],
-              [_record(r) for r in repeats])
+              [result(_figures(r)) for r in repeats])
     # a failed repeat is not part of the latency
-    row.records.append({"status": "failed", "figures": None})
+    row.results.append(result(None, "failed", failure={"kind": "x", "reason": "y"}))
 
     everything = Histogram()
     for r in repeats:
@@ -469,8 +466,8 @@ def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
     assert got["max"] == pytest.approx(150.0)
 
     # not any one repeat's figures: the merge moves the percentiles
-    for r in row.ok:
-        assert r["figures"]["latency_ms"] != got
+    for f in row.ok:
+        assert f.latency_ms != got
     all_values = sorted(v for r in repeats for v in r)
     nearest_p50 = all_values[math.ceil(0.5 * len(all_values)) - 1] * 1e3
     assert got["p50"] == pytest.approx(nearest_p50, rel=0.01)
@@ -478,13 +475,13 @@ def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
 
 def test_row_latency_without_histograms_shows_the_typical_repeat() -> None:
     """wrk gives percentiles only: the row shows the repeat nearest the median."""
-    records = [_record([0.01] * 10), _record([0.02] * 10), _record([0.03] * 10)]
-    for r, rps in zip(records, (100.0, 200.0, 300.0), strict=True):
-        r["figures"]["histogram"] = None
-        r["figures"]["rps"] = rps
-    row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"], records)
+    figures = [_figures([0.01] * 10), _figures([0.02] * 10), _figures([0.03] * 10)]
+    for f, rps in zip(figures, (100.0, 200.0, 300.0), strict=True):
+        f["histogram"] = None
+        f["rps"] = rps
+    row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"], [result(f) for f in figures])
     got = row.latency()
-    assert got["p50"] == records[1]["figures"]["latency_ms"]["p50"]
+    assert got["p50"] == pytest.approx(figures[1]["latency_ms"]["p50"])
     assert got["n"] == 10 and got["p99"] is None  # 10 samples: no p99
 
 
@@ -493,7 +490,7 @@ def test_row_latency_without_histograms_shows_the_typical_repeat() -> None:
 def test_percentiles_are_stated_only_from_enough_samples(
         n: int, p99_stated: bool, p999_stated: bool) -> None:
     row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"],
-              [_record([0.001 + 1e-6 * i for i in range(n)])])
+              [result(_figures([0.001 + 1e-6 * i for i in range(n)]))])
     got = row.latency()
     assert (got["p99"] is not None, got["p99.9"] is not None) == (p99_stated, p999_stated)
     assert got["p50"] is not None and got["n"] == n

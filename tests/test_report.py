@@ -118,11 +118,26 @@ def sections(md: str) -> dict[str, str]:
     return out
 
 
-def table_rows(section: str) -> list[dict[str, str]]:
-    lines = [x for x in section.splitlines() if x.startswith("|")]
+def _parse(lines: list[str]) -> list[dict[str, str]]:
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     return [dict(zip(header, (c.strip() for c in x.strip("|").split("|")), strict=True))
             for x in lines[2:]]
+
+
+def table_rows(section: str, main_only: bool = False) -> list[dict[str, str]]:
+    """The rows of a section's main table, each with its detail table's columns too."""
+    blocks: list[list[str]] = [[]]
+    for line in section.splitlines():
+        if line.startswith("|"):
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    main, *detail = [_parse(b) for b in blocks if b]
+    if not main_only:
+        for table in detail:
+            more = {r["configuration"]: r for r in table}
+            main = [r | more.get(r["configuration"], {}) for r in main]
+    return main
 
 
 def section_for(md: str, endpoint: str) -> str:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.report.groups import HEADLINES, Comparison, Row, comparisons, noise_by_kind
-from lab.report.tables import verdicts
+from lab.report.groups import HEADLINES, Comparison, Row
+from lab.report.model import Report, verdicts
 from lab.results import RunDir
 from lab.stats import Spread
 from lab.verdict import Verdict, compare, noise_floor_pct
-from tests.conftest import run_lab
+from tests.conftest import result, run_lab
 
 # Higher is better (req/s) and lower is better (seconds), each with a row that is clearly
 # worse than its baseline by a factor of 2.
@@ -222,9 +222,10 @@ def _rows(kind: str, values: dict[str, list[float]], limited: set[str] = frozens
         row = Row(sid, sid.split("-")[0], 1, {}, HEADLINES[kind])
         failed = (errors or {}).get(sid, 0)
         for v in vals:
-            row.records.append({"status": "ok", "figures": {
+            row.results.append(result({
                 key: v, "client_limited": sid in limited, "machine_saturated": False,
-                "requests": 1000, "errors": {"http_500": failed} if failed else {}}})
+                "requests": 1000, "errors": {"http_500": failed} if failed else {}},
+                server_id=sid))
         comp.rows.append(row)
     return comp
 
@@ -290,11 +291,10 @@ def test_aa_configurations_that_differ_in_a_no_op_are_rarely_significant(
     result = run_lab("run", write_config(AA), "--out", tmp_path, "--run-id", "aa", "--yes",
                      timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    comps = comparisons(RunDir(tmp_path / "aa").load().records)
-    noise = noise_by_kind(comps)
+    comps = Report.of(RunDir(tmp_path / "aa").load().records).comparisons
     assert len(comps) == 8
-    others = [x for c in comps for sid, x in verdicts(c, noise["closed"], None).items()
-              if x.text != "baseline"]
+    others = [row.verdict for c in comps for row in c.rows
+              if row.verdict and row.verdict.text != "baseline"]
     stated = [x for x in others if x.significant is not None]
     assert len(stated) >= 6, [x.text for x in others]  # the test is not vacuous
     assert sum(bool(x.significant) for x in stated) <= 3, [x.text for x in others]

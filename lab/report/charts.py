@@ -25,6 +25,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from lab.histogram import Histogram  # noqa: E402
 from lab.report.groups import Comparison, Row  # noqa: E402
+from lab.report.model import LIMIT_FLAGS, Report, flags  # noqa: E402
 from lab.stats import Spread  # noqa: E402
 
 PREFIX = "chart-"
@@ -207,8 +208,7 @@ def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
 
 
 def _limit_note(row: Row) -> str:
-    return {"client": " (client-limited)", "machine": " (machine saturated)"}.get(
-        row.limit() or "", "")
+    return "".join(f" ({f.value})" for f in flags(row) if f in LIMIT_FLAGS.values())
 
 
 def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
@@ -216,7 +216,7 @@ def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
     if not rows:
         return None
     per_core = {r.server_id: s for r in rows
-                if (s := r.spread(lambda f: f.get("rps_per_server_core"))) is not None}
+                if (s := r.spread(lambda f: f.rps_per_server_core)) is not None}
     fig, axes = _figure(2 if per_core else 1, width=max(5.0, 1.1 * len(rows) + 1.5))
     panels: list[tuple[str, dict[str, Spread]]] = [
         ("req/s", {r.server_id: s for r in rows if (s := r.spread())})]
@@ -227,7 +227,7 @@ def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
         ss = [spreads[r.server_id] for r in shown]
         xs = list(range(len(shown)))
         for x, row, s in zip(xs, shown, ss, strict=True):
-            ax.bar(x, s.median, alpha=0.45 if row.limit() else 0.9,
+            ax.bar(x, s.median, alpha=0.45 if _limit_note(row) else 0.9,
                    label=row.server_id + _limit_note(row), **styles.bar(row))
         ax.errorbar(xs, [s.median for s in ss], yerr=_err(ss), fmt="none", ecolor="black",
                     capsize=4)
@@ -245,13 +245,13 @@ def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
 
 
 def _merged(row: Row) -> Histogram | None:
-    hists = [r["figures"].get("histogram") for r in row.ok]
-    if not hists or not all(hists):
-        return None
+    hists = [f.histogram for f in row.ok]
     merged = Histogram()
     for h in hists:
-        merged = merged.merge(Histogram.from_json(h))
-    return merged
+        if h is None:
+            return None
+        merged = merged.merge(h)
+    return merged if hists else None
 
 
 def _nines(q: float) -> float:
@@ -303,7 +303,7 @@ def _interference(experiment: str, comps: list[Comparison], styles: Styles, out:
     fig, axes = _figure(len(comps), width=max(6.0, 1.2 * len(comps[0].rows) + 2))
     for ax, comp in zip(axes, comps, strict=True):
         rows = [r for r in comp.rows if r.values()]
-        idle = [r.spread(lambda f: f["idle_latency_ms"]["p50"]) for r in rows]
+        idle = [r.spread(lambda f: f.idle_latency_ms.get("p50")) for r in rows]
         loaded = [r.spread() for r in rows]
         xs = list(range(len(rows)))
         width = 0.38
@@ -367,9 +367,10 @@ def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
     return Chart(experiment, file, f"p99 vs offered rate, {experiment}")
 
 
-def draw(comps: list[Comparison], out: Path) -> list[Chart]:
-    """Draw every chart of the comparisons into ``out`` (replacing those of an earlier
-    build) and say which experiment each belongs to."""
+def draw(report: Report, out: Path) -> list[Chart]:
+    """Draw every chart of the report into ``out`` (replacing those of an earlier build)
+    and say which experiment each belongs to."""
+    comps = report.comparisons
     for old in out.glob(f"{PREFIX}*.png"):
         old.unlink()
     styles = Styles(row for comp in comps for row in comp.rows)

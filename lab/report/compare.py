@@ -9,7 +9,6 @@ ran side by side: a machine that was busier during one run moves every figure of
 environments are compared too, and a difference between them is said first.
 """
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,15 @@ from typing import Any
 from tabulate import tabulate
 
 from lab.environment import changes, facts
-from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
-from lab.report.tables import LIMIT_TEXT, fmt_spread
+from lab.report.fmt import fmt_spread
+from lab.report.groups import HEADLINES, Comparison, Row, noise_by_kind
+from lab.report.model import LIMIT_TEXT, Report
 from lab.results import ENVIRONMENT, RunDir
 from lab.stats import Spread
 from lab.verdict import MIN_REPEATS, compare
 
 EXIT_REGRESSED = 4  # a regression beyond --threshold: for CI gates
 
-HEADLINE_NAMES = {"burst": "wall s", "closed": "req/s", "open": "p99 ms",
-                  "interference": "probe p50 ms (loaded)"}
 IMPROVED, REGRESSED, UNCLEAR = "improved", "regressed", "no clear difference"
 ENV_FACTS = ("CPU", "logical cores", "usable cores", "Python", "uvicorn", "hypercorn",
              "granian", "fastapi", "lab commit")
@@ -70,18 +68,12 @@ class RunComparison:
         return [c for c in self.cells if c.gates]
 
 
-def cell_name(record: dict[str, Any]) -> str:
-    """A cell's id without its repeat suffix: the same cell in another run."""
-    return re.sub(rf"-r{record.get('repeat')}$", "", record["cell_id"])
-
-
 def _rows(comps: list[Comparison]) -> dict[str, tuple[Comparison, Row]]:
-    return {cell_name(row.records[0]): (comp, row) for comp in comps for row in comp.rows}
+    return {row.results[0].cell: (comp, row) for comp in comps for row in comp.rows}
 
 
 def _failure(row: Row) -> str:
-    kinds = sorted({r["failure"]["kind"] for r in row.records if r.get("failure")})
-    return ", ".join(kinds) or "no usable figure"
+    return ", ".join(row.failures()) or "no usable figure"
 
 
 def _no_verdict(base_n: int, new_n: int, text: str) -> str:
@@ -93,9 +85,9 @@ def _no_verdict(base_n: int, new_n: int, text: str) -> str:
 def _setup(row: Row) -> dict[str, Any]:
     """What a cell measured, beyond its name: a changed delay or duration is another
     measurement, not a regression."""
-    first = row.records[0]
-    return {"load": first["load"], "params": first["params"], "options": first["options"],
-            "engine": first.get("engine")}
+    first = row.results[0]
+    return {"load": first.load, "params": first.params, "options": first.options,
+            "engine": first.engine}
 
 
 def _differently(base: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -151,7 +143,8 @@ def _change(name: str, comp: Comparison, base: Row, new: Row, noise_pct: float,
 
 def compare_runs(base: RunDir, new: RunDir, threshold_pct: float | None = None
                  ) -> RunComparison:
-    base_comps, new_comps = comparisons(base.load().records), comparisons(new.load().records)
+    base_comps = Report.of(base.load().records).comparisons
+    new_comps = Report.of(new.load().records).comparisons
     noise = noise_by_kind(base_comps + new_comps)  # over both runs' repeated cells
     out = RunComparison(base.path, new.path, threshold_pct, noise)
     base_rows, new_rows = _rows(base_comps), _rows(new_comps)
@@ -215,7 +208,7 @@ def render(rc: RunComparison) -> str:
               f"≥ {MIN_REPEATS} repeats per side, ranges that do not overlap and a change "
               "beyond the noise floor (" + ", ".join(
                   f"{k} {v:.1f} %" for k, v in sorted(rc.noise.items())) + ").", ""]
-    body = [[f"`{c.cell}`", HEADLINE_NAMES[c.kind], fmt_spread(c.base, 4),
+    body = [[f"`{c.cell}`", HEADLINES[c.kind].name, fmt_spread(c.base, 4),
              fmt_spread(c.new, 4), _pct(c.change_pct),
              f"**{c.verdict}**" if c.gates else c.verdict] for c in rc.cells]
     lines += [tabulate(body, headers=["cell", "headline", "BASE", "NEW", "change", "verdict"],

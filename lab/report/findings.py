@@ -2,36 +2,20 @@
 
 Each burst with a known ``delay`` is checked against physics: a worker that runs its
 requests one after another needs (its share of N) × delay; anything well below that
-overlapped. The article's claims are stated next to what was measured, never assumed.
+overlapped. What an endpoint is, and what anyone claimed about it, is for
+`lab.report.article` to say: these findings hold for any app.
 """
 
-from typing import Any
+from collections.abc import Callable
 
+from lab.report.fmt import fmt
 from lab.report.groups import Comparison, Row
-from lab.report.tables import fmt, split
+from lab.report.records import Figures
+from lab.report.tables import split
 from lab.stats import Spread
 from lab.verdict import compare
 
-# What the article's app endpoints are, and what is claimed about them.
-ENDPOINTS = {
-    "/blocking": ("`def` + `time.sleep`",
-                  "the article says it blocks the whole app"),
-    "/non-blocking": ("`async def` + `await asyncio.sleep`",
-                      "the article says requests run concurrently"),
-    "/compare": ("`asyncio.gather` of 2 sleeps",
-                 "the article says the fan-out costs about one delay"),
-    "/benchmark": ("`asyncio.gather` of 10 sleeps",
-                   "the article says the fan-out costs about one delay"),
-    "/async-blocking": ("`async def` + `time.sleep`",
-                        "not in the article: it blocks the event loop"),
-    "/cpu": ("`def` + pure-Python CPU work", "threads share one GIL"),
-    "/hello": ("trivial `async def` JSON", "server and framework overhead only"),
-}
 SERIAL_FRACTION = 0.8  # wall ≥ 80 % of (busiest worker's share × delay) counts as serialised
-
-
-def _what(endpoint: str) -> tuple[str, str]:
-    return ENDPOINTS.get(endpoint, (f"`{endpoint}`", ""))
 
 
 def serialised(row: Row, delay: float) -> tuple[bool, float] | None:
@@ -39,9 +23,9 @@ def serialised(row: Row, delay: float) -> tuple[bool, float] | None:
     takes: its share of N × delay), or None for a row without results or without a
     per-worker split (the app was not wrapped)."""
     s, typical = row.spread(), row.typical()
-    if s is None or typical is None or not typical["figures"]["pids"]:
+    if s is None or typical is None or not typical.pids:
         return None
-    serial_s = max(typical["figures"]["pids"].values(), default=0) * delay
+    serial_s = max(typical.pids.values(), default=0) * delay
     return s.median >= SERIAL_FRACTION * serial_s, serial_s
 
 
@@ -49,7 +33,6 @@ def burst_finding(comp: Comparison) -> str | None:
     delay = comp.delay
     if delay is None:
         return None
-    what, claim = _what(comp.endpoint)
     parts, serial_rows, overlap_rows = [], [], []
     for row in comp.rows:
         s, typical, verdict = row.spread(), row.typical(), serialised(row, delay)
@@ -59,7 +42,7 @@ def burst_finding(comp: Comparison) -> str | None:
         if is_serial:
             serial_rows.append(row.server_id)
             parts.append(f"{row.server_id} {fmt(s.median)} s (serialised: split "
-                         f"{split(typical)}, busiest worker × delay = {fmt(serial_s)} s)")
+                         f"{split(row)}, busiest worker × delay = {fmt(serial_s)} s)")
         else:
             overlap_rows.append(row.server_id)
             parts.append(f"{row.server_id} {fmt(s.median)} s "
@@ -73,17 +56,15 @@ def burst_finding(comp: Comparison) -> str | None:
     else:
         summary = (f"serialised on {', '.join(serial_rows)}; overlapped on "
                    f"{', '.join(overlap_rows)}")
-    lead = (f"**{comp.endpoint}** ({what}{'; ' + claim if claim else ''}), "
+    lead = (f"**{comp.endpoint}**, "
             f"N = {comp.n} × {fmt(delay)} s (one after another: {fmt(comp.n * delay)} s)")
     return f"{lead}: {summary}. " + "; ".join(parts) + "."
 
 
 def _by_variant(comp: Comparison) -> dict[tuple[str, str], dict[int, Row]]:
     out: dict[tuple[str, str], dict[int, Row]] = {}
-    for row in comp.rows:
-        if row.values():
-            key = (row.server, repr(sorted(row.options.items())))
-            out.setdefault(key, {})[row.workers] = row
+    for row in comp.measured:
+        out.setdefault(row.variant, {})[row.workers] = row
     return out
 
 
@@ -100,17 +81,15 @@ def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
             word = {True: "significant", False: "no clear difference",
                     None: "single run"}[v.significant]
             typical = row.typical()
-            used = len(typical["figures"]["pids"]) if typical else w
+            used = len(typical.pids) if typical else w
             notes = [f"only {used} of {w} workers got requests"] if 0 < used < w else []
-            if any(f["figures"].get("client_limited") or f["figures"].get("machine_saturated")
-                   for r in (one, row) for f in r.ok):
+            if one.limit() or row.limit():
                 notes.append("client or machine at its limit, so not the server's ceiling")
             parts.append(f"{server} ×{ratio:.2f} at {w} workers "
                          f"(efficiency {100 * ratio / w:.0f} %, {'; '.join([word, *notes])})")
     if not parts:
         return None
-    what, _ = _what(comp.endpoint)
-    return (f"**{comp.endpoint}** ({what}), {comp.n} users, {comp.experiment}: req/s "
+    return (f"**{comp.endpoint}**, {comp.n} users, {comp.experiment}: req/s "
             "relative to 1 worker: " + "; ".join(parts) + ".")
 
 
@@ -120,7 +99,7 @@ SLOWED_FACTOR = 3.0  # probe p50 over 3× idle (+1 ms) but under the stall bar: 
 def _probe_p50(row: Row) -> tuple[Spread, Spread] | None:
     """(probe p50 under load, probe p50 idle) over the repeats, or None without data."""
     loaded = row.spread()
-    idle = row.spread(lambda f: f["idle_latency_ms"]["p50"])
+    idle = row.spread(lambda f: f.idle_latency_ms.get("p50"))
     return None if loaded is None or idle is None else (loaded, idle)
 
 
@@ -155,8 +134,7 @@ def interference_finding(comp: Comparison) -> str | None:
     if not stalls and not slowed and not fine:
         return None
     probe = comp.load.get("probe", "the probe")
-    what, _ = _what(comp.endpoint)
-    head = (f"**{comp.endpoint} in the background** ({what}, {comp.n} users"
+    head = (f"**{comp.endpoint} in the background** ({comp.n} users"
             + (f", delay {fmt(comp.delay)} s" if comp.delay else "") + f"), probe `{probe}` p50: ")
     parts = []
     if stalls:
@@ -186,7 +164,7 @@ def knees(comps: list[Comparison]) -> list[tuple[str, str, float, float | None, 
         for rate, row in sorted(rates, key=lambda x: x[0]):
             s = row.spread()
             ok = s is not None and s.median <= slo[exp] and not any(
-                r["figures"]["errors"] or r["figures"].get("client_behind") for r in row.ok)
+                f.errors or f.client_behind for f in row.ok)
             if ok and over == "none tried":
                 best = rate
             elif over == "none tried":
@@ -195,13 +173,15 @@ def knees(comps: list[Comparison]) -> list[tuple[str, str, float, float | None, 
     return out
 
 
-def _cells(comps: list[Comparison], flag: str) -> list[str]:
-    return sorted({r["cell_id"] for c in comps if c.kind in ("closed", "open")
-                   for row in c.rows for r in row.ok if r["figures"].get(flag)})
+def _cells(comps: list[Comparison], flag: Callable[[Figures], bool]) -> list[str]:
+    return sorted({r.cell_id for c in comps if c.kind in ("closed", "open")
+                   for row in c.rows for r in row.results if r.ok and r.figures
+                   and flag(r.figures)})
 
 
 def client_limit_finding(comps: list[Comparison]) -> str | None:
-    limited, saturated = _cells(comps, "client_limited"), _cells(comps, "machine_saturated")
+    limited = _cells(comps, lambda f: f.client_limited)
+    saturated = _cells(comps, lambda f: f.machine_saturated)
     saturated = [c for c in saturated if c not in limited]
     parts = []
     if limited:
@@ -218,7 +198,7 @@ def client_limit_finding(comps: list[Comparison]) -> str | None:
 
 def unwrapped_finding(comps: list[Comparison]) -> str | None:
     """Said once, first: without the wrapper there is no per-worker split."""
-    if not any(r.get("wrap") is False for c in comps for row in c.rows for r in row.records):
+    if all(row.wrapped for c in comps for row in c.rows):
         return None
     return ("**No per-worker split:** the app was served unwrapped (`wrap = false`), so no "
             "response named its worker; *requests per worker* is not shown, and whether "
@@ -226,7 +206,7 @@ def unwrapped_finding(comps: list[Comparison]) -> str | None:
 
 
 def findings(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
-    out: list[Any] = [unwrapped_finding(comps)]
+    out = [unwrapped_finding(comps)]
     for comp in comps:
         if comp.kind == "burst":
             out.append(burst_finding(comp))

@@ -1,4 +1,4 @@
-"""Group result lines into the comparisons the report shows.
+"""Group results into the comparisons the report shows.
 
 A comparison is one experiment × endpoint × load; its rows are server configurations;
 a row holds every repeat of that cell.
@@ -10,15 +10,19 @@ from typing import Any
 
 from lab.config import KINDS
 from lab.histogram import Histogram, latency_figures
+from lab.report.records import Figures, Result
 from lab.stats import Spread
-from lab.verdict import noise_floor_pct
+from lab.verdict import Verdict, noise_floor_pct
+
+Getter = Callable[[Figures], float | None]
 
 
 @dataclass(frozen=True)
 class Headline:
     """The one figure a kind's rows are ranked by."""
 
-    get: Callable[[dict[str, Any]], float | None]  # from a record's figures
+    name: str  # as a column header: "req/s"
+    get: Getter
     higher_is_better: bool
 
 
@@ -26,20 +30,16 @@ class Headline:
 MIN_SAMPLES = {"p99": 1_000, "p99.9": 10_000}
 
 
-def samples(f: dict[str, Any]) -> int:
-    """Latencies behind a cell's percentiles (older results: its successful requests)."""
-    return int(f.get("latency_samples", f.get("ok", 0)))
-
-
-def _p99(f: dict[str, Any]) -> float | None:
-    return f["latency_ms"]["p99"] if samples(f) >= MIN_SAMPLES["p99"] else None
+def _p99(f: Figures) -> float | None:
+    return f.latency_ms.get("p99") if f.latency_samples >= MIN_SAMPLES["p99"] else None
 
 
 HEADLINES = {
-    "burst": Headline(lambda f: f["wall_s"], False),
-    "closed": Headline(lambda f: f["rps"], True),
-    "open": Headline(_p99, False),
-    "interference": Headline(lambda f: f["latency_ms"]["p50"], False),
+    "burst": Headline("wall s", lambda f: f.wall_s, False),
+    "closed": Headline("req/s", lambda f: f.rps, True),
+    "open": Headline("p99 ms", _p99, False),
+    "interference": Headline("probe p50 ms (loaded)", lambda f: f.latency_ms.get("p50"),
+                             False),
 }
 
 
@@ -50,42 +50,47 @@ class Row:
     workers: int
     options: dict[str, Any]
     headline: Headline
-    records: list[dict[str, Any]] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    verdict: Verdict | None = None  # against the comparison's baseline (`lab.report.model`)
 
     @property
-    def ok(self) -> list[dict[str, Any]]:
-        return [r for r in self.records
-                if r["status"] == "ok" and self.headline.get(r["figures"]) is not None]
+    def ok(self) -> list[Figures]:
+        """The figures of the repeats that give a headline."""
+        return [r.figures for r in self.results
+                if r.ok and r.figures and self.headline.get(r.figures) is not None]
 
-    def values(self, get: Callable[[dict[str, Any]], float | None] | None = None
-               ) -> list[float]:
+    def values(self, get: Getter | None = None) -> list[float]:
         get = get or self.headline.get
-        return [v for r in self.ok if (v := get(r["figures"])) is not None]
+        return [v for f in self.ok if (v := get(f)) is not None]
 
-    def spread(self, get: Callable[[dict[str, Any]], float | None] | None = None
-               ) -> Spread | None:
+    def spread(self, get: Getter | None = None) -> Spread | None:
         vals = self.values(get)
         return Spread.of(vals) if vals else None
 
-    def typical(self) -> dict[str, Any] | None:
+    def mean(self, get: Getter) -> float | None:
+        vals = self.values(get)
+        return sum(vals) / len(vals) if vals else None
+
+    def typical(self) -> Figures | None:
         """The repeat whose headline is nearest the median: its split is the one shown."""
         s = self.spread()
         if s is None:
             return None
-        return min(self.ok, key=lambda r: abs((self.headline.get(r["figures"]) or 0.0)
-                                              - s.median))
+        return min(self.ok, key=lambda f: abs((self.headline.get(f) or 0.0) - s.median))
 
     def latency(self) -> dict[str, float | None]:
         """Latency percentiles over every successful repeat, from merged histograms, with
         ``n`` the samples behind them; p99 and p99.9 are None without enough samples."""
-        if any(not r["figures"].get("histogram") for r in self.ok):
+        hists = [f.histogram for f in self.ok]
+        if not hists or any(h is None for h in hists):
             typical = self.typical()
-            figures = dict(typical["figures"]["latency_ms"]) if typical else {}
-            n = samples(typical["figures"]) if typical else 0
+            figures = dict(typical.latency_ms) if typical else {}
+            n = typical.latency_samples if typical else 0
         else:
             merged = Histogram()
-            for r in self.ok:
-                merged = merged.merge(Histogram.from_json(r["figures"]["histogram"]))
+            for h in hists:
+                assert h is not None
+                merged = merged.merge(h)
             figures, n = latency_figures(merged), merged.total
         for key, minimum in MIN_SAMPLES.items():
             if n < minimum:
@@ -95,23 +100,42 @@ class Row:
     def limit(self) -> str | None:
         """Why this row's figures may not be the server's: "client" (the load generator was
         at its limit) or "machine" (client and server together used every shared core)."""
-        figures = [r["figures"] for r in self.ok]
-        if any(f.get("client_limited") for f in figures):
+        if any(f.client_limited for f in self.ok):
             return "client"
-        if any(f.get("machine_saturated") for f in figures):
+        if any(f.machine_saturated for f in self.ok):
             return "machine"
         return None
 
     def error_rate(self) -> float:
         """Failed requests over all requests of the row's finished repeats."""
-        total = sum(int((r["figures"] or {}).get("requests", 0)) for r in self.records)
-        failed = sum(sum(((r["figures"] or {}).get("errors") or {}).values())
-                     for r in self.records)
-        return failed / total if total else 0.0
+        figures = [r.figures for r in self.results if r.figures]
+        total = sum(f.requests for f in figures)
+        return sum(f.failed for f in figures) / total if total else 0.0
+
+    def errors(self) -> dict[str, int]:
+        """Failed requests by kind over every repeat."""
+        counts: dict[str, int] = {}
+        for r in self.results:
+            for kind, n in (r.figures.errors if r.figures else {}).items():
+                counts[kind] = counts.get(kind, 0) + n
+        return counts
+
+    def failures(self) -> list[str]:
+        """Why repeats failed, by kind: server_start, cell_timeout…"""
+        return sorted({r.failure.kind for r in self.results if r.failure})
+
+    @property
+    def wrapped(self) -> bool:
+        return all(r.wrap for r in self.results)
 
     @property
     def engines(self) -> set[str]:
-        return {r.get("engine") or r.get("engine_requested", "?") for r in self.ok}
+        return {r.engine or "?" for r in self.results if r.ok}
+
+    @property
+    def variant(self) -> tuple[str, str]:
+        """A server and its options: rows that differ only in workers share it."""
+        return self.server, repr(sorted(self.options.items()))
 
 
 @dataclass
@@ -123,6 +147,7 @@ class Comparison:
     params: dict[str, Any]
     engine: str
     rows: list[Row] = field(default_factory=list)
+    baseline: Row | None = None  # set with the verdicts (`lab.report.model`)
 
     @property
     def headline(self) -> Headline:
@@ -138,18 +163,23 @@ class Comparison:
         """The load axis value: N, users, rate or background users."""
         return int(self.load[KINDS[self.kind].load_key])
 
+    @property
+    def measured(self) -> list[Row]:
+        """The rows with a headline figure."""
+        return [r for r in self.rows if r.values()]
 
-def comparisons(records: Iterable[dict[str, Any]]) -> list[Comparison]:
+
+def comparisons(results: Iterable[Result]) -> list[Comparison]:
     out: dict[tuple[Any, ...], Comparison] = {}
-    for r in records:
-        key = (r["experiment"], r["endpoint"], tuple(sorted(r["load"].items())))
-        comp = out.setdefault(key, Comparison(r["experiment"], r["kind"], r["endpoint"],
-                                              r["load"], r["params"], r.get("engine", "?")))
-        row = next((x for x in comp.rows if x.server_id == r["server_id"]), None)
+    for r in results:
+        key = (r.experiment, r.endpoint, tuple(sorted(r.load.items())))
+        comp = out.setdefault(key, Comparison(r.experiment, r.kind, r.endpoint, r.load,
+                                              r.params, r.engine or "?"))
+        row = next((x for x in comp.rows if x.server_id == r.server_id), None)
         if row is None:
-            row = Row(r["server_id"], r["server"], r["workers"], r["options"], comp.headline)
+            row = Row(r.server_id, r.server, r.workers, r.options, comp.headline)
             comp.rows.append(row)
-        row.records.append(r)
+        row.results.append(r)
     return list(out.values())
 
 

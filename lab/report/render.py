@@ -7,11 +7,15 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from lab.config import KINDS
+from lab.report import article
 from lab.report.findings import findings, knees
-from lab.report.groups import Comparison, comparisons, noise_by_kind
+from lab.report.fmt import fmt
+from lab.report.groups import Comparison
 from lab.report.merge import MERGED_FROM, environment_warnings
+from lab.report.model import NOISY_SPREAD_PCT, Report
+from lab.report.records import Result
 from lab.report.summary import in_short
-from lab.report.tables import NOISY_SPREAD_PCT, fmt, table
+from lab.report.tables import table
 from lab.report.ways import ways_findings
 from lab.results import ENVIRONMENT, RUN_INFO, RunDir
 from lab.servers.base import FACTS
@@ -32,8 +36,8 @@ def _title(comp: Comparison) -> str:
         + f" (engine {comp.engine})"
 
 
-def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) -> list[str]:
-    failed = sum(r["status"] == "failed" for r in records)
+def _header(info: dict[str, Any], records: list[Result], run: RunDir) -> list[str]:
+    failed = sum(r.status == "failed" for r in records)
     state = info.get("state", "unknown")
     lines = [f"# asgi-lab report — {run.path.name}", ""]
     if MERGED_FROM in info:
@@ -60,10 +64,10 @@ def _header(info: dict[str, Any], records: list[dict[str, Any]], run: RunDir) ->
     return lines
 
 
-def _merged_header(info: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+def _merged_header(info: dict[str, Any], records: list[Result]) -> list[str]:
     """A report of several runs: which, how each ended, and that their rows did not run
     side by side (louder when the runs' environments differ)."""
-    failed = sum(r["status"] == "failed" for r in records)
+    failed = sum(r.status == "failed" for r in records)
     sources = info[MERGED_FROM]
     if len(sources) == 1:
         lines = [f"> **A copy of run `{sources[0]['run']}`** (`lab report --out`).", ""]
@@ -98,10 +102,10 @@ def _merged_header(info: dict[str, Any], records: list[dict[str, Any]]) -> list[
 PYTHON_ENGINES = ("httpx", "aiohttp")
 
 
-def _client_warnings(records: list[dict[str, Any]]) -> list[str]:
+def _client_warnings(records: list[Result]) -> list[str]:
     """Loud, first: throughput measured with a Python client ranks the client."""
-    python = sorted({str(r.get("engine")) for r in records if r["kind"] == "closed"
-                     and r.get("engine") in PYTHON_ENGINES})
+    python = sorted({str(r.engine) for r in records if r.kind == "closed"
+                     and r.engine in PYTHON_ENGINES})
     if not python:
         return []
     return [f"> **⚠ Throughput figures measure the client: install wrk.** Closed-loop cells "
@@ -111,9 +115,9 @@ def _client_warnings(records: list[dict[str, Any]]) -> list[str]:
             "engine, `auto`, then uses wrk).", ""]
 
 
-def _placement_line(records: list[dict[str, Any]]) -> str:
+def _placement_line(records: list[Result]) -> str:
     places = {(p.get("server_cpus"), p.get("client_cpus"), p.get("shared"))
-              for r in records if (p := r.get("placement"))}
+              for r in records if (p := r.placement)}
     if not places:
         return "- placement: not recorded"
     if len(places) > 1:
@@ -164,18 +168,16 @@ HOW_TO_READ = f"""## How to read this report
 """
 
 
-def _sections(comps: list[Comparison], noise: dict[str, float],
-              preferred: str | None, drawn: list["Chart"]) -> list[str]:
+def _sections(report: Report, drawn: list["Chart"]) -> list[str]:
     lines: list[str] = []
     experiment = None
-    for comp in comps:
+    for comp in report.comparisons:
         if comp.experiment != experiment:
             experiment = comp.experiment
             lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
                       f"{KINDS[comp.kind].help})", ""]
             lines += [f"![{c.alt}]({c.file})\n" for c in drawn if c.experiment == experiment]
-        lines += [f"### {_title(comp)}", "", table(comp, noise.get(comp.kind, 0.0), preferred),
-                  ""]
+        lines += [f"### {_title(comp)}", "", table(comp), ""]
     return lines
 
 
@@ -212,27 +214,24 @@ def _knees(comps: list[Comparison]) -> list[str]:
                      tablefmt="github", disable_numparse=True), ""]
 
 
-def _settings(records: list[dict[str, Any]], servers: list[dict[str, Any]]) -> list[str]:
-    rows: dict[str, list[dict[str, Any]]] = {}
+def _settings(records: list[Result], servers: list[dict[str, Any]]) -> list[str]:
+    rows: dict[str, list[Result]] = {}
     for r in records:
-        rows.setdefault(r["server_id"], []).append(r)
+        rows.setdefault(r.server_id, []).append(r)
     server_of = {cell: entry for entry in servers for cell in entry.get("cells", [])}
     body = []
     for sid, rs in rows.items():
         first = rs[0]
-        starts = [r["process"]["start_to_ready_s"] for r in rs
-                  if r.get("process") and r["process"].get("start_to_ready_s") is not None]
-        stopped = {id(e): e for r in rs if (e := server_of.get(r["cell_id"]))}.values()
+        starts = [r.start_to_ready_s for r in rs if r.start_to_ready_s is not None]
+        stopped = {id(e): e for r in rs if (e := server_of.get(r.cell_id))}.values()
         stops = [e["stop_s"] for e in stopped]
         killed = sum(bool(e.get("killed")) for e in stopped)
-        place = first.get("placement") or {}
+        place = first.placement
         cores = place.get("server_cores")
-        flag = " ⚠ more workers than server cores" if cores and first["workers"] > cores \
-            else ""
-        settings = first.get("settings") or {}
-        engines = ", ".join(sorted({r.get("engine", "?") for r in rs if r["kind"] == "closed"}))
-        body.append([sid, first["server_version"], f"{first['workers']}{flag}",
-                     *(settings.get(k, "–") for k in SETTINGS),
+        flag = " ⚠ more workers than server cores" if cores and first.workers > cores else ""
+        engines = ", ".join(sorted({r.engine or "?" for r in rs if r.kind == "closed"}))
+        body.append([sid, first.server_version, f"{first.workers}{flag}",
+                     *(first.settings.get(k, "–") for k in SETTINGS),
                      place.get("server_cpus", "all"), place.get("client_cpus", "all"),
                      engines or "–", f"{len(starts)} for {len(rs)} cells",
                      _range(starts), _range(stops), killed])
@@ -259,18 +258,16 @@ def _range(values: Iterable[float]) -> str:
     return f"{fmt(s.median)} ({fmt(s.low)}–{fmt(s.high)})" if s.n > 1 else fmt(s.median)
 
 
-def _failures(records: list[dict[str, Any]]) -> list[str]:
-    failed = [r for r in records if r["status"] == "failed"]
-    if not failed:
-        return []
-    lines = ["## Failed cells", ""]
-    for r in failed:
-        f = r["failure"]
-        lines += [f"- `{r['cell_id']}`: **{f['kind']}** — {f['reason']}"]
-        if f.get("log_tail"):
-            tail = "\n".join("      " + x for x in f["log_tail"].splitlines()[-8:])
+def _failures(records: list[Result]) -> list[str]:
+    lines = []
+    for r in records:
+        if (f := r.failure) is None:
+            continue
+        lines += [f"- `{r.cell_id}`: **{f.kind}** — {f.reason}"]
+        if f.log_tail:
+            tail = "\n".join("      " + x for x in f.log_tail.splitlines()[-8:])
             lines += ["", "  server log, last lines:", "", tail, ""]
-    return lines + [""]
+    return ["## Failed cells", "", *lines, ""] if lines else []
 
 
 def _environment(env: dict[str, Any], changed: list[str]) -> list[str]:
@@ -296,28 +293,28 @@ def _environment(env: dict[str, Any], changed: list[str]) -> list[str]:
 
 def build(run: RunDir) -> Path:
     loaded = run.load()
-    records = loaded.records
     info = run.read_json(RUN_INFO)
     env = run.read_json(ENVIRONMENT)
-    comps = comparisons(records)
+    report = Report.of(loaded.records, info.get("baseline"))
+    comps, records = report.comparisons, report.results
     lines = _header(info, records, run)
     if loaded.warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in loaded.warnings), ""]
-    noise = noise_by_kind(comps)
-    short = in_short(comps, noise, info.get("baseline"))
-    if short:
+    if short := in_short(report):
         lines += ["## In short", "", *(f"- {x}" for x in short), ""]
-    found = findings(comps, noise) + ways_findings(comps)
+    if claimed := article.claims(comps):
+        lines += ["## The article's claims, measured", "", *(f"- {x}" for x in claimed), ""]
+    found = findings(comps, report.noise) + ways_findings(comps)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
     drawn: list[Chart] = []
     if comps:
         from lab.report import charts  # matplotlib takes ~0.5 s to import: only to draw
 
-        drawn = charts.draw(comps, run.path)
-    lines += _sections(comps, noise, info.get("baseline"), drawn)
+        drawn = charts.draw(report, run.path)
+    lines += _sections(report, drawn)
     lines += _knees(comps)
-    lines += _noise(comps, noise)
+    lines += _noise(comps, report.noise)
     lines += _failures(records)
     if records:
         lines += _settings(records, run.servers())

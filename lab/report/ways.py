@@ -5,8 +5,8 @@ best and which stalled, from the data. It assumes nothing about the app."""
 from collections import defaultdict
 
 from lab.report.findings import stalled
+from lab.report.fmt import fmt
 from lab.report.groups import Comparison, Row
-from lab.report.tables import fmt
 
 UNITS = {"burst": " s", "interference": " ms"}
 

@@ -1,0 +1,118 @@
+"""The report's model: every comparison of a run with its baseline, each row's verdict and
+flags, and each kind's noise floor — computed once from the results, then read by every
+renderer (markdown tables, charts, findings, `compare`, the merged report)."""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
+from lab.report.records import Result
+from lab.stats import Spread
+from lab.verdict import Verdict, compare
+
+NOISY_SPREAD_PCT = 10.0
+
+
+class Flag(Enum):
+    """Why a row's figure needs a second look; the value is what a reader is told."""
+
+    CLIENT_LIMITED = "client-limited"
+    MACHINE_SATURATED = "machine saturated"
+    CLIENT_BEHIND = "client behind schedule"
+    NOISY = "noisy"
+    FAILED_REQUESTS = "failed requests"
+    MISSING_REPEATS = "repeats missing"
+
+
+LIMIT_FLAGS = {"client": Flag.CLIENT_LIMITED, "machine": Flag.MACHINE_SATURATED}
+LIMIT_TEXT = {"client": "not comparable: client at its limit",
+              "machine": "not comparable: machine saturated"}
+
+
+def noisy(s: Spread) -> bool:
+    """Repeats whose range is wide against their median: their differences are suspect."""
+    return s.n > 1 and s.spread_pct >= NOISY_SPREAD_PCT
+
+
+def flags(row: Row) -> list[Flag]:
+    out = []
+    if (limit := row.limit()) is not None:
+        out.append(LIMIT_FLAGS[limit])
+    if any(f.client_behind for f in row.ok):
+        out.append(Flag.CLIENT_BEHIND)
+    if (s := row.spread()) is not None and noisy(s):
+        out.append(Flag.NOISY)
+    if row.error_rate() > 0:
+        out.append(Flag.FAILED_REQUESTS)
+    if 0 < len(row.values()) < len(row.results):
+        out.append(Flag.MISSING_REPEATS)
+    return out
+
+
+def _eligible(row: Row, comp: Comparison) -> bool:
+    """May this row win? Not when its figure may be the client's or the shared machine's,
+    nor, for a time figure, when some of its requests failed (a fast failure is not fast
+    service)."""
+    if row.limit() is not None:
+        return False
+    return comp.headline.higher_is_better or row.error_rate() == 0
+
+
+def baseline(comp: Comparison, preferred: str | None) -> Row | None:
+    """The row others are compared with: the preferred configuration, else the best of the
+    rows that may win, else the best of all."""
+    rows = comp.measured
+    if not rows:
+        return None
+    for row in rows:
+        if row.server_id == preferred:
+            return row
+    pick = max if comp.headline.higher_is_better else min
+    candidates = [r for r in rows if _eligible(r, comp)] or rows
+    return pick(candidates, key=lambda r: r.spread().median)  # type: ignore[union-attr]
+
+
+def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
+             ) -> dict[str, Verdict]:
+    """Each row against the baseline; no "significant" from a row or baseline that was
+    limited by the client or the machine, or that won a time figure with failures."""
+    base = baseline(comp, preferred)
+    if base is None:
+        return {}
+    out = {}
+    for row in comp.measured:
+        v = compare(row.values(), base.values(), comp.headline.higher_is_better, noise_pct)
+        limit = row.limit() or base.limit()
+        if row is base:
+            v = Verdict(v.ratio, None, "baseline" + (f"; {LIMIT_TEXT[limit]}" if limit else ""))
+        elif limit is not None:
+            v = Verdict(v.ratio, None, LIMIT_TEXT[limit])
+        elif v.ratio < 1 and v.significant is not None and not _eligible(row, comp):
+            v = Verdict(v.ratio, None, f"no verdict: {100 * row.error_rate():.2g} % of its "
+                                       "requests failed")
+        out[row.server_id] = v
+    return out
+
+
+@dataclass
+class Report:
+    results: list[Result]
+    comparisons: list[Comparison]  # each with its baseline and its rows' verdicts
+    noise: dict[str, float]  # kind → noise floor, %
+    preferred: str | None  # lab.baseline, if the config named one
+
+    @classmethod
+    def of(cls, lines: Iterable[Mapping[str, Any]], preferred: str | None = None
+           ) -> "Report":
+        """From the lines `lab.results.RunDir.load` returned."""
+        results = [Result.from_line(line) for line in lines]
+        comps = comparisons(results)
+        noise = noise_by_kind(comps)
+        for comp in comps:
+            comp.baseline = baseline(comp, preferred)
+            judged = verdicts(comp, noise.get(comp.kind, 0.0), preferred)
+            for row in comp.rows:
+                row.verdict = judged.get(row.server_id)
+        return cls(results, comps, noise, preferred)
