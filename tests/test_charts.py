@@ -33,7 +33,18 @@ def test_every_kind_has_its_chart_and_report_links_each(example: tuple[Path, str
         assert "/" not in name  # relative, beside report.md
         data = (run / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 10_000
-    assert sorted(p.name for p in run.glob("chart-*.png")) == sorted(links)  # none stale
+    assert sorted(p.name for p in run.glob("chart-*.png")) == sorted(set(links))  # none stale
+
+
+def test_the_first_screen_answers_with_a_chart(example: tuple[Path, str]) -> None:
+    """In short comes before the run's details, with the three questions and the req/s
+    chart of the first closed loop."""
+    _, md = example
+    short = md.split("## In short", 1)[1].split("\n## ", 1)[0]
+    assert md.index("## In short") < md.index("## This run") < md.index("## Findings")
+    for question in ("**`def` or `async def`?**", "**Which server?**", "**How many workers?**"):
+        assert question in short
+    assert "](chart-closed-hello-hello-c64.png)" in short
 
 
 def test_charts_sit_under_their_experiment(example: tuple[Path, str]) -> None:

@@ -36,8 +36,10 @@ def test_merge_of_runs_on_different_environments_warns_and_has_every_row(
     assert "run-granian vs run-uvicorn" in warning and "→ 9.9.9" in warning
     assert "lab commit" in warning and "weaker evidence" in warning
     for endpoint in ("/blocking", "/async-blocking", "/hello"):
-        rows = [r["configuration"] for r in table_rows(section_for(md, endpoint))]
-        assert rows == ["uvicorn-w1", "granian-w1", "granian-w2"]
+        rows = table_rows(section_for(md, endpoint), main_only=True)
+        assert [r["configuration"] for r in rows] == ["uvicorn-w1", "granian-w1", "granian-w2"]
+        # each row says which run measured it: they did not run side by side
+        assert [r["run"] for r in rows] == ["run-uvicorn", "run-granian", "run-granian"]
     assert "## Failed cells" in md and "granian-w2-hello-hello-c4" in md
     # the merged folder is a run folder: it rebuilds from its own files
     (out / "report.md").unlink()

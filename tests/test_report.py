@@ -244,6 +244,41 @@ def test_in_short_answers_def_versus_async_def(built: str) -> None:
     assert f"one after another (per worker) on all {n} configurations" in trap
 
 
+def test_the_article_s_claims_are_checked_against_the_measurement(built: str) -> None:
+    claims = built.split("## The article's claims, measured", 1)[1].split("\n## ", 1)[0]
+    blocking = next(x for x in claims.splitlines() if x.startswith("- `/blocking`"))
+    assert "the article says it blocks the whole app" in blocking
+    assert "overlapped on 3 of 3 configurations — **wrong**" in blocking
+    trap = next(x for x in claims.splitlines() if x.startswith("- `/async-blocking`"))
+    assert "not in the article" in trap and "one after another on 3 of 3" in trap
+
+
+def test_the_article_says_nothing_about_another_app(tmp_path: Path) -> None:
+    """Same endpoints, same figures, but a team's own app: no article claims, no verdict on
+    them; the findings from physics stay."""
+    matrix = parse(tomllib.loads(CONFIG))
+    records = [record_for(c, matrix, "own") | {"app": "myapp.main:app"}
+               for c in matrix.cells()]
+    md = report.build(make_run(tmp_path, run_id="own", records=records)).read_text()
+    assert "## The article's claims" not in md and "`def` + `time.sleep`" not in md
+    assert "**Which server?**" in md  # the questions any app's run answers
+    assert any(x.startswith("- **/async-blocking**") and "one after another" in x
+               for x in findings(md))
+
+
+def test_main_table_is_short_and_the_rest_is_collapsed_under_it(built: str) -> None:
+    section = section_for(built, "/hello")
+    main = table_rows(section, main_only=True)
+    assert list(main[0]) == ["configuration", "req/s", "relative", "verdict", "error rate",
+                             "scaling vs 1 worker", "p99 ms"]
+    details = section.split("<details><summary>", 1)[1]
+    assert details.index("</summary>\n\n|") >= 0 and details.rstrip().endswith("</details>")
+    detail_header = next(x for x in details.splitlines() if x.startswith("|"))
+    for column in ("p50 ms", "p99.9 ms", "requests per worker", "server cores used",
+                   "client CPU %", "peak RSS MB", "engine"):
+        assert column in detail_header and column not in main[0]
+
+
 def test_findings_mixed_verdict_names_each_side(tmp_path: Path) -> None:
     """A configuration that overlapped /async-blocking (impossible for this app, but the
     finding must say which side each configuration is on)."""

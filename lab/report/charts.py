@@ -45,6 +45,7 @@ class Chart:
     """One PNG of a run: which experiment's section shows it, and what it shows."""
 
     experiment: str
+    kind: str  # burst, closed, latency, interference, open
     file: str  # beside report.md
     alt: str
 
@@ -204,7 +205,7 @@ def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
                  "(median, bars: min–max of repeats)")
     file = f"{PREFIX}burst-{_slug(experiment)}.png"
     _save(fig, out / file)
-    return Chart(experiment, file, f"burst wall time vs N, {experiment}")
+    return Chart(experiment, "burst", file, f"burst wall time vs N, {experiment}")
 
 
 def _limit_note(row: Row) -> str:
@@ -241,7 +242,8 @@ def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
                  "machine at its limit, not the server's ceiling")
     file = f"{PREFIX}closed-{_slug(comp.experiment)}-{_slug(comp.endpoint)}-c{comp.n}.png"
     _save(fig, out / file)
-    return Chart(comp.experiment, file, f"req/s per configuration, {comp.endpoint}")
+    return Chart(comp.experiment, "closed", file,
+                 f"req/s per configuration, {comp.endpoint}")
 
 
 def _merged(row: Row) -> Histogram | None:
@@ -292,7 +294,7 @@ def _percentiles(experiment: str, kind: str, comps: list[Comparison], styles: St
     _suptitle(fig, f"Latency percentiles {experiment!r} ({kind}; all repeats merged)")
     file = f"{PREFIX}latency-{_slug(experiment)}.png"
     _save(fig, out / file)
-    return Chart(experiment, file, f"latency percentiles, {experiment}")
+    return Chart(experiment, "latency", file, f"latency percentiles, {experiment}")
 
 
 def _interference(experiment: str, comps: list[Comparison], styles: Styles, out: Path
@@ -331,7 +333,8 @@ def _interference(experiment: str, comps: list[Comparison], styles: Styles, out:
                  "requests? (median; bars: min–max)")
     file = f"{PREFIX}interference-{_slug(experiment)}.png"
     _save(fig, out / file)
-    return Chart(experiment, file, f"probe latency idle vs loaded, {experiment}")
+    return Chart(experiment, "interference", file,
+                 f"probe latency idle vs loaded, {experiment}")
 
 
 def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
@@ -364,7 +367,7 @@ def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
     _suptitle(fig, f"Open model {experiment!r}: p99 vs offered rate (median; bars: min–max)")
     file = f"{PREFIX}open-{_slug(experiment)}.png"
     _save(fig, out / file)
-    return Chart(experiment, file, f"p99 vs offered rate, {experiment}")
+    return Chart(experiment, "open", file, f"p99 vs offered rate, {experiment}")
 
 
 def draw(report: Report, out: Path) -> list[Chart]:

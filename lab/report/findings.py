@@ -13,7 +13,6 @@ from lab.report.groups import Comparison, Row
 from lab.report.records import Figures
 from lab.report.tables import split
 from lab.stats import Spread
-from lab.verdict import compare
 
 SERIAL_FRACTION = 0.8  # wall ≥ 80 % of (busiest worker's share × delay) counts as serialised
 
@@ -59,38 +58,6 @@ def burst_finding(comp: Comparison) -> str | None:
     lead = (f"**{comp.endpoint}**, "
             f"N = {comp.n} × {fmt(delay)} s (one after another: {fmt(comp.n * delay)} s)")
     return f"{lead}: {summary}. " + "; ".join(parts) + "."
-
-
-def _by_variant(comp: Comparison) -> dict[tuple[str, str], dict[int, Row]]:
-    out: dict[tuple[str, str], dict[int, Row]] = {}
-    for row in comp.measured:
-        out.setdefault(row.variant, {})[row.workers] = row
-    return out
-
-
-def scaling_finding(comp: Comparison, noise_pct: float) -> str | None:
-    """req/s at more workers over req/s at one, per server and options, with a verdict."""
-    parts = []
-    for (server, _), rows in _by_variant(comp).items():
-        one = rows.get(1)
-        for w, row in sorted(rows.items()):
-            if w == 1 or one is None:
-                continue
-            v = compare(row.values(), one.values(), True, noise_pct)
-            ratio = 1 / v.ratio
-            word = {True: "significant", False: "no clear difference",
-                    None: "single run"}[v.significant]
-            typical = row.typical()
-            used = len(typical.pids) if typical else w
-            notes = [f"only {used} of {w} workers got requests"] if 0 < used < w else []
-            if one.limit() or row.limit():
-                notes.append("client or machine at its limit, so not the server's ceiling")
-            parts.append(f"{server} ×{ratio:.2f} at {w} workers "
-                         f"(efficiency {100 * ratio / w:.0f} %, {'; '.join([word, *notes])})")
-    if not parts:
-        return None
-    return (f"**{comp.endpoint}**, {comp.n} users, {comp.experiment}: req/s "
-            "relative to 1 worker: " + "; ".join(parts) + ".")
 
 
 SLOWED_FACTOR = 3.0  # probe p50 over 3× idle (+1 ms) but under the stall bar: slowed
@@ -205,13 +172,11 @@ def unwrapped_finding(comps: list[Comparison]) -> str | None:
             "requests ran one after another on a worker is not stated.")
 
 
-def findings(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
+def findings(comps: list[Comparison]) -> list[str]:
     out = [unwrapped_finding(comps)]
     for comp in comps:
         if comp.kind == "burst":
             out.append(burst_finding(comp))
-        elif comp.kind == "closed":
-            out.append(scaling_finding(comp, noise.get(comp.kind, 0.0)))
         elif comp.kind == "interference":
             out.append(interference_finding(comp))
     out.append(client_limit_finding(comps))

@@ -67,10 +67,6 @@ class Row:
         vals = self.values(get)
         return Spread.of(vals) if vals else None
 
-    def mean(self, get: Getter) -> float | None:
-        vals = self.values(get)
-        return sum(vals) / len(vals) if vals else None
-
     def typical(self) -> Figures | None:
         """The repeat whose headline is nearest the median: its split is the one shown."""
         s = self.spread()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 REPORT = "report.md"
 SETTINGS = (*FACTS, "other options")  # the results store sorts keys: restore the order
+HEADLINE_CHARTS = ("closed", "interference", "burst", "open")  # the first drawn is In short's
 
 
 def _title(comp: Comparison) -> str:
@@ -36,19 +37,26 @@ def _title(comp: Comparison) -> str:
         + f" (engine {comp.engine})"
 
 
-def _header(info: dict[str, Any], records: list[Result], run: RunDir) -> list[str]:
-    failed = sum(r.status == "failed" for r in records)
-    state = info.get("state", "unknown")
-    lines = [f"# asgi-lab report — {run.path.name}", ""]
+def _warnings(info: dict[str, Any], records: list[Result]) -> list[str]:
+    """What a reader must know before any figure: a run that did not finish, runs merged,
+    a client that measured itself."""
+    lines = []
     if MERGED_FROM in info:
-        return lines + _merged_header(info, records)
-    if state == "interrupted":
+        lines += _merged_warnings(info)
+    elif info.get("state") == "interrupted":
         lines += [f"> **This run was interrupted** (signal {info.get('signal')}): the report "
                   "covers only the cells that finished.", ""]
-    elif state == "running":
+    elif info.get("state") == "running":
         lines += ["> **This run had not finished** when the report was written.", ""]
-    lines += _client_warnings(records)
-    lines += [
+    return lines + _client_warnings(records)
+
+
+def _this_run(info: dict[str, Any], records: list[Result]) -> list[str]:
+    if MERGED_FROM in info:
+        return _merged_runs(info, records)
+    failed = sum(r.status == "failed" for r in records)
+    return [
+        "## This run", "",
         f"- config: `{info.get('config', '?')}` (sha256 {info.get('config_hash', '?')}, "
         f"copy in `config.toml`)",
         f"- cells: {len(records)} finished ({len(records) - failed} ok, {failed} failed)"
@@ -61,13 +69,11 @@ def _header(info: dict[str, Any], records: list[Result], run: RunDir) -> list[st
         _placement_line(records),
         "",
     ]
-    return lines
 
 
-def _merged_header(info: dict[str, Any], records: list[Result]) -> list[str]:
-    """A report of several runs: which, how each ended, and that their rows did not run
-    side by side (louder when the runs' environments differ)."""
-    failed = sum(r.status == "failed" for r in records)
+def _merged_warnings(info: dict[str, Any]) -> list[str]:
+    """Rows of merged runs did not run side by side (louder when the runs' environments
+    differ)."""
     sources = info[MERGED_FROM]
     if len(sources) == 1:
         lines = [f"> **A copy of run `{sources[0]['run']}`** (`lab report --out`).", ""]
@@ -80,7 +86,14 @@ def _merged_header(info: dict[str, Any], records: list[Result]) -> list[str]:
         lines += ["> **⚠ The runs' environments differ:** " + "; ".join(env) + ". Differences "
                   "between runs in different environments are weaker evidence still: they "
                   "may be the environment's, not the servers'.", ""]
-    lines += _client_warnings(records)
+    return lines
+
+
+def _merged_runs(info: dict[str, Any], records: list[Result]) -> list[str]:
+    """Which runs, and how each ended."""
+    failed = sum(r.status == "failed" for r in records)
+    sources = info[MERGED_FROM]
+    lines = ["## These runs", ""]
     for src in sources:
         state = src.get("state") or "unknown"
         lines.append(f"- run `{src['run']}` (`{src['path']}`): config `{src.get('config')}` "
@@ -150,8 +163,12 @@ HOW_TO_READ = f"""## How to read this report
   If the client itself sent late (send lag p99 > 10 ms) the row says so.
 - **Interference**: a probe endpoint's latency, idle and then while c users keep a slow
   endpoint busy; each probe is a new connection, as an unrelated user's would be.
+- Each table shows the headline figure, its verdict and the few figures that explain it;
+  *More figures* under it (collapsed) holds the rest: latency percentiles over all repeats
+  merged, errors by kind, *requests per worker* (how the server split requests across its
+  worker processes) and client CPU of the repeat nearest the median, and the server's
+  CPU and memory (medians of the repeats).
 - Latency percentiles are over successful requests; errors are counted by kind.
-  *requests per worker* is how the server split requests across its worker processes.
 - *relative*: the row's headline figure (the table's first figure) against the baseline
   (1.00; 2.00 = twice as slow, whichever way the figure points). With repeats a figure
   reads `median (min–max)`, and ⚠ noisy marks a spread ≥ {NOISY_SPREAD_PCT:g} % of the median.
@@ -244,10 +261,13 @@ def _settings(records: list[Result], servers: list[dict[str, Any]]) -> list[str]
             "all cells of its configuration and repeat unless a cell failed, or "
             "`lab.restart = \"cell\"`). Start-to-ready and stop times are medians (min–max); "
             "SIGKILLed counts stops that needed SIGKILL.", "",
-            tabulate(body, headers=["configuration", "version", "workers", *SETTINGS,
-                                    "server CPUs", "client CPUs", "closed-loop engine",
-                                    "starts", "start-to-ready s", "stop s", "SIGKILLed"],
-                     tablefmt="github", disable_numparse=True), ""]
+            tabulate([r[:3 + len(SETTINGS)] for r in body],
+                     headers=["configuration", "version", "workers", *SETTINGS],
+                     tablefmt="github", disable_numparse=True), "",
+            tabulate([r[:1] + r[3 + len(SETTINGS):] for r in body],
+                     headers=["configuration", "server CPUs", "client CPUs",
+                              "closed-loop engine", "starts", "start-to-ready s", "stop s",
+                              "SIGKILLed"], tablefmt="github", disable_numparse=True), ""]
 
 
 def _range(values: Iterable[float]) -> str:
@@ -291,27 +311,41 @@ def _environment(env: dict[str, Any], changed: list[str]) -> list[str]:
             "ratios within one run, not absolute figures across runs.", ""]
 
 
+def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[str]:
+    """The three questions with their answers, and the run's headline chart."""
+    lines = []
+    for question, answers in short:
+        lines += [f"**{question}**", "", *(f"- {x}" for x in answers), ""]
+    if not lines:
+        return []
+    chart = next((c for kind in HEADLINE_CHARTS for c in drawn if c.kind == kind), None)
+    return ["## In short", "", *lines,
+            *([f"![{chart.alt}]({chart.file})", ""] if chart else [])]
+
+
 def build(run: RunDir) -> Path:
     loaded = run.load()
     info = run.read_json(RUN_INFO)
     env = run.read_json(ENVIRONMENT)
     report = Report.of(loaded.records, info.get("baseline"))
     comps, records = report.comparisons, report.results
-    lines = _header(info, records, run)
-    if loaded.warnings:
-        lines += ["## Warnings", "", *(f"- {w}" for w in loaded.warnings), ""]
-    if short := in_short(report):
-        lines += ["## In short", "", *(f"- {x}" for x in short), ""]
-    if claimed := article.claims(comps):
-        lines += ["## The article's claims, measured", "", *(f"- {x}" for x in claimed), ""]
-    found = findings(comps, report.noise) + ways_findings(comps)
-    lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
-              ""]
     drawn: list[Chart] = []
     if comps:
         from lab.report import charts  # matplotlib takes ~0.5 s to import: only to draw
 
         drawn = charts.draw(report, run.path)
+    lines = [f"# asgi-lab report — {run.path.name}", "", *_warnings(info, records)]
+    if loaded.warnings:
+        lines += ["## Warnings", "", *(f"- {w}" for w in loaded.warnings), ""]
+    short = in_short(report)
+    lines += _in_short(short, drawn)
+    lines += _this_run(info, records)
+    if claimed := article.claims(comps):
+        lines += ["## The article's claims, measured", "", *(f"- {x}" for x in claimed), ""]
+    shown = {x for _, answers in short for x in answers}  # not twice
+    found = [x for x in findings(comps) + ways_findings(comps) if x not in shown]
+    lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
+              ""]
     lines += _sections(report, drawn)
     lines += _knees(comps)
     lines += _noise(comps, report.noise)

@@ -1,9 +1,14 @@
 """"In short": the report's answers to the three questions — `def` or `async def`, which
 server, how many workers — in a few sentences, each computed from the model."""
 
+from collections import defaultdict
+
 from lab.report import article
 from lab.report.fmt import fmt
+from lab.report.groups import Comparison, Row
 from lab.report.model import Report
+from lab.report.ways import ways_findings
+from lab.verdict import compare
 
 
 def _which_server(report: Report) -> list[str]:
@@ -45,5 +50,46 @@ def _which_server(report: Report) -> list[str]:
     return out
 
 
-def in_short(report: Report) -> list[str]:
-    return article.in_short(report.comparisons) + _which_server(report)
+def _scaling(comp: Comparison, row: Row, one: Row, noise_pct: float) -> str:
+    """req/s at w workers over req/s at one, with what may be read into it."""
+    v = compare(row.values(), one.values(), True, noise_pct)
+    ratio = 1 / v.ratio
+    typical = row.typical()
+    used = len(typical.pids) if typical else row.workers
+    if one.limit() or row.limit():
+        why = "not comparable: client or machine at its limit"
+    elif v.significant is None:
+        why = v.text
+    else:
+        why = (f"efficiency {100 * ratio / row.workers:.0f} %, "
+               + ("significant" if v.significant else "no clear difference"))
+    if 0 < used < row.workers:
+        why += f"; only {used} of {row.workers} workers got requests"
+    return f"{row.server} ×{ratio:.2f} at {row.workers} workers ({why})"
+
+
+def _how_many_workers(report: Report) -> list[str]:
+    """Per closed comparison: req/s at more workers relative to one, per server variant."""
+    out = []
+    for comp in report.comparisons:
+        if comp.kind != "closed":
+            continue
+        variants: dict[tuple[str, str], dict[int, Row]] = defaultdict(dict)
+        for row in comp.measured:
+            variants[row.variant][row.workers] = row
+        parts = [_scaling(comp, row, rows[1], report.noise.get(comp.kind, 0.0))
+                 for rows in variants.values() if 1 in rows
+                 for w, row in sorted(rows.items()) if w > 1]
+        if parts:
+            out.append(f"`{comp.endpoint}`, {comp.n} users: req/s relative to 1 worker: "
+                       + "; ".join(parts) + ".")
+    return out
+
+
+def in_short(report: Report) -> list[tuple[str, list[str]]]:
+    """(question, its answers) for each question this run's cells can answer."""
+    comps = report.comparisons
+    answers = [("`def` or `async def`?", article.in_short(comps) or ways_findings(comps)),
+               ("Which server?", _which_server(report)),
+               ("How many workers?", _how_many_workers(report))]
+    return [(q, a) for q, a in answers if a]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from lab.report.fmt import fmt, fmt_spread, pct, rate
-from lab.report.groups import Comparison, Row
+from lab.report.groups import Comparison, Getter, Row
 from lab.report.model import LIMIT_FLAGS, Flag, flags
 
 
@@ -18,6 +18,7 @@ class Column:
     header: str
     cell: Callable[[Row], str]
     main: bool = False  # in the main table; else in the detail table
+    always: bool = False  # filled in for a row without a headline figure too
 
 
 def split(row: Row) -> str:
@@ -43,11 +44,17 @@ def _cpu(row: Row) -> str:
     return fmt(typical.client_cpu_pct if typical else None, 2) + "".join(limits)
 
 
+def _median(get: Getter, digits: int = 3) -> Callable[[Row], str]:
+    def cell(row: Row) -> str:
+        s = row.spread(get)
+        return fmt(s.median if s else None, digits)
+    return cell
+
+
 def _resources() -> list[Column]:
-    return [Column("server cores used", lambda r: fmt(r.mean(lambda f: f.server_cores_used))),
-            Column("req/s per server core",
-                   lambda r: fmt(r.mean(lambda f: f.rps_per_server_core), 4)),
-            Column("peak RSS MB", lambda r: fmt(r.mean(lambda f: f.server_peak_rss_mb)))]
+    return [Column("server cores used", _median(lambda f: f.server_cores_used)),
+            Column("req/s per server core", _median(lambda f: f.rps_per_server_core, 4)),
+            Column("peak RSS MB", _median(lambda f: f.server_peak_rss_mb))]
 
 
 def _latency(*keys: str) -> list[Column]:
@@ -139,15 +146,24 @@ def _unmeasured(row: Row) -> str:
     return f"– (n={n}: too few samples for the headline)"
 
 
+def _runs(row: Row) -> str:
+    return ", ".join(sorted({r.source_run or "?" for r in row.results}))
+
+
 def table(comp: Comparison) -> str:
-    """The main table, then the detail table in a collapsed block."""
+    """The main table, then the detail table in a collapsed block. In a merged report, a
+    *run* column says where each row was measured: rows of different runs did not run side
+    by side."""
     columns = KIND_COLUMNS[comp.kind](comp)
+    if any(r.source_run for row in comp.rows for r in row.results):
+        columns.append(Column("run", _runs, main=True, always=True))
     main = [c for c in columns if c.main]
     detail = [c for c in columns if not c.main]
     body, more = [], []
     for row in comp.rows:
         if not row.values():
-            body.append([row.server_id, _unmeasured(row)] + [""] * (len(main) + 2))
+            body.append([row.server_id, _unmeasured(row), "", "",
+                         *(c.cell(row) if c.always else "" for c in main)])
             continue
         assert row.verdict is not None
         body.append([row.server_id, fmt_spread(row.spread(), 4 if comp.kind == "closed"
