@@ -261,7 +261,10 @@ def test_the_article_says_nothing_about_another_app(tmp_path: Path) -> None:
                for c in matrix.cells()]
     md = report.build(make_run(tmp_path, run_id="own", records=records)).read_text()
     assert "## The article's claims" not in md and "`def` + `time.sleep`" not in md
-    assert "**Which server?**" in md  # the questions any app's run answers
+    short = md.split("## In short", 1)[1].split("\n## ", 1)[0]
+    ways = next(x for x in short.splitlines() if x.startswith("- `article` (10 requests"))
+    assert ways.index("`/blocking` 0.055–0.066 s") < ways.index("`/async-blocking` 0.31–0.52 s")
+    assert "**Which server?**" in short  # the questions any app's run answers
     assert any(x.startswith("- **/async-blocking**") and "one after another" in x
                for x in findings(md))
 
@@ -460,3 +463,30 @@ def test_report_cli_not_a_run_dir(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("error: ")
+
+
+def test_how_many_workers_says_the_scaling_and_names_limited_rows(tmp_path: Path) -> None:
+    """granian: 2 workers gave 1.8× the req/s of 1 over 3 repeats each, apart: significant.
+    uvicorn's 2-worker row saturated the shared machine: named, not judged."""
+    config = ("[lab]\nrepeats = 3\n" + CONFIG).replace("workers = [1]", "workers = [1, 2]")
+    matrix = parse(tomllib.loads(config))
+    rps = {"granian-w1": (1000, 1010, 1020), "granian-w2": (1800, 1820, 1840),
+           "uvicorn-w1": (900, 910, 920), "uvicorn-w2": (1500, 1510, 1520)}
+    records = []
+    for cell in matrix.cells():
+        if cell.experiment.kind != "closed":
+            continue
+        r = record_for(cell, matrix, "workers")
+        n = rps[cell.server_id][cell.repeat - 1]
+        r["figures"] = summarize(measurement(
+            [Sample(0.2 + i / 1e4, 0.004, None, 1000 + i % cell.workers) for i in range(n)],
+            1.0, 0.2, clients=1))
+        r["figures"]["machine_saturated"] = cell.server_id == "uvicorn-w2"
+        r["status"], r["failure"] = "ok", None
+        records.append(r)
+    md = report.build(make_run(tmp_path, config, "workers", records)).read_text()
+    short = md.split("**How many workers?**", 1)[1].split("\n## ", 1)[0]
+    line = next(x for x in short.splitlines() if x.startswith("- `/hello`"))
+    assert "granian ×1.80 at 2 workers (efficiency 90 %, significant)" in line
+    assert ("uvicorn ×1.66 at 2 workers — not comparable: client or machine at its limit"
+            in line)

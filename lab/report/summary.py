@@ -5,9 +5,9 @@ from collections import defaultdict
 
 from lab.report import article
 from lab.report.fmt import fmt
-from lab.report.groups import Comparison, Row
+from lab.report.groups import Row
 from lab.report.model import Report
-from lab.report.ways import ways_findings
+from lab.report.ways import ways_short
 from lab.verdict import compare
 
 
@@ -50,26 +50,26 @@ def _which_server(report: Report) -> list[str]:
     return out
 
 
-def _scaling(comp: Comparison, row: Row, one: Row, noise_pct: float) -> str:
-    """req/s at w workers over req/s at one, with what may be read into it."""
+def _scaling(row: Row, one: Row, noise_pct: float) -> tuple[str, bool]:
+    """req/s at w workers over req/s at one, and whether a limit makes it unreadable."""
     v = compare(row.values(), one.values(), True, noise_pct)
     ratio = 1 / v.ratio
     typical = row.typical()
     used = len(typical.pids) if typical else row.workers
+    notes = [f"only {used} of {row.workers} workers got requests"] if 0 < used < row.workers \
+        else []
+    text = f"{row.server} ×{ratio:.2f} at {row.workers} workers"
     if one.limit() or row.limit():
-        why = "not comparable: client or machine at its limit"
-    elif v.significant is None:
-        why = v.text
-    else:
-        why = (f"efficiency {100 * ratio / row.workers:.0f} %, "
-               + ("significant" if v.significant else "no clear difference"))
-    if 0 < used < row.workers:
-        why += f"; only {used} of {row.workers} workers got requests"
-    return f"{row.server} ×{ratio:.2f} at {row.workers} workers ({why})"
+        return text + (f" ({notes[0]})" if notes else ""), True
+    why = v.text if v.significant is None else (
+        f"efficiency {100 * ratio / row.workers:.0f} %, "
+        + ("significant" if v.significant else "no clear difference"))
+    return f"{text} ({'; '.join([why, *notes])})", False
 
 
 def _how_many_workers(report: Report) -> list[str]:
-    """Per closed comparison: req/s at more workers relative to one, per server variant."""
+    """Per closed comparison: req/s at more workers relative to one, per server variant;
+    those whose client or machine was at its limit are named together."""
     out = []
     for comp in report.comparisons:
         if comp.kind != "closed":
@@ -77,19 +77,24 @@ def _how_many_workers(report: Report) -> list[str]:
         variants: dict[tuple[str, str], dict[int, Row]] = defaultdict(dict)
         for row in comp.measured:
             variants[row.variant][row.workers] = row
-        parts = [_scaling(comp, row, rows[1], report.noise.get(comp.kind, 0.0))
+        found = [_scaling(row, rows[1], report.noise.get(comp.kind, 0.0))
                  for rows in variants.values() if 1 in rows
                  for w, row in sorted(rows.items()) if w > 1]
-        if parts:
+        readable = [text for text, limited in found if not limited]
+        limited = [text for text, limited in found if limited]
+        if limited:
+            readable.append(", ".join(limited) + " — not comparable: client or machine at "
+                            "its limit, not the servers' ceiling")
+        if readable:
             out.append(f"`{comp.endpoint}`, {comp.n} users: req/s relative to 1 worker: "
-                       + "; ".join(parts) + ".")
+                       + "; ".join(readable) + ".")
     return out
 
 
 def in_short(report: Report) -> list[tuple[str, list[str]]]:
     """(question, its answers) for each question this run's cells can answer."""
     comps = report.comparisons
-    answers = [("`def` or `async def`?", article.in_short(comps) or ways_findings(comps)),
+    answers = [("`def` or `async def`?", article.in_short(comps) or ways_short(comps)),
                ("Which server?", _which_server(report)),
                ("How many workers?", _how_many_workers(report))]
     return [(q, a) for q, a in answers if a]

@@ -45,3 +45,32 @@ def _line(experiment: str, n: int, group: list[Comparison]) -> str | None:
                  "each way")
     return (f"**Ways compared, `{experiment}`** ({what}; best first, medians of the "
             "repeats): " + "; ".join(parts) + ".")
+
+
+def ways_short(comps: list[Comparison]) -> list[str]:
+    """The same, one line per experiment for "In short": each way's range over the
+    configurations, best first, and how often it stalled the probe."""
+    groups: dict[tuple[str, int], list[Comparison]] = defaultdict(list)
+    for comp in comps:
+        if comp.kind in UNITS:
+            groups[(comp.experiment, comp.n)].append(comp)
+    out = []
+    for (experiment, n), group in groups.items():
+        ways = []
+        for comp in group:
+            medians = [s.median for row in comp.rows if (s := row.spread()) is not None]
+            if not medians:
+                continue
+            text = f"`{comp.endpoint}` {fmt(min(medians))}–{fmt(max(medians))}{UNITS[comp.kind]}"
+            if comp.kind == "interference":
+                known = [f for row in comp.rows if (f := stalled(row, comp)) is not None]
+                text += f" (stalled it on {sum(known)} of {len(known)})" if any(known) else ""
+            ways.append((sorted(medians)[len(medians) // 2], text))
+        if len(ways) < 2:
+            continue
+        what = (f"{n} requests at once" if group[0].kind == "burst" else
+                f"probe `{group[0].load.get('probe', 'probe')}` p50 while {n} users load "
+                "each way")
+        out.append(f"`{experiment}` ({what}; range over the configurations, by median, best "
+                   "first): " + ", ".join(text for _, text in sorted(ways)) + ".")
+    return out
