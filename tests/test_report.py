@@ -314,6 +314,23 @@ def test_environment_and_versions(built: str) -> None:
     assert "logical cores" in env
 
 
+def test_figures_of_the_wrong_type_do_not_crash_the_report(tmp_path: Path) -> None:
+    """A hand-edited or foreign line: strings for numbers, a list for a table, a broken
+    histogram. The report is built, the row's sound figures stay, and no traceback."""
+    matrix = parse(tomllib.loads(CONFIG))
+    records = [record_for(c, matrix, "odd") for c in matrix.cells()]
+    odd = next(r for r in records if r["cell_id"].startswith("uvicorn-w1-hello"))
+    odd["figures"] |= {"requests": "many", "errors": [1, 2], "pids": "x",
+                       "histogram": {"counts": 5}, "latency_ms": None, "engine": 3}
+    run = make_run(tmp_path, run_id="odd", records=records)
+    result = run_lab("report", run.path)
+    assert result.returncode == 0, result.stderr
+    row = next(r for r in table_rows(section_for((run.path / "report.md").read_text(),
+                                                 "/hello"))
+               if r["configuration"] == "uvicorn-w1")
+    assert row["req/s"] == "900" and row["p99 ms"].startswith("–")
+
+
 def test_truncated_last_line_gives_a_warning_not_a_crash(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     whole = run.results.read_text()

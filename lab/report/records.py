@@ -19,12 +19,30 @@ def _num(value: Any) -> float | None:
         else None
 
 
+def _int(value: Any) -> int:
+    """A count; anything else in a hand-edited or foreign line counts as none."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else 0
+
+
+def _table(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _percentiles(value: Any) -> dict[str, float | None]:
-    return {str(k): _num(v) for k, v in (value or {}).items()}
+    return {str(k): _num(v) for k, v in _table(value).items()}
+
+
+def _counts(value: Any) -> dict[str, int]:
+    return {str(k): _int(v) for k, v in _table(value).items()}
 
 
 def _histogram(value: Any) -> Histogram | None:
-    return Histogram.from_json(value) if value else None
+    """The stored histogram; a malformed one is left out (the stored percentiles stand)."""
+    try:
+        return Histogram.from_json(value) if value else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -56,11 +74,10 @@ class Figures:
     @classmethod
     def from_json(cls, f: Mapping[str, Any]) -> "Figures":
         return cls(
-            requests=int(f.get("requests") or 0), ok=int(f.get("ok") or 0),
-            errors={str(k): int(v) for k, v in (f.get("errors") or {}).items()},
-            pids={str(k): int(v) for k, v in (f.get("pids") or {}).items()},
+            requests=_int(f.get("requests")), ok=_int(f.get("ok")),
+            errors=_counts(f.get("errors")), pids=_counts(f.get("pids")),
             latency_ms=_percentiles(f.get("latency_ms")),
-            latency_samples=int(f.get("latency_samples", f.get("ok")) or 0),
+            latency_samples=_int(f.get("latency_samples", f.get("ok"))),
             histogram=_histogram(f.get("histogram")),
             wall_s=_num(f.get("wall_s")), rps=_num(f.get("rps")),
             client_cpu_pct=_num(f.get("client_cpu_pct")),
@@ -72,7 +89,7 @@ class Figures:
             send_lag_p99_ms=_num(f.get("send_lag_p99_ms")),
             client_behind=bool(f.get("client_behind")),
             idle_latency_ms=_percentiles(f.get("idle_latency_ms")),
-            background_requests=int(f.get("background_requests") or 0),
+            background_requests=_int(f.get("background_requests")),
         )
 
     @property
@@ -117,10 +134,10 @@ class Result:
     @classmethod
     def from_line(cls, r: Mapping[str, Any]) -> "Result":
         """From a line `lab.results.RunDir.load` accepted."""
-        failure = r.get("failure")
-        process = r.get("process") or {}
+        failure = _table(r.get("failure"))
+        process = _table(r.get("process"))
         return cls(
-            cell_id=r["cell_id"], repeat=int(r.get("repeat") or 1),
+            cell_id=r["cell_id"], repeat=_int(r.get("repeat")) or 1,
             app=str(r.get("app") or "?"),
             experiment=r["experiment"], kind=r["kind"], endpoint=r["endpoint"],
             load=dict(r["load"]), params=dict(r["params"]), server_id=r["server_id"],
@@ -128,12 +145,13 @@ class Result:
             server_version=r.get("server_version"), status=r["status"],
             failure=Failure(str(failure.get("kind")), str(failure.get("reason")),
                             str(failure.get("log_tail") or "")) if failure else None,
-            figures=Figures.from_json(r["figures"]) if r.get("figures") else None,
-            engine=r.get("engine") or r.get("engine_requested"),
-            wrap=r.get("wrap") is not False, placement=dict(r.get("placement") or {}),
-            settings={str(k): str(v) for k, v in (r.get("settings") or {}).items()},
+            figures=Figures.from_json(r["figures"]) if _table(r.get("figures")) else None,
+            engine=str(engine) if (engine := r.get("engine") or r.get("engine_requested"))
+            else None,
+            wrap=r.get("wrap") is not False, placement=_table(r.get("placement")),
+            settings={str(k): str(v) for k, v in _table(r.get("settings")).items()},
             start_to_ready_s=_num(process.get("start_to_ready_s")),
-            source_run=r.get("source_run"))
+            source_run=str(r["source_run"]) if r.get("source_run") else None)
 
     @property
     def ok(self) -> bool:
