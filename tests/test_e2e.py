@@ -193,8 +193,9 @@ def test_report_findings(e2e: E2E) -> None:
     assert len(async_blocking) == 1 and len(non_blocking) == 1
     assert "ran one after another on every configuration" in async_blocking[0]
     assert "overlapped on every configuration" in non_blocking[0]
-    scaling = [x for x in lines if x.startswith("- **/hello**")]
-    assert len(scaling) == 1 and "granian ×" in scaling[0]
+    workers = e2e.report.split("**How many workers?**", 1)[1].split("\n## ", 1)[0]
+    scaling = [x for x in workers.splitlines() if x.startswith("- `/hello`")]
+    assert len(scaling) == 1 and "granian ×" in scaling[0] and "at 2 workers" in scaling[0]
 
 
 def test_report_rebuilds_identically_from_files(e2e: E2E) -> None:
