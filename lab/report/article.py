@@ -87,9 +87,8 @@ def _fan_out(comps: list[Comparison], endpoint: str, sleeps: int) -> str | None:
     serial = 1e3 * comp.delay * (sleeps - 1)
     holds = max(extra) < serial / 2  # nearer no extra delay than k − 1 of them
     return (f"measured: a burst of {comp.n} took {min(extra):+.3g} to {max(extra):+.3g} ms "
-            f"longer than with `/non-blocking`'s one sleep, where {sleeps} sleeps in turn "
-            f"would add {fmt(serial)} ms — " + ("**holds**" if holds else
-                                                "**does not hold** here"))
+            f"against `/non-blocking`'s single sleep ({sleeps} sleeps in turn would add "
+            f"{fmt(serial)} ms) — " + ("**holds**" if holds else "**does not hold** here"))
 
 
 def claims(comps: list[Comparison]) -> list[str]:
