@@ -4,6 +4,7 @@ findings, and no process left behind."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,20 @@ def test_run_exits_0_and_writes_the_report(e2e: E2E) -> None:
         assert sid in e2e.report
     assert "## Failed cells" not in e2e.report
     assert f"cells: {CELLS} finished ({CELLS} ok, 0 failed) of {CELLS} planned" in e2e.report
+
+
+def test_the_first_screen_has_answers_and_a_chart_of_this_run(e2e: E2E) -> None:
+    """A real tiny run: In short opens the report, and every chart it links is a PNG
+    beside report.md with something drawn in it."""
+    short = e2e.report.split("## In short", 1)[1].split("\n## ", 1)[0]
+    assert e2e.report.index("## In short") < e2e.report.index("## This run")
+    assert "**`def` or `async def`?**" in short and "**Which server?**" in short
+    links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", e2e.report)
+    assert "chart-closed-hello-hello-c4.png" in short
+    assert {"chart-burst-article.png", "chart-closed-hello-hello-c4.png"} <= set(links)
+    for name in links:
+        data = (e2e.run.path / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
 
 
 def test_progress_without_a_tty_is_a_plain_line_per_cell(e2e: E2E) -> None:
