@@ -40,6 +40,11 @@ def test_merge_of_runs_on_different_environments_warns_and_has_every_row(
         assert [r["configuration"] for r in rows] == ["uvicorn-w1", "granian-w1", "granian-w2"]
         # each row says which run measured it: they did not run side by side
         assert [r["run"] for r in rows] == ["run-uvicorn", "run-granian", "run-granian"]
+        # a verdict against a baseline of another run says so; within one run it does not
+        base = next(r["run"] for r in rows if r["verdict"] == "baseline")
+        for r in rows:
+            if r["verdict"] and r["verdict"] != "baseline":
+                assert r["verdict"].endswith("; rows from different runs") == (r["run"] != base)
     assert "## Failed cells" in md and "granian-w2-hello-hello-c4" in md
     # the merged folder is a run folder: it rebuilds from its own files
     (out / "report.md").unlink()

@@ -21,8 +21,6 @@ class Flag(Enum):
     CLIENT_LIMITED = "client-limited"
     MACHINE_SATURATED = "machine saturated"
     CLIENT_BEHIND = "client behind schedule"
-    NOISY = "noisy"
-    FAILED_REQUESTS = "failed requests"
     MISSING_REPEATS = "repeats missing"
 
 
@@ -42,13 +40,13 @@ def flags(row: Row) -> list[Flag]:
         out.append(LIMIT_FLAGS[limit])
     if any(f.client_behind for f in row.ok):
         out.append(Flag.CLIENT_BEHIND)
-    if (s := row.spread()) is not None and noisy(s):
-        out.append(Flag.NOISY)
-    if row.error_rate() > 0:
-        out.append(Flag.FAILED_REQUESTS)
     if 0 < len(row.values()) < len(row.results):
         out.append(Flag.MISSING_REPEATS)
     return out
+
+
+def _runs(row: Row) -> set[str | None]:
+    return {r.source_run for r in row.results}
 
 
 def _eligible(row: Row, comp: Comparison) -> bool:
@@ -92,6 +90,8 @@ def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
         elif v.ratio < 1 and v.significant is not None and not _eligible(row, comp):
             v = Verdict(v.ratio, None, f"no verdict: {100 * row.error_rate():.2g} % of its "
                                        "requests failed")
+        if row is not base and _runs(row) != _runs(base):  # a merged report: weaker
+            v = Verdict(v.ratio, v.significant, f"{v.text}; rows from different runs")
         out[row.server_id] = v
     return out
 
