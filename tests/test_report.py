@@ -421,6 +421,11 @@ def test_repeats_show_median_and_range(tmp_path: Path) -> None:
     md = report.build(make_run(tmp_path, config, "repeats", records)).read_text()
     row = table_rows(section_for(md, "/async-blocking"))[0]
     assert row["wall s"].startswith("0.52 (0.5–0.6) ⚠")  # spread 19 % of the median: noisy
+    noise = md.split("## Noise", 1)[1].split("\n## ", 1)[0]
+    assert "1 of 1 repeated cells had a spread ≥ 10 % of their median" in noise
+    listed = [[c.strip() for c in x.strip("|").split("|")] for x in noise.splitlines()
+              if x.startswith("| article")]
+    assert listed == [["article", "`/async-blocking`", "10", "uvicorn-w1", "19 %"]]
 
 
 def repeated_async_blocking(tmp_path: Path, walls: dict[str, tuple[float, ...]]) -> str:

@@ -12,7 +12,7 @@ from lab.report.findings import findings, knees
 from lab.report.fmt import fmt
 from lab.report.groups import Comparison
 from lab.report.merge import MERGED_FROM, environment_warnings
-from lab.report.model import NOISY_SPREAD_PCT, Report
+from lab.report.model import NOISY_SPREAD_PCT, Report, noisy
 from lab.report.records import Result
 from lab.report.summary import in_short
 from lab.report.tables import table
@@ -204,17 +204,24 @@ def _noise(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
         return ["## Noise", "", "Each cell ran once (`repeats = 1`): no spread was measured, "
                 "so no difference in this report is called significant. Set `repeats = 3` or "
                 "more in `[lab]` for verdicts.", ""]
-    noisy = [f"`{c.experiment} {c.endpoint} {c.n}` {r.server_id}: {s.spread_pct:.0f} %"
-             for c, r, s in repeated if s.spread_pct >= NOISY_SPREAD_PCT]
+    wide = sorted(((c, r, s) for c, r, s in repeated if noisy(s)),
+                   key=lambda x: -x[2].spread_pct)
     lines = ["## Noise", "",
              "Spread = (max − min) ÷ median over the repeats of one cell. The noise floor is "
              "the median spread of a kind's cells; a verdict needs non-overlapping ranges "
              "*and* a difference beyond it.", "",
              tabulate([[k, f"{v:.1f} %"] for k, v in noise.items()],
                       headers=["kind", "noise floor (median spread)"], tablefmt="github"), ""]
-    if noisy:
-        lines += [f"Cells with a spread ≥ {NOISY_SPREAD_PCT:g} % of their median "
-                  "(their differences are not to be trusted): " + "; ".join(noisy) + ".", ""]
+    if wide:
+        table = tabulate([[c.experiment, f"`{c.endpoint}`", c.n, r.server_id,
+                           f"{s.spread_pct:.0f} %"] for c, r, s in wide],
+                         headers=["experiment", "endpoint", "load", "configuration",
+                                  "spread"], tablefmt="github", disable_numparse=True)
+        lines += [f"{len(wide)} of {len(repeated)} repeated cells had a spread ≥ "
+                  f"{NOISY_SPREAD_PCT:g} % of their median (⚠ noisy in the tables): their "
+                  "differences are not to be trusted.", "",
+                  f"<details><summary>The {len(wide)} noisy cells, widest spread first"
+                  "</summary>", "", table, "", "</details>", ""]
     return lines
 
 
