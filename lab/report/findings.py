@@ -32,12 +32,13 @@ def burst_finding(comp: Comparison) -> str | None:
     delay = comp.delay
     if delay is None:
         return None
-    parts, serial_rows, overlap_rows = [], [], []
+    parts, serial_rows, overlap_rows, walls = [], [], [], []
     for row in comp.rows:
         s, typical, verdict = row.spread(), row.typical(), serialised(row, delay)
         if s is None or typical is None or verdict is None:
             continue
         is_serial, serial_s = verdict
+        walls.append(s.median)
         if is_serial:
             serial_rows.append(row.server_id)
             parts.append(f"{row.server_id} {fmt(s.median)} s (serialised: split "
@@ -50,8 +51,12 @@ def burst_finding(comp: Comparison) -> str | None:
         return None
     if not overlap_rows:
         summary = "requests ran one after another on every configuration"
-    elif not serial_rows:
-        summary = "requests overlapped on every configuration"
+    elif not serial_rows:  # the common case, said once: the table has each row
+        low, high = min(walls), max(walls)
+        return (f"**{comp.endpoint}**, N = {comp.n} × {fmt(delay)} s (one after another: "
+                f"{fmt(comp.n * delay)} s): requests overlapped on every configuration "
+                f"({len(walls)}): {fmt(low)}–{fmt(high)} s, ≈{comp.n * delay / high:.0f}–"
+                f"{comp.n * delay / low:.0f} requests in progress at once.")
     else:
         summary = (f"serialised on {', '.join(serial_rows)}; overlapped on "
                    f"{', '.join(overlap_rows)}")
