@@ -74,11 +74,14 @@ def baseline(comp: Comparison, preferred: str | None) -> Row | None:
 
 def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
              ) -> dict[str, Verdict]:
-    """Each row against the baseline; no "significant" from a row or baseline that was
-    limited by the client or the machine, or that won a time figure with failures."""
+    """Each row against the baseline (see `judge`)."""
     base = baseline(comp, preferred)
-    if base is None:
-        return {}
+    return {} if base is None else judge(comp, base, noise_pct)
+
+
+def judge(comp: Comparison, base: Row, noise_pct: float) -> dict[str, Verdict]:
+    """Each row against ``base``; no "significant" from a row or baseline that was limited
+    by the client or the machine, or that won a time figure with failures."""
     out = {}
     for row in comp.measured:
         v = compare(row.values(), base.values(), comp.headline.higher_is_better, noise_pct)
@@ -112,7 +115,9 @@ class Report:
         noise = noise_by_kind(comps)
         for comp in comps:
             comp.baseline = baseline(comp, preferred)
-            judged = verdicts(comp, noise.get(comp.kind, 0.0), preferred)
+            if comp.baseline is None:
+                continue
+            judged = judge(comp, comp.baseline, noise.get(comp.kind, 0.0))
             for row in comp.rows:
                 row.verdict = judged.get(row.server_id)
         return cls(results, comps, noise, preferred)

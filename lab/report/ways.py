@@ -13,13 +13,17 @@ UNITS = {"burst": " s", "interference": " ms"}
 
 def ways_findings(comps: list[Comparison]) -> list[str]:
     """One line per experiment of kind burst or interference with ≥ 2 endpoints at a load."""
+    return [line for (experiment, n), group in _groups(comps).items()
+            if (line := _line(experiment, n, group))]
+
+
+def _groups(comps: list[Comparison]) -> dict[tuple[str, int], list[Comparison]]:
+    """(experiment, load) → its comparisons, where they measured ≥ 2 endpoints (ways)."""
     groups: dict[tuple[str, int], list[Comparison]] = defaultdict(list)
     for comp in comps:
         if comp.kind in UNITS:
             groups[(comp.experiment, comp.n)].append(comp)
-    several = {key: g for key, g in groups.items() if len({c.endpoint for c in g}) > 1}
-    return [line for (experiment, n), group in several.items()
-            if (line := _line(experiment, n, group))]
+    return {key: g for key, g in groups.items() if len({c.endpoint for c in g}) > 1}
 
 
 def _line(experiment: str, n: int, group: list[Comparison]) -> str | None:
@@ -50,12 +54,8 @@ def _line(experiment: str, n: int, group: list[Comparison]) -> str | None:
 def ways_short(comps: list[Comparison]) -> list[str]:
     """The same, one line per experiment for "In short": each way's range over the
     configurations, best first, and how often it stalled the probe."""
-    groups: dict[tuple[str, int], list[Comparison]] = defaultdict(list)
-    for comp in comps:
-        if comp.kind in UNITS:
-            groups[(comp.experiment, comp.n)].append(comp)
     out = []
-    for (experiment, n), group in groups.items():
+    for (experiment, n), group in _groups(comps).items():
         ways = []
         for comp in group:
             medians = [s.median for row in comp.rows if (s := row.spread()) is not None]
