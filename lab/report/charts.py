@@ -25,7 +25,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from lab.histogram import Histogram  # noqa: E402
 from lab.report.groups import Comparison, Row  # noqa: E402
-from lab.report.model import LIMIT_FLAGS, Report, flags  # noqa: E402
+from lab.report.model import Report, limit_flags  # noqa: E402
 from lab.stats import Spread  # noqa: E402
 
 PREFIX = "chart-"
@@ -209,7 +209,7 @@ def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
 
 
 def _limit_note(row: Row) -> str:
-    return "".join(f" ({f.value})" for f in flags(row) if f in LIMIT_FLAGS.values())
+    return "".join(f" ({f.value})" for f in limit_flags(row))
 
 
 def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:

@@ -45,6 +45,11 @@ def flags(row: Row) -> list[Flag]:
     return out
 
 
+def limit_flags(row: Row) -> list[Flag]:
+    """The flags that make a row's figure possibly the client's or the machine's."""
+    return [f for f in flags(row) if f in LIMIT_FLAGS.values()]
+
+
 def _runs(row: Row) -> set[str | None]:
     return {r.source_run for r in row.results}
 

@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from lab.report.fmt import fmt, fmt_spread, pct, rate
 from lab.report.groups import Comparison, Getter, Row
-from lab.report.model import LIMIT_FLAGS, Flag, flags
+from lab.report.model import Flag, flags, limit_flags
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def errors(row: Row) -> str:
 
 def _cpu(row: Row) -> str:
     typical = row.typical()
-    limits = [f" ⚠ {f.value}" for f in flags(row) if f in LIMIT_FLAGS.values()]
+    limits = [f" ⚠ {f.value}" for f in limit_flags(row)]
     return fmt(typical.client_cpu_pct if typical else None, 2) + "".join(limits)
 
 
@@ -133,8 +133,9 @@ KIND_COLUMNS: dict[str, Callable[[Comparison], list[Column]]] = {
 def _verdict(row: Row) -> str:
     assert row.verdict is not None
     used, ran = len(row.values()), len(row.results)
-    notes = ([f"{used} of {ran} repeats ok"] if Flag.MISSING_REPEATS in flags(row) else []) \
-        + (["⚠ client behind schedule"] if Flag.CLIENT_BEHIND in flags(row) else [])
+    found = flags(row)
+    notes = ([f"{used} of {ran} repeats ok"] if Flag.MISSING_REPEATS in found else []) \
+        + (["⚠ client behind schedule"] if Flag.CLIENT_BEHIND in found else [])
     return row.verdict.text + (f" ({'; '.join(notes)})" if notes else "")
 
 
