@@ -42,6 +42,8 @@ class Interrupts:
         """Run ``aw`` so that a signal cancels it and surfaces as ``Interrupted``."""
         task = asyncio.ensure_future(aw)
         self._task = task
+        if self.signum is not None:  # it came before there was a task to cancel
+            task.cancel()
         try:
             return await task
         except asyncio.CancelledError:

@@ -1,6 +1,7 @@
 """Nothing lost, nothing left running: signals, failed cells, resume, port races, the
 ledger of process groups. Real processes, bounded time."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,6 +17,8 @@ import pytest
 
 from lab import pgroup
 from lab.config import LabSettings
+from lab.errors import Interrupted
+from lab.interrupt import Interrupts
 from lab.process import running
 from lab.reaper import Ledger, reap
 from lab.results import RunDir
@@ -80,6 +83,24 @@ def test_sigterm_stops_the_run_with_143_and_an_interrupted_report(
     assert "This run was interrupted" in (run.path / "report.md").read_text()
     assert run.load().records == []  # the cut cell is not a result
     assert leftovers(leak_token) == []
+
+
+def test_a_signal_just_before_a_cell_starts_still_stops_it() -> None:
+    """A signal after the run loop's last check but before the cell's task exists finds
+    nothing to cancel: the cell must still stop at once, not run to its end (a 10 s burst
+    held SIGTERM for 10 s in 1 of 5 runs before)."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    interrupts = Interrupts()
+    interrupts.install()
+    try:
+        signal.raise_signal(signal.SIGTERM)  # recorded; no task yet
+        t0 = time.monotonic()
+        with pytest.raises(Interrupted):
+            asyncio.run(interrupts.guard(asyncio.sleep(10)))
+        assert time.monotonic() - t0 < 1
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def test_a_second_ctrl_c_skips_the_grace_period(write_config: Callable[..., Path],
@@ -233,6 +254,8 @@ LAB_WITH_SERVER = """
 import sys, time
 from pathlib import Path
 from lab.config import LabSettings
+from lab.errors import Interrupted
+from lab.interrupt import Interrupts
 from lab.process import Server
 from lab.reaper import Ledger
 from lab.servers import ADAPTERS
