@@ -14,7 +14,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,9 @@ class KindSchema:
 
 KINDS: dict[str, KindSchema] = {
     "burst": KindSchema(
-        "requests", "n", (),
-        "N requests sent at once; batch wall time and each request's latency",
+        "requests", "n", ("connect",),
+        "N requests written at once on open connections; batch wall time, send spread and "
+        "the peak in flight in each worker",
     ),
     "closed": KindSchema(
         "users", "c", ("duration_s", "warmup_s", "clients"),
@@ -50,19 +51,23 @@ KINDS: dict[str, KindSchema] = {
         "a fixed arrival rate (req/s) whatever the answers; latency from the scheduled time",
     ),
     "interference": KindSchema(
-        "background", "bg", ("probe", "probes", "probe_interval_s", "settle_s"),
+        "background", "bg", ("probe", "probes", "probe_interval_s", "settle_s",
+                             "probe_connect"),
         "latency of a probe endpoint idle, then while c users load the slow endpoint",
     ),
 }
 MAX_CELLS = 100_000  # a bigger matrix is a mistake (and would take days); refuse it unbuilt
 FILE_NAME_BYTES = 255  # NAME_MAX: each cell's server log is logs/<cell id>.log
-ENGINE_NAMES = ("httpx", "aiohttp", "wrk")
-# "auto" (closed loops): wrk when it is installed, else aiohttp — decided per cell and
+ENGINE_NAMES = ("rawhttp", "httpx", "aiohttp", "wrk")
+PYTHON_ENGINES = ("rawhttp", "httpx", "aiohttp")
+# "auto" (closed loops): wrk when it is installed, else rawhttp — decided per cell and
 # recorded, so a report always says which client produced a throughput figure.
-KIND_ENGINES = {"burst": ("httpx", "aiohttp"), "closed": ("auto", *ENGINE_NAMES),
-                "open": ("httpx", "aiohttp"), "interference": ("httpx", "aiohttp")}
-DEFAULT_ENGINE = {"burst": "httpx", "closed": "auto", "open": "aiohttp",
-                  "interference": "httpx"}
+KIND_ENGINES = {"burst": PYTHON_ENGINES, "closed": ("auto", *ENGINE_NAMES),
+                "open": PYTHON_ENGINES, "interference": PYTHON_ENGINES}
+DEFAULT_ENGINE = {"burst": "rawhttp", "closed": "auto", "open": "rawhttp",
+                  "interference": "rawhttp"}
+CONNECT = ("warm", "cold")  # connections opened before the window, or one per request in it
+AXIS_SETTINGS = ("connect", "probe_connect")  # a list of them is an axis of experiments
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,11 @@ class Experiment:
     probes: int = 20
     probe_interval_s: float = 0.02
     settle_s: float = 0.1  # interference: background running before probing
+    # burst: "warm" opens and checks the N connections before the window; "cold" opens a
+    # new connection per request inside it. interference: the same for each probe.
+    connect: str = "warm"
+    probe_connect: str = "warm"
+    ready: Endpoint = Endpoint("/health")  # lab.ready_path: what a warm connection is checked with
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoints", tuple(as_endpoint(e) for e in self.endpoints))
@@ -456,6 +466,8 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "probes": lambda v, p: _number(v, p, 1, integer=True),
     "probe_interval_s": lambda v, p: float(_number(v, p, 0)),
     "settle_s": lambda v, p: float(_number(v, p, 0)),
+    "connect": lambda v, p: _choice(v, p, CONNECT),
+    "probe_connect": lambda v, p: _choice(v, p, CONNECT),
 }
 
 
@@ -567,7 +579,7 @@ def _parse_server(name: str, raw: Any) -> ServerSpec:
     return ServerSpec(name, workers, options)
 
 
-def _parse_experiment(i: int, raw: Any) -> Experiment:
+def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
     path = f"experiments[{i}]"
     common = {"name", "kind", "endpoints", "params", "engine", "timeout_s"}
     kind = _open_table(raw, path).get("kind")
@@ -595,13 +607,23 @@ def _parse_experiment(i: int, raw: Any) -> Experiment:
             _number(value, f"{path}.params.{key}", 0)
         _finite(value, f"{path}.params.{key}")
     engine = _choice(t.get("engine", DEFAULT_ENGINE[kind]), f"{path}.engine", KIND_ENGINES[kind])
-    extra = {k: SETTINGS[k](t[k], f"{path}.{k}") for k in schema.settings if k in t}
-    return Experiment(
+    extra = {k: SETTINGS[k](t[k], f"{path}.{k}") for k in schema.settings
+             if k in t and k not in AXIS_SETTINGS}
+    exp = Experiment(
         name=name, kind=kind, endpoints=endpoints, loads=loads, params=dict(params),
         engine=engine,
         timeout_s=float(_number(t.get("timeout_s", 60.0), f"{path}.timeout_s", 0, strict=True)),
         **extra,
     )
+    axis = next((k for k in AXIS_SETTINGS if k in schema.settings and k in t), None)
+    if axis is None:
+        return [exp]
+    values = [SETTINGS[axis](v, f"{path}.{axis}[{j}]" if isinstance(t[axis], list)
+                             else f"{path}.{axis}")
+              for j, v in enumerate(_list(t[axis], f"{path}.{axis}"))]
+    # One experiment per value, named by it when there are several: each its own table.
+    return [replace(exp, **{axis: v}, name=f"{name}-{v}" if len(values) > 1 else name)
+            for v in values]
 
 
 def _parse_service(name: str, raw: Any) -> Service:
@@ -629,7 +651,10 @@ def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False,
     servers = tuple(_parse_server(name, value) for name, value in servers_raw.items())
     if not isinstance(t["experiments"], list) or not t["experiments"]:
         raise ConfigError("experiments", "must be a non-empty array of tables ([[experiments]])")
-    experiments = tuple(_parse_experiment(i, e) for i, e in enumerate(t["experiments"]))
+    ready = Endpoint(lab.ready_path, status=lab.ready_status)
+    experiments = tuple(replace(e, ready=ready)
+                        for i, raw_exp in enumerate(t["experiments"])
+                        for e in _parse_experiment(i, raw_exp))
     seen: dict[str, int] = {}
     for i, e in enumerate(experiments):
         if e.name in seen:

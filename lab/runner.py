@@ -20,7 +20,7 @@ from lab.asgi_wrap import APP_DIR_ENV, APP_ENV, SERVED
 from lab.config import KINDS, Cell, LabSettings, Matrix
 from lab.errors import LabError, ServerStartError
 from lab.interrupt import Interrupts
-from lab.load import MULTI_PROCESS, RUNNERS, processes, wrk
+from lab.load import MULTI_PROCESS, RUNNERS, loop, processes, wrk
 from lab.load.window import quiet_gc
 from lab.monitor import Window
 from lab.process import Group, Readiness, Server, log_tail, start
@@ -102,10 +102,10 @@ class Launch:
 
 
 def engine_for(cell: Cell) -> str:
-    """The engine a cell really uses: "auto" is wrk when installed, else aiohttp."""
+    """The engine a cell really uses: "auto" is wrk when installed, else rawhttp."""
     engine = cell.experiment.engine
     if engine == "auto":
-        return "wrk" if wrk.available() else "aiohttp"
+        return "wrk" if wrk.available() else "rawhttp"
     return engine
 
 
@@ -137,7 +137,7 @@ def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
                               check)
         else:
             coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
-            m = asyncio.run(ctx.interrupts.guard(asyncio.wait_for(coro, ctx.lab.cell_timeout_s)))
+            m = loop.run(ctx.interrupts.guard(asyncio.wait_for(coro, ctx.lab.cell_timeout_s)))
     m.info.setdefault("engine", exp.engine)
     return summarize(m, ctx.machine)
 

@@ -1,14 +1,18 @@
-"""burst: N requests sent at once; the batch's wall time and each request's latency.
+"""burst: N requests written at once; the batch's wall time and each request's latency.
 
-This is the article's own experiment.
+This is the article's own experiment, timed as the server sees it: with ``connect =
+"warm"`` (the default) the N connections are opened and each checked with one request of
+the lab's ready path before the window, so the window holds only the N requests; the wall
+time runs from the first request written to the last response read. ``connect = "cold"``
+opens a new connection per request inside the window (keep-alive vs a connection per
+request). How far apart the first and the last request were written (the send spread) is
+recorded: a client that spread its sends measured itself, not the server.
 """
-
-import asyncio
 
 from lab.config import Experiment
 from lab.endpoint import Endpoint
 from lab.load.engines import ENGINES
-from lab.load.samples import Measurement
+from lab.load.samples import Measurement, Sample
 from lab.monitor import Window
 
 
@@ -16,9 +20,22 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, n: int,
               window: Window) -> Measurement:
     client = ENGINES[exp.engine].client(base_url, exp.params, n, exp.timeout_s)
     try:
+        if exp.connect == "warm":
+            await client.connect(n, exp.ready)
         window.start()
-        samples = await asyncio.gather(*(client.send(endpoint) for _ in range(n)))
+        samples = await client.burst(endpoint, n)
         usage = window.end()
     finally:
         await client.aclose()
-    return Measurement(list(samples), usage)
+    return Measurement(samples, usage, {"connect": exp.connect, **timing(samples)})
+
+
+def timing(samples: list[Sample]) -> dict[str, float | None]:
+    """The batch as the server saw it: first request written → last response read, and
+    the spread of the writes. An engine that does not know when it wrote a request (None)
+    is timed from when it was asked to send it."""
+    if not samples:
+        return {"wall_s": 0.0, "send_spread_ms": None}
+    sent = [s.sent if s.sent is not None else s.start for s in samples]
+    last = max(s.start + s.latency_s for s in samples)
+    return {"wall_s": last - min(sent), "send_spread_ms": 1e3 * (max(sent) - min(sent))}

@@ -2,8 +2,10 @@
 
 The probe endpoint's latency is measured idle, then again while c users keep the slow
 endpoint busy. Each probe opens a new connection, so a multi-worker server may hand it to
-any worker, as it would a new client. This shows `async def` + `time.sleep` stalling the
-event loop for everyone on that worker, and `def` + `time.sleep` not doing so.
+any worker, as it would a new client; with ``probe_connect = "warm"`` (the default) that
+connection is opened and answered once before the probe is timed. This shows `async def`
++ `time.sleep` stalling the event loop for everyone on that worker, and `def` +
+`time.sleep` not doing so.
 """
 
 import asyncio
@@ -18,11 +20,16 @@ from lab.monitor import Window
 
 async def _probe(base_url: str, exp: Experiment) -> list[Sample]:
     out = []
+    probe = Endpoint(exp.probe)
     for _ in range(exp.probes):
-        # A client per probe: a fresh connection, as an unrelated user would open.
+        # A client per probe: a fresh connection, as an unrelated user would open. Warm
+        # (the default): opened and answered once before the timed request, so the probe
+        # times the server's answer, not the connection's set-up.
         client = ENGINES[exp.engine].client(base_url, {}, 1, exp.timeout_s)
         try:
-            out.append(await client.send(Endpoint(exp.probe)))
+            if exp.probe_connect == "warm":
+                await client.connect(1, probe)
+            out.append(await client.send(probe))
         finally:
             await client.aclose()
         await asyncio.sleep(exp.probe_interval_s)
@@ -57,6 +64,7 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int,
             idle_hist.record(s.latency_s)
     return Measurement(loaded, usage, {
         "probe": exp.probe,
+        "probe_connect": exp.probe_connect,
         "idle_errors": sum(s.error is not None for s in idle),
         "idle_histogram": idle_hist.to_json(),
         "idle_latency_ms": latency_figures(idle_hist),

@@ -13,36 +13,53 @@ from lab.config import Experiment
 from lab.endpoint import Endpoint
 from lab.load.engines import ENGINES
 from lab.load.samples import Measurement, Sample
-from lab.load.window import measure, sleep_until
+from lab.load.window import measure
 from lab.monitor import Window
 
 BEHIND_P99_MS = 10.0  # the client's send lag beyond which its schedule is not trusted
+EARLY_S = 0.001  # a timer tick: how early a request may go out with its batch
 
 
-async def run(base_url: str, exp: Experiment, endpoint: Endpoint, rate: int, window: Window,
-              begin: float | None = None) -> Measurement:
+async def run(base_url: str, exp: Experiment, endpoint: Endpoint, rate: float,
+              window: Window, begin: float | None = None) -> Measurement:
     client = ENGINES[exp.engine].client(base_url, exp.params, exp.max_connections,
                                         exp.timeout_s)
     begin = begin or time.perf_counter()
     window_start = begin + exp.warmup_s
     window_end = window_start + exp.duration_s
+    total = int((exp.warmup_s + exp.duration_s) * rate)
     samples: list[Sample] = []
     lags: list[float] = []
+    answered = asyncio.Event()
+    left = total
 
-    async def one(scheduled: float) -> None:
-        sample = await client.send(endpoint, start=scheduled)
-        if window_start <= scheduled < window_end:
+    def done(sample: Sample) -> None:
+        nonlocal left
+        if window_start <= sample.start < window_end:
             samples.append(sample)
+        left -= 1
+        if left == 0:
+            answered.set()
 
     async def send() -> None:
-        tasks = []
-        for i in range(int((exp.warmup_s + exp.duration_s) * rate)):
+        # Each wake-up sends every request due within the next EARLY_S: the loop's timers
+        # tick in milliseconds, and a shorter sleep returns at once and spins the CPU. A request
+        # is timed from its scheduled moment, or from when it was written if that came
+        # first: a late send costs latency, never a request, and an early one hides none.
+        i = 0
+        while i < total:
+            now = time.perf_counter()
             scheduled = begin + i / rate
-            await sleep_until(scheduled)
-            if scheduled >= window_start:
-                lags.append(time.perf_counter() - scheduled)
-            tasks.append(asyncio.create_task(one(scheduled)))
-        await asyncio.gather(*tasks)  # each bounded by the request timeout
+            if scheduled > now + EARLY_S:
+                await asyncio.sleep(max(EARLY_S, scheduled - now - EARLY_S))
+                continue
+            while i < total and (scheduled := begin + i / rate) <= now + EARLY_S:
+                if scheduled >= window_start:
+                    lags.append(now - scheduled)
+                client.submit(endpoint, min(scheduled, now), done)
+                i += 1
+        if total:
+            await answered.wait()  # each request is bounded by the timeout
 
     try:
         usage, _ = await asyncio.gather(measure(window, window_start, window_end), send())

@@ -6,7 +6,6 @@ are then given one common ``begin`` on the shared monotonic clock, so all measur
 window. They ignore Ctrl-C (the lab stops them) and die with the lab (PR_SET_PDEATHSIG).
 """
 
-import asyncio
 import ctypes
 import multiprocessing as mp
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 
 from lab.config import Experiment
 from lab.endpoint import Endpoint
+from lab.load import loop
 from lab.load.samples import Measurement
 from lab.load.window import quiet_gc
 from lab.monitor import Usage, Window
@@ -34,7 +34,7 @@ def _child(conn: Connection, kind: str, base_url: str, exp: Experiment, endpoint
     conn.send("ready")
     begin = conn.recv()
     with quiet_gc():
-        m = asyncio.run(RUNNERS[kind](base_url, exp, endpoint, load, Window(), begin))
+        m = loop.run(RUNNERS[kind](base_url, exp, endpoint, load, Window(), begin))
     conn.send(m)
 
 

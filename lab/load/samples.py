@@ -15,6 +15,7 @@ class Sample:
     latency_s: float
     error: str | None  # None when the response passed the check, else its kind
     pid: int | None  # the worker process that answered
+    sent: float | None = None  # perf_counter() when the request was written, if known
 
 
 @dataclass

@@ -23,12 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from lab.config import Experiment
 from lab.endpoint import Endpoint
 from lab.histogram import Histogram
-from lab.load.engines import request_query
+from lab.load.params import request_target
 from lab.load.samples import Measurement, Tally
 from lab.monitor import Usage, Window
 from lab.process import Group
@@ -113,8 +112,7 @@ def tally(r: Mapping[str, Any]) -> Tally:
 
 def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: Window,
         sup: Supervision) -> Measurement:
-    query = urlencode(request_query(exp.params, endpoint))
-    url = f"{base_url}{endpoint.path}" + (f"?{query}" if query else "")
+    url = base_url + request_target(exp.params, endpoint)
     if exp.warmup_s > 0:
         _wrk(url, endpoint, users, math.ceil(exp.warmup_s), exp.timeout_s, sup, "wrk-warmup")
     window.start()

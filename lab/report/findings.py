@@ -9,9 +9,9 @@ overlapped. What an endpoint is, and what anyone claimed about it, is for
 from collections.abc import Callable
 
 from lab.report.fmt import fmt
-from lab.report.groups import Comparison, Row
+from lab.report.groups import Comparison, Row, client_limits
 from lab.report.records import Figures
-from lab.report.tables import split
+from lab.report.tables import peaks, split
 from lab.stats import Spread
 
 SERIAL_FRACTION = 0.8  # wall ≥ 80 % of (busiest worker's share × delay) counts as serialised
@@ -46,23 +46,39 @@ def burst_finding(comp: Comparison) -> str | None:
         else:
             overlap_rows.append(row.server_id)
             parts.append(f"{row.server_id} {fmt(s.median)} s "
-                         f"(overlapped ≈{comp.n * delay / s.median:.0f}×)")
+                         f"(overlapped: {_held(row, s, comp.n, delay)})")
     if not parts:
         return None
     if not overlap_rows:
         summary = "requests ran one after another on every configuration"
     elif not serial_rows:  # the common case, said once: the table has each row
         low, high = min(walls), max(walls)
+        held = [p for row in comp.rows if (p := _peak(row)) is not None]
+        at_once = (f"the busiest worker held {min(held)}–{max(held)} of them at once "
+                   "(counted in the workers)" if held else
+                   f"≈{comp.n * delay / high:.0f}–{comp.n * delay / low:.0f} in progress "
+                   "at once (estimated as N·delay/wall)")
         return (f"**{comp.endpoint}**, N = {comp.n} × {fmt(delay)} s (one after another: "
                 f"{fmt(comp.n * delay)} s): requests overlapped on every configuration "
-                f"({len(walls)}): {fmt(low)}–{fmt(high)} s, ≈{comp.n * delay / high:.0f}–"
-                f"{comp.n * delay / low:.0f} requests in progress at once.")
+                f"({len(walls)}): {fmt(low)}–{fmt(high)} s; {at_once}.")
     else:
         summary = (f"serialised on {', '.join(serial_rows)}; overlapped on "
                    f"{', '.join(overlap_rows)}")
     lead = (f"**{comp.endpoint}**, "
             f"N = {comp.n} × {fmt(delay)} s (one after another: {fmt(comp.n * delay)} s)")
     return f"{lead}: {summary}. " + "; ".join(parts) + "."
+
+
+def _peak(row: Row) -> int | None:
+    """The most requests one worker held at once (typical repeat), counted inside it."""
+    typical = row.typical()
+    return max(typical.inflight_peak.values()) if typical and typical.inflight_peak else None
+
+
+def _held(row: Row, s: Spread, n: int, delay: float) -> str:
+    if _peak(row) is not None:
+        return f"peak {peaks(row)} in flight per worker"
+    return f"≈{n * delay / s.median:.0f}× (estimated as N·delay/wall)"
 
 
 SLOWED_FACTOR = 3.0  # probe p50 over 3× idle (+1 ms) but under the stall bar: slowed
@@ -152,14 +168,18 @@ def _cells(comps: list[Comparison], flag: Callable[[Figures], bool]) -> list[str
 
 
 def client_limit_finding(comps: list[Comparison]) -> str | None:
-    limited = _cells(comps, lambda f: f.client_limited)
-    saturated = _cells(comps, lambda f: f.machine_saturated)
-    saturated = [c for c in saturated if c not in limited]
+    limited = sorted({f"{r.cell_id} ({'; '.join(why)})" for c in comps for row in c.rows
+                      for r in row.results if r.ok and r.figures
+                      and (why := client_limits(r.figures, c.delay))})
+    saturated = [c for c in _cells(comps, lambda f: f.machine_saturated)
+                 if not any(x.startswith(f"{c} (") for x in limited)]
     parts = []
     if limited:
-        parts.append(f"**Client-limited:** in {len(limited)} cell(s) the lab's client (its "
-                     "busiest process) used ≥ 90 % of a core, so their req/s are lower bounds "
-                     "on what the server can do: " + ", ".join(limited) + ".")
+        parts.append(f"**Client-limited:** in {len(limited)} cell(s) the lab's client, not "
+                     "the server, may have set the figure (its CPU at 90 % of a core, a "
+                     "burst's sends spread over more than 5 % of the delay, an open-model "
+                     "schedule it could not hold, or connections it could not open); they "
+                     "get no verdict: " + ", ".join(limited) + ".")
     if saturated:
         parts.append(f"**Machine saturated:** in {len(saturated)} more cell(s) client and "
                      "server together used ≥ 90 % of all cores; the server competed with the "

@@ -43,6 +43,40 @@ HEADLINES = {
 }
 
 
+SPREAD_SHARE = 0.05  # a burst's sends may spread over 5 % of its delay...
+SPREAD_FLOOR_MS = 5.0  # ...or 5 ms where it has none
+
+
+def delay_of(params: dict[str, Any]) -> float | None:
+    d = params.get("delay")
+    return float(d) if isinstance(d, int | float) and not isinstance(d, bool) else None
+
+
+def spread_bar_ms(delay: float | None) -> float:
+    return 1e3 * SPREAD_SHARE * delay if delay else SPREAD_FLOOR_MS
+
+
+def client_limits(f: Figures, delay: float | None) -> list[str]:
+    """Why a figure may be the client's, not the server's — one rule for every kind: the
+    client's CPU at its limit, a burst whose sends spread too far, an open-model schedule
+    the client could not hold, connections the client could not open."""
+    out = []
+    if f.client_limited:
+        out.append(f"client CPU {fmt_num(f.client_cpu_pct)} %")
+    if f.send_spread_ms is not None and f.send_spread_ms > spread_bar_ms(delay):
+        out.append(f"sends spread over {fmt_num(f.send_spread_ms)} ms "
+                   f"(> {fmt_num(spread_bar_ms(delay))} ms)")
+    if f.client_behind:
+        out.append(f"client sent late (lag p99 {fmt_num(f.send_lag_p99_ms)} ms)")
+    if f.errors.get("connect"):
+        out.append(f"{f.errors['connect']} connections not opened")
+    return out
+
+
+def fmt_num(x: float | None) -> str:
+    return "?" if x is None else f"{x:.3g}"
+
+
 @dataclass
 class Row:
     server_id: str
@@ -95,12 +129,24 @@ class Row:
 
     def limit(self) -> str | None:
         """Why this row's figures may not be the server's: "client" (the load generator was
-        at its limit) or "machine" (client and server together used every shared core)."""
-        if any(f.client_limited for f in self.ok):
+        at its limit: `client_limits`) or "machine" (client and server together used every
+        shared core)."""
+        if self.limit_reasons():
             return "client"
         if any(f.machine_saturated for f in self.ok):
             return "machine"
         return None
+
+    def limit_reasons(self) -> list[str]:
+        """Each distinct reason, over the repeats, that the client was the limit."""
+        found: list[str] = []
+        for f in self.ok:
+            found += [x for x in client_limits(f, self.delay) if x not in found]
+        return found
+
+    @property
+    def delay(self) -> float | None:
+        return delay_of(self.results[0].params) if self.results else None
 
     def error_rate(self) -> float:
         """Failed requests over all requests of the row's finished repeats."""
@@ -151,8 +197,7 @@ class Comparison:
 
     @property
     def delay(self) -> float | None:
-        d = self.params.get("delay")
-        return float(d) if isinstance(d, int | float) and not isinstance(d, bool) else None
+        return delay_of(self.params)
 
     @property
     def n(self) -> int:

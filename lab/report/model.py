@@ -94,7 +94,9 @@ def judge(comp: Comparison, base: Row, noise_pct: float) -> dict[str, Verdict]:
         if row is base:
             v = Verdict(v.ratio, None, "baseline" + (f"; {LIMIT_TEXT[limit]}" if limit else ""))
         elif limit is not None:
-            v = Verdict(v.ratio, None, LIMIT_TEXT[limit])
+            reasons = (row if row.limit() else base).limit_reasons()
+            v = Verdict(v.ratio, None, LIMIT_TEXT[limit] + (f" ({'; '.join(reasons)})"
+                                                             if reasons else ""))
         elif v.ratio < 1 and v.significant is not None and not _eligible(row, comp):
             v = Verdict(v.ratio, None, f"no verdict: {100 * row.error_rate():.2g} % of its "
                                        "requests failed")

@@ -67,6 +67,9 @@ class Figures:
     # open model
     send_lag_p99_ms: float | None = None
     client_behind: bool = False
+    # burst: how far apart its requests were written; the peak in flight per worker
+    send_spread_ms: float | None = None
+    inflight_peak: dict[str, int] = field(default_factory=dict)
     # interference
     idle_latency_ms: dict[str, float | None] = field(default_factory=dict)
     background_requests: int = 0
@@ -88,6 +91,8 @@ class Figures:
             server_peak_rss_mb=_num(f.get("server_peak_rss_mb")),
             send_lag_p99_ms=_num(f.get("send_lag_p99_ms")),
             client_behind=bool(f.get("client_behind")),
+            send_spread_ms=_num(f.get("send_spread_ms")),
+            inflight_peak=_counts(f.get("inflight_peak")),
             idle_latency_ms=_percentiles(f.get("idle_latency_ms")),
             background_requests=_int(f.get("background_requests")),
         )

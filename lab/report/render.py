@@ -152,9 +152,12 @@ HOW_TO_READ = f"""## How to read this report
   cells, restarted after a failed cell) unless `lab.restart = "cell"`. Unless
   `wrap = false`, the app ran inside lab.asgi_wrap, whose `x-lab-worker` header names the
   worker of each response.
-- **Burst**: N requests sent at once; *wall s* is the batch's time. *concurrency ≈
-  N·delay/wall* says how many requests were really in progress together: ≈ N means fully
-  concurrent, ≈ 1 per worker means one after another.
+- **Burst**: N requests written at once (`connect = "warm"`: on N connections opened and
+  checked before the window; `"cold"`: a new connection per request inside it); *wall s*
+  runs from the first request written to the last response read. *peak in flight per
+  worker* is counted inside each worker by lab.asgi_wrap: N on one worker means fully
+  concurrent, 1 means one after another. *send spread* is how far apart the client wrote
+  the first and the last request.
 - **Closed**: c users each send the next request when the last one answered; *req/s* over
   the measured window after a warm-up, with wrk unless the *engine* column says otherwise.
   *scaling vs 1 worker* = req/s at w workers ÷ req/s at 1, and its efficiency ÷ w.
@@ -162,7 +165,8 @@ HOW_TO_READ = f"""## How to read this report
   counts from each request's *scheduled* time, so queueing shows (no coordinated omission).
   If the client itself sent late (send lag p99 > 10 ms) the row says so.
 - **Interference**: a probe endpoint's latency, idle and then while c users keep a slow
-  endpoint busy; each probe is a new connection, as an unrelated user's would be.
+  endpoint busy; each probe is a new connection, as an unrelated user's would be, opened
+  and answered once before the probe is timed (`probe_connect = "warm"`).
 - Each table shows the headline figure, its verdict and the few figures that explain it;
   *More figures* under it (collapsed) holds the rest: latency percentiles over all repeats
   merged, errors by kind, *requests per worker* (how the server split requests across its
@@ -177,9 +181,13 @@ HOW_TO_READ = f"""## How to read this report
   difference" or "no verdict". A row whose client was at its limit or whose shared cores
   were saturated is "not comparable" and never the baseline; a row with failed requests
   cannot win a time figure.
+- **The client was the limit** (⚠ client-limited, "not comparable") when, in any repeat,
+  its busiest process used ≥ 90 % of a core per client thread, a burst's sends spread
+  over more than 5 % of the delay (5 ms without one), an open-model schedule was sent
+  late (send lag p99 > 10 ms), or connections could not be opened (`connect` errors).
+  Such a row gets no verdict and is never the baseline.
 - *client CPU %* is the client's CPU during the window (wrk's own, or all Python client
-  processes); ⚠ client-limited when it was at its limit (90 % of a core per client
-  thread); ⚠ machine saturated when client and server shared the cores and together used
+  processes); ⚠ machine saturated when client and server shared the cores and together used
   ≥ 90 % of them. *server cores used* is the server's whole process tree's CPU ÷ wall time.
 - p99 needs ≥ 1,000 latencies and p99.9 ≥ 10,000 (merged over repeats), else `– (n=…)`.
 """

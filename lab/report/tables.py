@@ -63,14 +63,29 @@ def _latency(*keys: str) -> list[Column]:
     return [column(k) for k in keys]
 
 
+def peaks(row: Row) -> str:
+    """The most requests in flight at once in each worker, measured inside it by the
+    wrapper (typical repeat), largest first: '50' or '31/19'."""
+    typical = row.typical()
+    counts = sorted(typical.inflight_peak.values(), reverse=True) if typical else []
+    return "/".join(map(str, counts)) or "–"
+
+
+def _spread_ms(row: Row) -> str:
+    worst = max((f.send_spread_ms for f in row.ok if f.send_spread_ms is not None),
+                default=None)
+    return fmt(worst, 2)
+
+
 def _burst(comp: Comparison) -> list[Column]:
-    def concurrency(row: Row) -> str:
+    def estimate(row: Row) -> str:
         s = row.spread()
         return fmt(comp.n * comp.delay / s.median, 2) if s and comp.delay else "–"
 
-    return [*([Column("concurrency ≈ N·delay/wall", concurrency, main=True)]
-              if comp.delay else []),
+    return [Column("peak in flight per worker", peaks, main=True),
             Column("errors", lambda r: str(sum(r.errors().values())), main=True),
+            Column("send spread ms (max)", _spread_ms, main=True),
+            *([Column("N·delay/wall (an estimate)", estimate)] if comp.delay else []),
             *_latency("p50", "p99", "max"), Column("errors by kind", errors),
             Column("requests per worker", split), Column("client CPU %", _cpu)]
 
