@@ -345,8 +345,8 @@ async def burst_round(port: int, endpoint: str, n: int, delay: float) -> tuple[f
         for w in writers:  # one loop turn: no await in between
             w.write(req)
         t_sent = time.perf_counter()
-        results = await asyncio.wait_for(
-            asyncio.gather(*(_read_timed(r) for r, _ in conns)), timeout=30.0 + 4 * n * delay)
+        async with asyncio.timeout(30.0 + 4 * n * delay):
+            results = await asyncio.gather(*(_read_timed(r) for r, _ in conns))
         for status, body, _ in results:
             check_ok(status, body, endpoint)
         done = [t for _, _, t in results]
@@ -536,7 +536,9 @@ def _wrk_version() -> str:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks: servers stopped
+    # Handled as Ctrl-C: asyncio.run cancels its task cleanly, then KeyboardInterrupt
+    # unwinds through the finally blocks, which stop the server.
+    signal.raise_signal(signal.SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -556,7 +558,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1 or args.rounds < 1 or min(args.n) < 1 or args.delay < 0:
         p.error("--workers, --rounds and --n must be >= 1, --delay >= 0")
 
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C and SIGTERM must stop us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args, servers)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the server was stopped", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, servers: list[str]) -> int:
     meta: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(),
         "python": sys.version.split()[0], "cpus": os.cpu_count(),

@@ -47,8 +47,10 @@ KINDS: dict[str, KindSchema] = {
         "c users loop on the endpoint for duration_s after warmup_s; req/s and percentiles",
     ),
     "open": KindSchema(
-        "rates", "rps", ("duration_s", "warmup_s", "clients", "max_connections", "slo_p99_ms"),
-        "a fixed arrival rate (req/s) whatever the answers; latency from the scheduled time",
+        "rates", "rps", ("duration_s", "warmup_s", "clients", "max_connections", "slo_p99_ms",
+                         "knee_window_s", "knee_max_rps"),
+        "a fixed arrival rate (req/s) whatever the answers; latency from the scheduled time; "
+        'rates = "auto" finds the highest rate within slo_p99_ms',
     ),
     "interference": KindSchema(
         "background", "bg", ("probe", "probes", "probe_interval_s", "settle_s",
@@ -56,6 +58,7 @@ KINDS: dict[str, KindSchema] = {
         "latency of a probe endpoint idle, then while c users load the slow endpoint",
     ),
 }
+AUTO = 0  # the load of an open-model cell whose rate is searched for (rates = "auto")
 MAX_CELLS = 100_000  # a bigger matrix is a mistake (and would take days); refuse it unbuilt
 FILE_NAME_BYTES = 255  # NAME_MAX: each cell's server log is logs/<cell id>.log
 ENGINE_NAMES = ("rawhttp", "httpx", "aiohttp", "wrk")
@@ -117,6 +120,8 @@ class Experiment:
     clients: int = 1  # client processes whose results merge (closed, open)
     max_connections: int = 512  # open model: the client's connection cap
     slo_p99_ms: float | None = None  # open model: find the highest rate within it
+    knee_window_s: float = 1.0  # rates = "auto": each probing window
+    knee_max_rps: int = 100_000  # rates = "auto": the highest rate tried
     probe: str = "/hello"  # interference: the unrelated fast endpoint
     probes: int = 20
     probe_interval_s: float = 0.02
@@ -169,8 +174,17 @@ class Cell:
     def id(self) -> str:
         letter = KINDS[self.experiment.kind].load_letter
         slug = self.endpoint.slug
-        cid = f"{self.server_id}-{self.experiment.name}-{slug}-{letter}{self.load}"
+        cid = f"{self.server_id}-{self.experiment.name}-{slug}-{letter}{self.load_label}"
         return f"{cid}-r{self.repeat}" if self.label_repeat else cid
+
+    @property
+    def searched(self) -> bool:
+        """An open-model cell whose rate is searched for (rates = "auto")."""
+        return self.experiment.kind == "open" and self.load == AUTO
+
+    @property
+    def load_label(self) -> str:
+        return "auto" if self.searched else str(self.load)
 
     def key(self, lab: LabSettings) -> str:
         """A digest of everything that decides what this cell measures (the id is only a
@@ -462,6 +476,8 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "clients": lambda v, p: _number(v, p, 1, integer=True),
     "max_connections": lambda v, p: _number(v, p, 1, integer=True),
     "slo_p99_ms": lambda v, p: float(_number(v, p, 0, strict=True)),
+    "knee_window_s": lambda v, p: float(_number(v, p, 0, strict=True)),
+    "knee_max_rps": lambda v, p: _number(v, p, 1, integer=True),
     "probe": _endpoint,
     "probes": lambda v, p: _number(v, p, 1, integer=True),
     "probe_interval_s": lambda v, p: float(_number(v, p, 0)),
@@ -596,8 +612,15 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
         raise ConfigError(f"{path}.name", f"must be letters, digits, - or _, got {name!r}")
     endpoints = tuple(_endpoint_spec(e, f"{path}.endpoints[{j}]")
                       for j, e in enumerate(_list(t["endpoints"], f"{path}.endpoints")))
-    loads = tuple(_number(n, f"{path}.{schema.load_key}[{j}]", 1, integer=True)
-                  for j, n in enumerate(_list(t[schema.load_key], f"{path}.{schema.load_key}")))
+    if kind == "open" and t[schema.load_key] == "auto":
+        if "slo_p99_ms" not in t:
+            raise ConfigError(f"{path}.rates", '"auto" searches for the highest rate within '
+                                               "slo_p99_ms: set slo_p99_ms too")
+        loads: tuple[int, ...] = (AUTO,)
+    else:
+        loads = tuple(_number(n, f"{path}.{schema.load_key}[{j}]", 1, integer=True)
+                      for j, n in enumerate(_list(t[schema.load_key],
+                                                  f"{path}.{schema.load_key}")))
     params = _open_table(t.get("params", {}), f"{path}.params")
     for key, value in params.items():
         if isinstance(value, list | dict):

@@ -17,6 +17,7 @@ WRK_START_S = 0.1  # wrk under its guard: a Python start-up, twice per cell
 # +0.1 s for the second worker on 2 cores; beyond the cores they start in turn. Counted as
 # if there were one core, so the estimate errs long.
 WORKER_START_S = 0.3
+KNEE_PROBES = 10  # a search from 250 req/s to a few thousand, bisected to 10 %
 STALLED_ROUNDS = 3  # measured here: a stalled probe waited ~2.7 × users × delay
 
 
@@ -36,6 +37,9 @@ def cell_s(cell: Cell) -> float:
     if exp.kind == "closed" and exp.engine in ("auto", "wrk"):  # wrk counts whole seconds
         return CELL_OVERHEAD_S + 2 * WRK_START_S + math.ceil(exp.warmup_s) \
             + math.ceil(exp.duration_s)
+    if cell.searched:  # about ten short probes, then the confirming window
+        return CELL_OVERHEAD_S + KNEE_PROBES * (exp.warmup_s + exp.knee_window_s) \
+            + exp.warmup_s + exp.duration_s
     if exp.kind in ("closed", "open"):
         return CELL_OVERHEAD_S + exp.warmup_s + exp.duration_s + (0.5 if exp.clients > 1
                                                                    else 0.0)

@@ -6,7 +6,8 @@ a thread samples the server tree's resident memory, so a warm-up never counts.
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import psutil
 
@@ -21,12 +22,24 @@ class Usage:
     server_peak_rss_mb: float | None
     server_processes: int
     max_gap_s: float = 0.0  # the longest the lab went unscheduled (SIGSTOP, a paused VM)
+    # the most requests in flight at once in each worker (pid), counted inside it
+    inflight_peak: dict[int, int] = field(default_factory=dict)
+
+
+class Meter(Protocol):
+    """What the workers count from inside (``lab.inflight``): a window begins, its peaks."""
+
+    def begin(self) -> None: ...
+
+    def peaks(self) -> dict[int, int]: ...
 
 
 class Window:
     """Measures one window. Without a server pid (unit tests) it measures the client only."""
 
-    def __init__(self, server_pids: list[int] | None = None) -> None:
+    def __init__(self, server_pids: list[int] | None = None, meter: Meter | None = None
+                 ) -> None:
+        self._meter = meter
         self._procs = [p for pid in server_pids or [] if (p := _process(pid))]
         self._peak_rss = 0
         self._stop = threading.Event()
@@ -39,6 +52,8 @@ class Window:
         self.usage: Usage | None = None
 
     def start(self) -> None:
+        if self._meter is not None:
+            self._meter.begin()
         self._server_cpu0 = self._server_cpu()
         self._t0, self._cpu0 = time.perf_counter(), time.process_time()
         self._max_gap = 0.0
@@ -58,7 +73,8 @@ class Window:
             server_cpu = sum(now[pid] - self._server_cpu0.get(pid, 0.0) for pid in now)
         self.usage = Usage(wall, cpu, server_cpu,
                            self._peak_rss / 2**20 if self._procs else None, len(self._procs),
-                           max(self._max_gap, last_gap))
+                           max(self._max_gap, last_gap),
+                           self._meter.peaks() if self._meter is not None else {})
         return self.usage
 
     def _server_cpu(self) -> dict[int, float]:

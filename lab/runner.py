@@ -17,10 +17,11 @@ from typing import Any
 
 from lab import services
 from lab.asgi_wrap import APP_DIR_ENV, APP_ENV, SERVED
-from lab.config import KINDS, Cell, LabSettings, Matrix
+from lab.config import KINDS, Cell, Experiment, LabSettings, Matrix
 from lab.errors import LabError, ServerStartError
 from lab.interrupt import Interrupts
-from lab.load import MULTI_PROCESS, RUNNERS, loop, processes, wrk
+from lab.load import MULTI_PROCESS, RUNNERS, knee, loop, processes, wrk
+from lab.load.samples import Measurement
 from lab.load.window import quiet_gc
 from lab.monitor import Window
 from lab.process import Group, Readiness, Server, log_tail, start
@@ -45,7 +46,7 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
     """The identifying part of a cell's results line."""
     exp = cell.experiment
     adapter = ADAPTERS[cell.server]
-    load: dict[str, Any] = {KINDS[exp.kind].load_key: cell.load}
+    load: dict[str, Any] = {KINDS[exp.kind].load_key: "auto" if cell.searched else cell.load}
     load |= {k: getattr(exp, k) for k in KINDS[exp.kind].settings}
     return {
         "run_id": run_id, "cell_id": cell.id, "server_id": cell.server_id,
@@ -131,13 +132,29 @@ def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
             threads=1 if placement.shared else len(placement.client_set()))
         return summarize(wrk.run(server.base_url, exp, cell.endpoint, cell.load, window, sup),
                          ctx.machine)
-    with quiet_gc():
-        if exp.clients > 1 and exp.kind in MULTI_PROCESS:
-            m = processes.run(exp.kind, server.base_url, exp, cell.endpoint, cell.load, window,
-                              check)
-        else:
-            coro = RUNNERS[exp.kind](server.base_url, exp, cell.endpoint, cell.load, window)
-            m = loop.run(ctx.interrupts.guard(asyncio.wait_for(coro, ctx.lab.cell_timeout_s)))
+    def at(load: float, e: Experiment, window: Window) -> Measurement:
+        with quiet_gc():
+            if e.clients > 1 and e.kind in MULTI_PROCESS:
+                return processes.run(e.kind, server.base_url, e, cell.endpoint, load, window,
+                                     check)
+            coro = RUNNERS[e.kind](server.base_url, e, cell.endpoint, load, window)
+            left = max(0.0, deadline - time.monotonic())
+            return loop.run(ctx.interrupts.guard(asyncio.wait_for(coro, left)))
+
+    if cell.searched:
+        assert exp.slo_p99_ms is not None, "the config requires slo_p99_ms with rates = auto"
+
+        def limited(m: Measurement) -> bool:
+            f = summarize(m, ctx.machine)
+            return bool(f["client_limited"] or f.get("client_behind"))
+
+        m, record = knee.search(
+            lambda rate, seconds: at(rate, replace(exp, duration_s=seconds),
+                                     Window(server.pids(), server.meter)),
+            limited, exp.slo_p99_ms, exp.knee_window_s, exp.duration_s, exp.knee_max_rps)
+        m.info |= record
+    else:
+        m = at(cell.load, exp, window)
     m.info.setdefault("engine", exp.engine)
     return summarize(m, ctx.machine)
 
@@ -246,7 +263,12 @@ def progress_line(i: int, total: int, record: dict[str, Any]) -> str:
     errors = sum(f["errors"].values())
     kind = record["kind"]
     if kind == "burst":
-        main = f"{f['wall_s']:.3f} s wall,"
+        peak = "/".join(map(str, sorted(f.get("inflight_peak", {}).values(), reverse=True)))
+        main = (f"{f['wall_s']:.3f} s wall (sends spread {f['send_spread_ms']:.2f} ms"
+                + (f", peak in flight {peak}" if peak else "") + "),")
+    elif "knee_bound" in f:
+        knee = f"{f['knee_rps']:.0f} req/s" if f["knee_rps"] else "none"
+        main = f"knee {knee} ({f['knee_bound']}, {len(f['knee_probes'])} probes),"
     elif kind == "interference":
         main = f"probe idle p50 {_ms(f['idle_latency_ms']['p50'])}, loaded"
     else:

@@ -49,6 +49,7 @@ def usage_figures(u: Usage, ok: int, busiest_pct: float | None = None,
         "server_processes": u.server_processes,
         "cores": machine.cores,
         "client_max_gap_s": u.max_gap_s,
+        "inflight_peak": {str(pid): n for pid, n in sorted(u.inflight_peak.items())},
         "machine_saturated": busy >= SATURATED_PCT * machine.cores,
     }
 

@@ -11,6 +11,7 @@ import multiprocessing as mp
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -38,10 +39,11 @@ def _child(conn: Connection, kind: str, base_url: str, exp: Experiment, endpoint
     conn.send(m)
 
 
-def shares(load: int, k: int, kind: str) -> list[float]:
+def shares(load: float, k: int, kind: str) -> list[float]:
     """Users split as evenly as integers allow; a rate split exactly."""
     if kind == "open":
         return [load / k] * k
+    load = int(load)
     return [float(load // k + (i < load % k)) for i in range(k) if load // k + (i < load % k)]
 
 
@@ -60,7 +62,7 @@ def _wait(conn: Connection, timeout_s: float, check: Callable[[], None]) -> bool
     return True
 
 
-def run(kind: str, base_url: str, exp: Experiment, endpoint: Endpoint, load: int,
+def run(kind: str, base_url: str, exp: Experiment, endpoint: Endpoint, load: float,
         window: Window, check: Callable[[], None]) -> Measurement:
     """``check`` is called while waiting and raises to abandon the cell (Ctrl-C)."""
     ctx = mp.get_context("spawn")  # no fork: the lab may have threads
@@ -116,6 +118,4 @@ def merge(results: list[Measurement], usage: Usage) -> Measurement:
     # The busiest client process decides whether the client was the limit.
     busiest = max((m.usage.client_cpu_s for m in results), default=0.0)
     info["client_cpu_busiest_pct"] = 100.0 * busiest / usage.wall_s if usage.wall_s else 0.0
-    return Measurement(samples, Usage(usage.wall_s, client_cpu, usage.server_cpu_s,
-                                      usage.server_peak_rss_mb, usage.server_processes,
-                                      usage.max_gap_s), info)
+    return Measurement(samples, replace(usage, client_cpu_s=client_cpu), info)

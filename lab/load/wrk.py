@@ -20,7 +20,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from lab.endpoint import Endpoint
 from lab.histogram import Histogram
 from lab.load.params import request_target
 from lab.load.samples import Measurement, Tally
-from lab.monitor import Usage, Window
+from lab.monitor import Window
 from lab.process import Group
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
@@ -120,8 +120,7 @@ def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: 
     usage = window.end()
     wall = r["duration_us"] / 1e6 or usage.wall_s
     t = tally(r)
-    return Measurement([], Usage(wall, cpu_s, usage.server_cpu_s, usage.server_peak_rss_mb,
-                                 usage.server_processes, usage.max_gap_s),
+    return Measurement([], replace(usage, wall_s=wall, client_cpu_s=cpu_s),
                        {"engine": "wrk", "client_threads": min(sup.threads, users),
                         "latency_includes_errors": bool(sum(t.errors.values()))},
                        counted=t)

@@ -284,7 +284,8 @@ def _percentiles(experiment: str, kind: str, comps: list[Comparison], styles: St
         _log_y(ax)
         ax.set_xlabel("percentile (only where ≥ 10 samples lie above it)")
         ax.set_ylabel("latency (ms, log scale)")
-        load = f"{comp.n} users" if kind == "closed" else f"{comp.n} req/s offered"
+        load = (f"{comp.n} users" if kind == "closed" else "at the knee" if comp.searched
+                else f"{comp.n} req/s offered")
         fewest = f"; ≥ {min(counts):,} samples each" if counts else ""
         ax.set_title(f"{comp.endpoint}, {load}{fewest}")
         ax.grid(True, which="both", alpha=0.3)
@@ -370,6 +371,50 @@ def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
     return Chart(experiment, "open", file, f"p99 vs offered rate, {experiment}")
 
 
+def _knee(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+          ) -> Chart | None:
+    """rates = "auto": every probe's p99 against its offered rate, per configuration, the
+    confirmed knee marked with a star on its line."""
+    fig, axes = _figure(len(comps))
+    drawn = False
+    for ax, comp in zip(axes, comps, strict=True):
+        for row in comp.rows:
+            typical = row.typical()
+            if typical is None:
+                continue
+            probes = sorted((float(p["rate"]), float(p["p99_ms"])) for p in typical.knee_probes
+                            if isinstance(p.get("p99_ms"), int | float) and p.get("rate"))
+            if not probes:
+                continue
+            ax.plot([r for r, _ in probes], [ms for _, ms in probes], label=row.server_id,
+                    **styles.line(row))
+            knee = typical.knee_rps
+            at = [ms for r, ms in probes if r == knee]
+            if knee and at:
+                ax.plot([knee], [at[0]], marker="*", markersize=16, color=styles.colour(row),
+                        linestyle="none")
+                ax.annotate(f"{knee:,.0f}", (knee, at[0]), textcoords="offset points",
+                            xytext=(4, 6), fontsize=8)
+            drawn = True
+        slo = comp.load.get("slo_p99_ms")
+        if slo:
+            ax.axhline(float(slo), color="red", linestyle="--", label=f"SLO p99 {slo:g} ms")
+        ax.set_xscale("log")
+        _log_y(ax)
+        ax.set_xlabel("offered rate (requests per second, log scale)")
+        ax.set_ylabel("p99 from the scheduled send (ms, log scale)")
+        ax.set_title(f"{comp.endpoint} (★ the knee: confirmed with a full window)")
+        ax.grid(True, which="both", alpha=0.3)
+    if not drawn:
+        return None
+    _shared_legend(fig, axes)
+    _suptitle(fig, f"Open model {experiment!r}: the search for the highest rate within the "
+                   "SLO (every probe of the repeat nearest the median)")
+    file = f"{PREFIX}knee-{_slug(experiment)}.png"
+    _save(fig, out / file)
+    return Chart(experiment, "open", file, f"p99 vs offered rate and the knee, {experiment}")
+
+
 def draw(report: Report, out: Path) -> list[Chart]:
     """Draw every chart of the report into ``out`` (replacing those of an earlier build)
     and say which experiment each belongs to."""
@@ -388,6 +433,10 @@ def draw(report: Report, out: Path) -> list[Chart]:
                 charts += [_closed(c, styles, out) for c in group]
                 charts.append(_percentiles(experiment, kind, group, styles, out))
             else:
-                charts.append(_open(experiment, group, styles, out))
+                fixed = [c for c in group if not c.searched]
+                if fixed:
+                    charts.append(_open(experiment, fixed, styles, out))
+                if searched := [c for c in group if c.searched]:
+                    charts.append(_knee(experiment, searched, styles, out))
                 charts.append(_percentiles(experiment, kind, group, styles, out))
     return [c for c in charts if c is not None]

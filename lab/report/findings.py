@@ -140,7 +140,7 @@ def knees(comps: list[Comparison]) -> list[tuple[str, str, float, float | None, 
     by: dict[tuple[str, str], list[tuple[int, Row]]] = {}
     slo: dict[str, float] = {}
     for comp in comps:
-        if comp.kind != "open" or comp.load.get("slo_p99_ms") is None:
+        if comp.kind != "open" or comp.searched or comp.load.get("slo_p99_ms") is None:
             continue
         slo[comp.experiment] = float(comp.load["slo_p99_ms"])
         for row in comp.rows:

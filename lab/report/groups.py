@@ -34,6 +34,7 @@ def _p99(f: Figures) -> float | None:
     return f.latency_ms.get("p99") if f.latency_samples >= MIN_SAMPLES["p99"] else None
 
 
+KNEE = Headline("knee req/s", lambda f: f.knee_rps, True)  # open, rates = "auto"
 HEADLINES = {
     "burst": Headline("wall s", lambda f: f.wall_s, False),
     "closed": Headline("req/s", lambda f: f.rps, True),
@@ -193,7 +194,12 @@ class Comparison:
 
     @property
     def headline(self) -> Headline:
-        return HEADLINES[self.kind]
+        return KNEE if self.searched else HEADLINES[self.kind]
+
+    @property
+    def searched(self) -> bool:
+        """An open-model comparison of knees (rates = "auto")."""
+        return self.kind == "open" and self.load.get("rates") == "auto"
 
     @property
     def delay(self) -> float | None:
@@ -201,8 +207,9 @@ class Comparison:
 
     @property
     def n(self) -> int:
-        """The load axis value: N, users, rate or background users."""
-        return int(self.load[KINDS[self.kind].load_key])
+        """The load axis value: N, users, rate or background users (0: a searched rate)."""
+        value = self.load[KINDS[self.kind].load_key]
+        return value if isinstance(value, int) else 0
 
     @property
     def measured(self) -> list[Row]:

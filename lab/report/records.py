@@ -67,6 +67,10 @@ class Figures:
     # open model
     send_lag_p99_ms: float | None = None
     client_behind: bool = False
+    # open model, rates = "auto": the highest rate held within the SLO, and every probe
+    knee_rps: float | None = None
+    knee_bound: str | None = None  # found, client (a lower bound), max, below, unconfirmed
+    knee_probes: tuple[dict[str, Any], ...] = ()
     # burst: how far apart its requests were written; the peak in flight per worker
     send_spread_ms: float | None = None
     inflight_peak: dict[str, int] = field(default_factory=dict)
@@ -92,6 +96,9 @@ class Figures:
             send_lag_p99_ms=_num(f.get("send_lag_p99_ms")),
             client_behind=bool(f.get("client_behind")),
             send_spread_ms=_num(f.get("send_spread_ms")),
+            knee_rps=_num(f.get("knee_rps")),
+            knee_bound=str(f["knee_bound"]) if f.get("knee_bound") else None,
+            knee_probes=tuple(p for p in f.get("knee_probes") or () if isinstance(p, dict)),
             inflight_peak=_counts(f.get("inflight_peak")),
             idle_latency_ms=_percentiles(f.get("idle_latency_ms")),
             background_requests=_int(f.get("background_requests")),

@@ -4,7 +4,7 @@ server, how many workers — in a few sentences, each computed from the model.""
 from collections import defaultdict
 
 from lab.report import article
-from lab.report.fmt import fmt
+from lab.report.fmt import fmt, fmt_spread
 from lab.report.groups import Row
 from lab.report.model import Report
 from lab.report.ways import ways_short
@@ -47,6 +47,35 @@ def _which_server(report: Report) -> list[str]:
         if others and all(x.significant is None for x in others.values()):
             text += " (too few repeats: no verdicts)"
         out.append(text + "." + note)
+    return out
+
+
+BOUNDS = {"client": "at least (the client could send no faster)",
+          "max": "at least (knee_max_rps, the highest rate tried)"}
+
+
+def _knees(report: Report) -> list[str]:
+    """Per searched open-model comparison (rates = "auto"): the rate each configuration
+    holds within the SLO, with its range over repeats."""
+    out = []
+    for comp in report.comparisons:
+        if not comp.searched:
+            continue
+        held, none = [], []
+        for row in sorted(comp.rows, key=lambda r: -(s.median if (s := r.spread()) else 0)):
+            s = row.spread()
+            if s is None:
+                none.append(row.server_id)
+                continue
+            bounds = {b for f in row.ok if (b := f.knee_bound) in BOUNDS}
+            held.append(f"{row.server_id} {' '.join(BOUNDS[b] for b in sorted(bounds))}"
+                        f"{' ' if bounds else ''}{fmt_spread(s, 4)} req/s")
+        slo = comp.load.get("slo_p99_ms")
+        text = (f"`{comp.endpoint}`, open model, p99 ≤ {fmt(slo)} ms with < 0.1 % errors: "
+                + "; ".join(held) if held else f"`{comp.endpoint}`, open model: ")
+        if none:
+            text += ("; " if held else "") + f"no rate held on {', '.join(none)}"
+        out.append(text + ".")
     return out
 
 
@@ -95,6 +124,6 @@ def in_short(report: Report) -> list[tuple[str, list[str]]]:
     """(question, its answers) for each question this run's cells can answer."""
     comps = report.comparisons
     answers = [("`def` or `async def`?", article.in_short(comps) or ways_short(comps)),
-               ("Which server?", _which_server(report)),
+               ("Which server?", _which_server(report) + _knees(report)),
                ("How many workers?", _how_many_workers(report))]
     return [(q, a) for q, a in answers if a]

@@ -116,12 +116,25 @@ def _open(comp: Comparison) -> list[Column]:
         return fmt(worst, 2) + (" ⚠ client behind schedule"
                                 if Flag.CLIENT_BEHIND in flags(row) else "")
 
-    return [Column("achieved req/s", lambda r: fmt_spread(r.spread(lambda f: f.rps), 4),
+    knee = [Column("knee found", _bound, main=True),
+            Column("probes", lambda r: "/".join(str(len(f.knee_probes)) for f in r.ok))
+            ] if comp.searched else []
+    return [*knee,
+            Column("achieved req/s", lambda r: fmt_spread(r.spread(lambda f: f.rps), 4),
                    main=True),
             Column("error rate", lambda r: rate(r.error_rate()), main=True),
             *_latency("p50", "p99.9", "max"), Column("errors by kind", errors),
             Column("client send lag p99 ms", lag), Column("client CPU %", _cpu),
             *_resources()]
+
+
+BOUND_TEXT = {"found": "yes", "client": "lower bound: the client could send no faster",
+              "max": "lower bound: knee_max_rps held", "unconfirmed": "no: failed to confirm",
+              "below": "no rate held"}
+
+
+def _bound(row: Row) -> str:
+    return ", ".join(sorted({BOUND_TEXT.get(f.knee_bound or "", "?") for f in row.ok}))
 
 
 def _interference(comp: Comparison) -> list[Column]:
@@ -182,7 +195,7 @@ def table(comp: Comparison) -> str:
                          *(c.cell(row) if c.always else "" for c in main)])
             continue
         assert row.verdict is not None
-        body.append([row.server_id, fmt_spread(row.spread(), 4 if comp.kind == "closed"
+        body.append([row.server_id, fmt_spread(row.spread(), 4 if comp.headline.higher_is_better
                                                else 3),
                      f"{row.verdict.ratio:.2f}", _verdict(row), *(c.cell(row) for c in main)])
         more.append([row.server_id, *(c.cell(row) for c in detail)])

@@ -1,0 +1,120 @@
+"""rates = "auto": the highest arrival rate a server holds within a latency objective.
+
+A rate *holds* when its p99 (from the scheduled send times) stays within ``slo_p99_ms``
+with fewer than 0.1 % errors, and the client kept its own schedule. The search probes
+short windows (``knee_window_s``): it doubles the rate from ``KNEE_START_RPS`` while it
+holds, bisects (geometrically) between the last rate that held and the first that failed
+until they are within ``KNEE_PRECISION``, then confirms the rate that held with a window of
+the configured ``duration_s``, stepping down by the precision while that fails. Every
+probe is recorded. A probe the client could not hold ends the search: the knee is then a
+lower bound, and says so.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lab.histogram import latency_figures
+from lab.load.samples import Measurement
+
+KNEE_START_RPS = 250.0
+KNEE_MIN_RPS = 5.0
+KNEE_PRECISION = 1.10  # stop when the failing rate is within 10 % of the holding one
+MAX_ERROR_RATE = 0.001
+MAX_PROBES = 24  # a bound on the search, whatever the rates do
+
+# (rate, window seconds) → the measurement of one open-model window at that rate
+RunAt = Callable[[float, float], Measurement]
+ClientLimited = Callable[[Measurement], bool]
+
+
+@dataclass(frozen=True)
+class Probe:
+    rate: float
+    window_s: float
+    p99_ms: float | None
+    error_rate: float
+    achieved_rps: float
+    client_limited: bool
+    holds: bool
+    confirming: bool
+
+
+def probe(m: Measurement, rate: float, window_s: float, slo_p99_ms: float,
+          client_limited: bool, confirming: bool = False) -> Probe:
+    t = m.tally()
+    total = t.ok + sum(t.errors.values())
+    p99 = latency_figures(t.histogram).get("p99") if t.ok else None
+    error_rate = (total - t.ok) / total if total else 1.0
+    span = float(m.info.get("answer_span_s", m.usage.wall_s)) or float("nan")
+    holds = (not client_limited and p99 is not None and p99 <= slo_p99_ms
+             and error_rate < MAX_ERROR_RATE)
+    return Probe(rate, window_s, p99, error_rate, t.ok / span, client_limited, holds,
+                 confirming)
+
+
+def search(run_at: RunAt, limited: ClientLimited, slo_p99_ms: float, window_s: float,
+           duration_s: float, max_rps: float) -> tuple[Measurement, dict[str, Any]]:
+    """The confirming window's measurement (else the last probe's), and the search's record
+    for its cell."""
+    probes: list[tuple[Measurement, Probe]] = []
+
+    def attempt(rate: float, seconds: float, confirming: bool = False) -> Probe:
+        m = run_at(rate, seconds)
+        p = probe(m, rate, seconds, slo_p99_ms, limited(m), confirming)
+        probes.append((m, p))
+        return p
+
+    def budget() -> bool:
+        return len(probes) < MAX_PROBES
+
+    held: float | None = None  # the highest rate that held
+    failed: float | None = None  # the lowest rate above it that failed
+    stop = ""  # why the search could not bracket the knee: client, max, below
+    rate = min(KNEE_START_RPS, max_rps)
+    while budget():  # bracket: double while it holds, halve while it fails
+        p = attempt(rate, window_s)
+        if p.client_limited:
+            stop = "client"
+            break
+        if p.holds:
+            held = rate
+            if failed is not None:
+                break
+            if rate >= max_rps:
+                stop = "max"
+                break
+            rate = min(2 * rate, max_rps)
+        else:
+            failed = rate
+            if held is not None:
+                break
+            rate /= 2
+            if rate < KNEE_MIN_RPS:
+                stop = "below"
+                break
+    while not stop and held and failed and failed / held > KNEE_PRECISION and budget():
+        rate = math.sqrt(held * failed)
+        p = attempt(rate, window_s)
+        if p.client_limited:
+            stop = "client"
+            break
+        held, failed = (rate, failed) if p.holds else (held, rate)
+    confirmed: tuple[Measurement, Probe] | None = None
+    rate = held or 0.0
+    while rate >= KNEE_MIN_RPS and budget():  # the configured window; step down on failure
+        p = attempt(rate, duration_s, confirming=True)
+        if p.holds:
+            confirmed = probes[-1]
+            break
+        failed, rate = rate, rate / KNEE_PRECISION
+    m = confirmed[0] if confirmed else probes[-1][0]
+    return m, {
+        "knee_rps": confirmed[1].rate if confirmed else None,
+        # found: within KNEE_PRECISION below a rate that failed; client: the client could
+        # go no higher (a lower bound); max: held up to knee_max_rps; below: none held
+        "knee_bound": stop or ("found" if confirmed else "unconfirmed"),
+        "knee_failed_rps": failed,
+        "knee_probes": [asdict(p) for _, p in probes],
+    }
