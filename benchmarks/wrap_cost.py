@@ -6,9 +6,10 @@ server's CPU per request (less sensitive than req/s to other load on the machine
     python -m benchmarks.wrap_cost --in-process
 
 ``--in-process`` times the wrapper alone, without a server or a socket: a bare ASGI app and
-apps.article's /hello called directly, wrapped and not, in alternating batches. On a shared
+apps.article's /hello called directly, unwrapped, wrapped, and wrapped with its in-flight
+meter (``$LAB_METER_DIR``, as the lab serves it), in alternating batches. On a shared
 2-core machine the end-to-end figures vary by ±20–30 % from run to run, far more than the
-wrapper costs; this isolates what it adds per request.
+wrapper costs; this isolates what it and its meter add per request.
 
 Each round starts a fresh server per (server, wrap) in turn (wrapped first in odd rounds,
 unwrapped first in even ones), so drift favours neither. The figure is the median req/s
@@ -30,7 +31,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from lab.asgi_wrap import Wrapped
+from lab.asgi_wrap import METER_DIR_ENV, Wrapped
 from lab.config import Cell, Experiment, LabSettings
 from lab.endpoint import Endpoint
 from lab.interrupt import Interrupts
@@ -87,19 +88,36 @@ async def _per_call_us(app: Any, n: int) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
+def _wrapped(inner: Any, meter_dir: str | None) -> Wrapped:
+    """``inner`` wrapped, after a first call (which opens the meter, as in a worker) with
+    ``$LAB_METER_DIR`` set to ``meter_dir`` or unset."""
+    app, saved = Wrapped(inner), os.environ.pop(METER_DIR_ENV, None)
+    if meter_dir:
+        os.environ[METER_DIR_ENV] = meter_dir
+    try:
+        asyncio.run(_per_call_us(app, 1))
+    finally:
+        os.environ.pop(METER_DIR_ENV, None)
+        if saved is not None:
+            os.environ[METER_DIR_ENV] = saved
+    return app
+
+
 def in_process(batches: int = 9) -> list[list[str]]:
     from apps.article import app as article
 
     rows = []
-    for name, inner, n in (("bare ASGI callable", _bare, 20_000),
-                           ("apps.article /hello (FastAPI)", article, 3_000)):
-        wrapped = Wrapped(inner)
-        on, off = [], []
-        for _ in range(batches):
-            off.append(asyncio.run(_per_call_us(inner, n)))
-            on.append(asyncio.run(_per_call_us(wrapped, n)))
-        a, b = Spread.of(off), Spread.of(on)
-        rows.append([name, _shown(a, 2), _shown(b, 2), f"{b.median - a.median:+.2f}"])
+    with TemporaryDirectory(prefix="wrap-cost-meter-") as meter_dir:
+        for name, inner, n in (("bare ASGI callable", _bare, 20_000),
+                               ("apps.article /hello (FastAPI)", article, 3_000)):
+            apps = (inner, _wrapped(inner, None), _wrapped(inner, meter_dir))
+            times: tuple[list[float], ...] = ([], [], [])
+            for _ in range(batches):
+                for app, got in zip(apps, times, strict=True):
+                    got.append(asyncio.run(_per_call_us(app, n)))
+            a, b, c = (Spread.of(t) for t in times)
+            rows.append([name, _shown(a, 2), _shown(b, 2), _shown(c, 2),
+                         f"{b.median - a.median:+.2f}", f"{c.median - b.median:+.2f}"])
     return rows
 
 
@@ -123,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.in_process:
         print(tabulate(in_process(), headers=["app", "unwrapped µs/call", "wrapped µs/call",
-                                              "µs added"],
+                                              "wrapped + meter µs/call", "µs added by wrap",
+                                              "µs added by meter"],
                        tablefmt="github", disable_numparse=True))
         return 0
     if not wrk.available():

@@ -10,18 +10,24 @@ from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
 - starts an app without lifespan support on every server: when the app raises or returns
   before completing start-up (a bare ASGI callable), the wrapper completes it for the
   server itself, as uvicorn's ``--lifespan auto`` would, and marks the worker ready; it
-  also marks a worker at its first request (a server that runs no lifespan at all).
+  also marks a worker at its first request (a server that runs no lifespan at all);
+- counts the HTTP requests in flight in the worker (inside the app's call) and their peak
+  over the lab's measurement window, in the worker's meter file ``LAB_METER_DIR/<pid>``
+  (``Meter``; the lab reads it with ``lab.inflight``), when the lab names that folder.
 
 One module that both sides import: the lab reads the header's name and the environment's
 names from here, the servers the wrapper. It imports only the standard library at module
 level, and the user's app only where ``LAB_APP`` is set (in the servers), so the lab can
-import it for the names. It runs on any event loop (asyncio, uvloop, trio): it starts no
-tasks and only relays messages.
+import it for the names. It runs on any event loop (asyncio, uvloop, trio) and under
+granian's Rust scheduler: it starts no tasks, only relays messages, and counts in plain
+code around the app's call (no loop hook sees granian's requests, DESIGN.md).
 """
 
 import importlib
+import mmap
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ WORKER_HEADER = "x-lab-worker"  # lower case: what every server sends and wrk's 
 APP_ENV = "LAB_APP"  # the user's app, "module:attr"
 APP_DIR_ENV = "LAB_APP_DIR"  # the folder it is imported from (optional)
 READY_DIR_ENV = "LAB_READY_DIR"  # one marker file per worker that finished start-up
+METER_DIR_ENV = "LAB_METER_DIR"  # one meter file per worker, and the window's generation
 SERVED = "lab.asgi_wrap:app"  # what the servers are given when the lab wraps the app
 
 Scope = MutableMapping[str, Any]
@@ -37,6 +44,90 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# The meter folder: ``generation`` (one u64, written by the lab only: the window's number)
+# and one file per worker, named by its pid, written by that worker only: METER_SLOTS
+# native u64, of which the first are METER_FIELDS. ``seq`` is odd while the worker writes.
+GENERATION_FILE = "generation"
+METER_FIELDS = ("seq", "generation", "peak", "current", "started", "total")
+METER_SLOTS = 8  # 64 bytes: one cache line; the slots after the fields stay zero
+SEQ, GENERATION, PEAK, CURRENT, STARTED, TOTAL = range(len(METER_FIELDS))
+
+
+def map_u64s(path: str, slots: int, write: bool) -> "memoryview[int]":
+    """``slots`` native u64 of the file at ``path``, shared with every process that maps it;
+    the file is created (zeros) or extended as needed, never truncated."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(fd).st_size < slots * 8:
+            os.ftruncate(fd, slots * 8)  # grows with zeros; a writer's bytes are kept
+        mapped = mmap.mmap(fd, slots * 8, access=mmap.ACCESS_WRITE if write else mmap.ACCESS_READ)
+    finally:
+        os.close(fd)  # the mapping keeps the file
+    return memoryview(mapped).cast("Q")
+
+
+class Meter:
+    """This worker's requests in flight and their peak in the lab's current window, in its
+    meter file. A few stores into shared memory per request: no system call, no task, no
+    route in the app, nothing on the network.
+
+    The window is the lab's ``generation``: the first request that starts after the lab
+    bumps it resets ``peak`` to the requests then in flight (this one and those begun
+    before the window) and stores the generation, so a worker's file carries the current
+    generation exactly when it saw a request start in the window. The lock keeps the
+    counts whole if a server runs the app from several threads (granian's runtime threads);
+    it is never held across an ``await``.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self._window = map_u64s(os.path.join(folder, GENERATION_FILE), 1, write=False)
+        self._fields = map_u64s(os.path.join(folder, str(os.getpid())), METER_SLOTS, write=True)
+        # zeros: a file left by an earlier process with this pid is not this worker's
+        self._fields[:] = memoryview(bytes(METER_SLOTS * 8)).cast("Q")
+        self._lock = threading.Lock()
+        self._seq = self._generation = self._peak = self._current = 0
+        self._started = self._total = 0
+
+    def started(self) -> None:
+        with self._lock:
+            self._current += 1
+            self._total += 1
+            generation = self._window[0]
+            if generation != self._generation:
+                self._generation, self._peak, self._started = generation, self._current, 1
+            else:
+                self._started += 1
+                if self._current > self._peak:
+                    self._peak = self._current
+            f = self._fields
+            f[SEQ] = self._seq = self._seq + 1
+            f[GENERATION], f[PEAK], f[CURRENT] = generation, self._peak, self._current
+            f[STARTED], f[TOTAL] = self._started, self._total
+            f[SEQ] = self._seq = self._seq + 1
+
+    def ended(self) -> None:
+        with self._lock:
+            self._current -= 1
+            f = self._fields
+            f[SEQ] = self._seq = self._seq + 1
+            f[CURRENT] = self._current
+            f[SEQ] = self._seq = self._seq + 1
+
+
+def open_meter() -> Meter | None:
+    """This worker's meter, when the lab names a meter folder and it can be written; a
+    meter that cannot be opened is reported once and the app is served without it."""
+    folder = os.environ.get(METER_DIR_ENV)
+    if not folder:
+        return None
+    try:
+        return Meter(folder)
+    except (OSError, ValueError) as e:
+        print(f"lab.asgi_wrap: no in-flight meter in {folder} ({type(e).__name__}: {e})",
+              file=sys.stderr, flush=True)
+        return None
 
 
 def mark_ready() -> None:
@@ -47,12 +138,13 @@ def mark_ready() -> None:
 
 
 class Wrapped:
-    """The user's app with the worker header and ready markers."""
+    """The user's app with the worker header, ready markers and in-flight meter."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._header: tuple[bytes, bytes] | None = None  # built in the worker, not at import
         self._marked = False
+        self._meter: Meter | None = None  # opened in the worker, at its first request
 
     def _mark(self) -> None:
         if not self._marked:
@@ -64,6 +156,7 @@ class Wrapped:
             if self._header is None:
                 self._header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
                 self._mark()
+                self._meter = open_meter()
             header = self._header
 
             async def send_with_header(message: Message) -> None:
@@ -71,7 +164,15 @@ class Wrapped:
                     message = {**message, "headers": [*message.get("headers", ()), header]}
                 await send(message)
 
-            await self.app(scope, receive, send_with_header)
+            meter = self._meter
+            if meter is None:
+                await self.app(scope, receive, send_with_header)
+                return
+            meter.started()
+            try:
+                await self.app(scope, receive, send_with_header)
+            finally:  # returned, raised, or cancelled (the client went away)
+                meter.ended()
         elif scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
         else:

@@ -23,9 +23,10 @@ from pathlib import Path
 import httpx
 
 from lab import pgroup
-from lab.asgi_wrap import READY_DIR_ENV
+from lab.asgi_wrap import METER_DIR_ENV, READY_DIR_ENV
 from lab.errors import ServerStartError
 from lab.guard import GRACE_ENV, RUSAGE_ENV
+from lab.inflight import InFlightMeter
 from lab.reaper import TOKEN_ENV, Ledger
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -179,13 +180,26 @@ class Server(Group):
         self.readiness = readiness
         self.base_url = f"http://{url_host(host)}:{port}"
         # Beside the log, not in /tmp: a lab killed with SIGKILL leaves nothing outside its run.
+        # Absolute: the server runs in the app's folder, the run folder may be relative.
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._ready_dir = Path(tempfile.mkdtemp(prefix=".ready-", dir=log_path.parent))
-        super().__init__(argv, log_path, ledger,
-                         {READY_DIR_ENV: str(self._ready_dir), **(env or {})}, guard_grace_s,
-                         cwd=Path(app_dir) if app_dir else None,
-                         path=[app_dir] if app_dir else [])
+        self._ready_dir = Path(tempfile.mkdtemp(prefix=".ready-", dir=log_path.parent)).resolve()
+        self._meter_dir = Path(tempfile.mkdtemp(prefix=".meter-", dir=log_path.parent)).resolve()
+        self._meter = InFlightMeter(self._meter_dir)
+        try:
+            super().__init__(argv, log_path, ledger,
+                             {READY_DIR_ENV: str(self._ready_dir),
+                              METER_DIR_ENV: str(self._meter_dir), **(env or {})},
+                             guard_grace_s, cwd=Path(app_dir) if app_dir else None,
+                             path=[app_dir] if app_dir else [])
+        except BaseException:
+            self._cleanup()  # no process to stop: Popen failed (say, a missing app folder)
+            raise
         self.ready_s: float | None = None
+
+    @property
+    def meter(self) -> InFlightMeter:
+        """The requests in flight in each worker, counted by lab.asgi_wrap (wrapped apps)."""
+        return self._meter
 
     def wait_ready(self, timeout_s: float, check: Callable[[], None] = lambda: None) -> float:
         """Block until the ready path answers the ready status and every worker has
@@ -248,6 +262,7 @@ class Server(Group):
 
     def _cleanup(self) -> None:
         shutil.rmtree(self._ready_dir, ignore_errors=True)
+        shutil.rmtree(self._meter_dir, ignore_errors=True)
 
 
 def _answer(response: httpx.Response) -> str:

@@ -113,7 +113,7 @@ def engine_for(cell: Cell) -> str:
 def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
     """The cell's figures, from whichever engine and number of client processes it uses."""
     exp = replace(cell.experiment, engine=engine_for(cell))
-    window = Window(server.pids())
+    window = Window(server.pids(), server.meter)
     deadline = time.monotonic() + ctx.lab.cell_timeout_s
 
     def check() -> None:
@@ -264,7 +264,9 @@ def progress_line(i: int, total: int, record: dict[str, Any]) -> str:
     kind = record["kind"]
     if kind == "burst":
         peak = "/".join(map(str, sorted(f.get("inflight_peak", {}).values(), reverse=True)))
-        main = (f"{f['wall_s']:.3f} s wall (sends spread {f['send_spread_ms']:.2f} ms"
+        spread = f.get("send_spread_ms")
+        main = (f"{f['wall_s']:.3f} s wall (sends spread "
+                + ("–" if spread is None else f"{spread:.2f} ms")
                 + (f", peak in flight {peak}" if peak else "") + "),")
     elif "knee_bound" in f:
         knee = f"{f['knee_rps']:.0f} req/s" if f["knee_rps"] else "none"

@@ -146,10 +146,33 @@ requests = [1]
                                                     "granian-w1-e-a_b-n1"]
 
 
+def test_a_connect_axis_gives_one_experiment_per_way_of_connecting() -> None:
+    m = matrix(SERVER + exp(connect='["warm", "cold"]'))
+    assert [(e.name, e.connect) for e in m.experiments] == [("a-warm", "warm"),
+                                                            ("a-cold", "cold")]
+    assert [c.id for c in m.cells()] == ["uvicorn-w1-a-warm-hello-n10",
+                                         "uvicorn-w1-a-cold-hello-n10"]
+    one = matrix(SERVER + exp(connect='"cold"'))
+    assert [(e.name, e.connect) for e in one.experiments] == [("a", "cold")]
+
+
+def test_rates_auto_is_one_searched_cell_per_configuration_and_endpoint() -> None:
+    m = matrix(SERVER + exp(**OPEN | {"rates": '"auto"'}, slo_p99_ms="20"))
+    (cell,) = m.cells()
+    assert cell.searched and cell.id == "uvicorn-w1-a-hello-rpsauto"
+    assert (cell.experiment.knee_window_s, cell.experiment.knee_max_rps) == (1.0, 100_000)
+
+
+def test_warm_connections_are_checked_with_the_labs_ready_path() -> None:
+    m = matrix('[lab]\nready_path = "/up"\nready_status = 204\n' + SERVER + exp())
+    assert m.experiments[0].ready.path == "/up" and m.experiments[0].ready.status == 204
+    assert m.experiments[0].connect == "warm"
+
+
 def test_defaults_per_kind() -> None:
     m = matrix(ARTICLE)
     burst, closed = m.experiments
-    assert (burst.kind, burst.engine, burst.loads) == ("burst", "httpx", (10, 50))
+    assert (burst.kind, burst.engine, burst.loads) == ("burst", "rawhttp", (10, 50))
     assert (closed.kind, closed.engine, closed.loads) == ("closed", "auto", (64,))
     assert (closed.duration_s, closed.warmup_s) == (3.0, 1.0)
     assert m.lab.host == "127.0.0.1" and m.lab.repeats == 1
@@ -377,6 +400,21 @@ INVALID = [
     ("absurd axes", cfg(servers="[servers.uvicorn]\nworkers = [1, 2, 3, 4]\n",
                         experiments=exp(requests=str(list(range(1, 30_000))))),
      "experiments: the matrix has 119,996 cells"),
+]
+
+INVALID += [
+    ("rates auto without an SLO", cfg(experiments=exp(**OPEN | {"rates": '"auto"'})),
+     "experiments[0].rates: \"auto\" searches for the highest rate within slo_p99_ms"),
+    ("rates a word other than auto", cfg(experiments=exp(**OPEN | {"rates": '"fast"'})),
+     "experiments[0].rates[0]: must be an integer"),
+    ("unknown connect", cfg(experiments=exp(connect='"hot"')),
+     "experiments[0].connect: must be one of warm, cold, got 'hot'"),
+    ("unknown connect in an axis", cfg(experiments=exp(connect='["warm", "tepid"]')),
+     "experiments[0].connect[1]: must be one of warm, cold"),
+    ("probe_connect on a burst", cfg(experiments=exp(probe_connect='"cold"')),
+     "experiments[0].probe_connect: unknown key"),
+    ("a knee window of 0", cfg(experiments=exp(**OPEN, knee_window_s="0")),
+     "experiments[0].knee_window_s: must be > 0"),
 ]
 
 # A float of any kind is nan or ±inf in TOML: each is refused with its key path.

@@ -184,7 +184,8 @@ def test_relative_is_one_for_the_best_comparable_rps_and_failed_row_says_why(bui
     # baseline, and its figure is "not comparable" rather than a win.
     assert rows["uvicorn-w1"]["relative"] == "1.00"
     assert float(rows["granian-w1"]["relative"]) == pytest.approx(900 / 1200, abs=0.006)
-    assert rows["granian-w1"]["verdict"] == "not comparable: client at its limit"
+    assert rows["granian-w1"]["verdict"] == ("not comparable: client at its limit "
+                                             "(CPU 95 %)")
     assert float(rows["uvicorn-w1"]["req/s"]) == pytest.approx(900, rel=0.01)
     assert "start_failed" in rows["granian-w2"]["req/s"]
     assert "client-limited" in rows["granian-w1"]["client CPU %"]
@@ -229,8 +230,8 @@ def test_findings_serialised_async_blocking_and_overlapped_blocking(built: str) 
     assert "ran one after another on every configuration" in async_blocking[0]
     assert "overlapped" not in async_blocking[0]
     # overlapped everywhere: said once, with the range (each row is in the table)
-    assert ("overlapped on every configuration (3): 0.055–0.066 s, ≈8–9 requests in "
-            "progress at once") in blocking[0]
+    assert ("overlapped on every configuration (3): 0.055–0.066 s; ≈8–9 in progress at "
+            "once (estimated as N·delay/wall)") in blocking[0]
     assert "serialised" not in blocking[0]
     assert "ran one after another" not in blocking[0]
     for sid in ASYNC_BLOCKING_WALL:

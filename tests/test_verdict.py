@@ -238,7 +238,7 @@ def test_a_client_limited_row_is_never_significant_nor_the_winner() -> None:
     v = verdicts(comp, noise_pct=2.0, preferred=None)
     assert v["uvicorn-w1"].text == "baseline"
     assert v["granian-w1"].significant is None
-    assert v["granian-w1"].text == "not comparable: client at its limit"
+    assert v["granian-w1"].text == "not comparable: client at its limit (CPU at its limit)"
     assert v["hypercorn-w1"].significant is True  # two unlimited rows still compare
 
 
@@ -248,7 +248,7 @@ def test_a_limited_baseline_makes_every_comparison_not_comparable() -> None:
                  limited={"uvicorn-w1", "granian-w1"})
     v = verdicts(comp, noise_pct=2.0, preferred=None)
     assert not any(x.significant for x in v.values())
-    assert v["granian-w1"].text == "not comparable: client at its limit"
+    assert v["granian-w1"].text == "not comparable: client at its limit (CPU at its limit)"
 
 
 def test_a_fast_failure_does_not_win_a_time_verdict() -> None:

@@ -63,7 +63,8 @@ def client_limits(f: Figures, delay: float | None) -> list[str]:
     the client could not hold, connections the client could not open."""
     out = []
     if f.client_limited:
-        out.append(f"client CPU {fmt_num(f.client_cpu_pct)} %")
+        out.append("CPU at its limit" if f.client_cpu_pct is None
+                   else f"CPU {fmt_num(f.client_cpu_pct)} %")
     if f.send_spread_ms is not None and f.send_spread_ms > spread_bar_ms(delay):
         out.append(f"sends spread over {fmt_num(f.send_spread_ms)} ms "
                    f"(> {fmt_num(spread_bar_ms(delay))} ms)")
