@@ -76,7 +76,7 @@ class Group:
         if rusage_path:
             rusage_path.unlink(missing_ok=True)
         full_env = {**os.environ, GRACE_ENV: str(guard_grace_s), TOKEN_ENV: self.token,
-                    **({RUSAGE_ENV: str(rusage_path)} if rusage_path else {}),
+                    **({RUSAGE_ENV: str(rusage_path.resolve())} if rusage_path else {}),
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), *path,
                                                                 os.environ.get("PYTHONPATH")])),
                     **(env or {})}
