@@ -55,7 +55,7 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, rate: float,
                 continue
             while i < total and (scheduled := begin + i / rate) <= now + EARLY_S:
                 if scheduled >= window_start:
-                    lags.append(now - scheduled)
+                    lags.append(max(0.0, now - scheduled))  # how late; early is on time
                 client.submit(endpoint, min(scheduled, now), done)
                 i += 1
         if total:

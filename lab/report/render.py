@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from lab.config import KINDS
+from lab.config import KINDS, PYTHON_ENGINES
 from lab.report import article
 from lab.report.findings import findings, knees
 from lab.report.fmt import fmt
@@ -31,7 +31,7 @@ HEADLINE_CHARTS = ("closed", "interference", "burst", "open")  # the first drawn
 
 def _title(comp: Comparison) -> str:
     load = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
-                     for k, v in comp.load.items())
+                     for k, v in comp.load.items() if v is not None)  # an unset setting
     params = ", ".join(f"{k} = {v}" for k, v in comp.params.items())
     return f"`{comp.endpoint}` — {load}" + (f"; {params}" if params else "") \
         + f" (engine {comp.engine})"
@@ -112,7 +112,6 @@ def _merged_runs(info: dict[str, Any], records: list[Result]) -> list[str]:
     return lines
 
 
-PYTHON_ENGINES = ("httpx", "aiohttp")
 
 
 def _client_warnings(records: list[Result]) -> list[str]:
