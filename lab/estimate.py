@@ -17,7 +17,7 @@ WRK_START_S = 0.1  # wrk under its guard: a Python start-up, twice per cell
 # +0.1 s for the second worker on 2 cores; beyond the cores they start in turn. Counted as
 # if there were one core, so the estimate errs long.
 WORKER_START_S = 0.3
-KNEE_PROBES = 10  # a search from 250 req/s to a few thousand, bisected to 10 %
+KNEE_PROBES = 13  # a search from 250 req/s to a few thousand, bisected to 10 %, repeats
 STALLED_ROUNDS = 3  # measured here: a stalled probe waited ~2.7 × users × delay
 
 

@@ -200,5 +200,4 @@ def test_rates_auto_finds_the_knee_that_a_known_cost_per_request_implies(
     probes = f["knee_probes"]
     assert probes[-1]["confirming"] and probes[-1]["holds"]
     assert probes[-1]["window_s"] == 1.5  # the confirming window is the configured one
-    failed = [p for p in probes if not p["holds"]]
-    assert failed and min(p["rate"] for p in failed) > f["knee_rps"]
+    assert any(not p["holds"] and p["rate"] > f["knee_rps"] for p in probes)

@@ -6,8 +6,9 @@ short windows (``knee_window_s``): it doubles the rate from ``KNEE_START_RPS`` w
 holds, bisects (geometrically) between the last rate that held and the first that failed
 until they are within ``KNEE_PRECISION``, then confirms the rate that held with a window of
 the configured ``duration_s``, stepping down by the precision while that fails. Every
-probe is recorded. A probe the client could not hold ends the search: the knee is then a
-lower bound, and says so.
+probe is recorded; a failing probe is repeated once and believed only if it fails again.
+A probe the client could not hold ends the search: the knee is then a lower bound, and
+says so.
 """
 
 import math
@@ -22,7 +23,7 @@ KNEE_START_RPS = 250.0
 KNEE_MIN_RPS = 5.0
 KNEE_PRECISION = 1.10  # stop when the failing rate is within 10 % of the holding one
 MAX_ERROR_RATE = 0.001
-MAX_PROBES = 24  # a bound on the search, whatever the rates do
+MAX_PROBES = 30  # a bound on the search, whatever the rates do
 
 # (rate, window seconds) → the measurement of one open-model window at that rate
 RunAt = Callable[[float, float], Measurement]
@@ -60,11 +61,20 @@ def search(run_at: RunAt, limited: ClientLimited, slo_p99_ms: float, window_s: f
     for its cell."""
     probes: list[tuple[Measurement, Probe]] = []
 
-    def attempt(rate: float, seconds: float, confirming: bool = False) -> Probe:
+    def once(rate: float, seconds: float, confirming: bool) -> Probe:
         m = run_at(rate, seconds)
         p = probe(m, rate, seconds, slo_p99_ms, limited(m), confirming)
         probes.append((m, p))
         return p
+
+    def attempt(rate: float, seconds: float, confirming: bool = False) -> Probe:
+        """A probe whose failure is believed only when a second window at the same rate
+        fails too: a short window's p99 is its few slowest requests, and one pause of the
+        shared machine would otherwise end the search far below the server's knee."""
+        p = once(rate, seconds, confirming)
+        if p.holds or p.client_limited or not budget():
+            return p
+        return once(rate, seconds, confirming)
 
     def budget() -> bool:
         return len(probes) < MAX_PROBES
