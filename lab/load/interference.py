@@ -18,7 +18,7 @@ from lab.load.samples import Measurement, Sample
 from lab.monitor import Window
 
 
-async def _probe(base_url: str, exp: Experiment) -> list[Sample]:
+async def _probe(base_url: str, exp: Experiment, interval_s: float) -> list[Sample]:
     out = []
     probe = Endpoint(exp.probe)
     for _ in range(exp.probes):
@@ -32,13 +32,16 @@ async def _probe(base_url: str, exp: Experiment) -> list[Sample]:
             out.append(await client.send(probe))
         finally:
             await client.aclose()
-        await asyncio.sleep(exp.probe_interval_s)
+        await asyncio.sleep(interval_s)
     return out
 
 
 async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int,
               window: Window) -> Measurement:
-    idle = await _probe(base_url, exp)
+    # Idle probes go back to back: spaced out, each would wait for the machine to wake
+    # from idle (a request after 20 ms idle read 0.9 ms on one connection here, 0.18 ms
+    # back to back); loaded, the interval spreads them over the background's cycle.
+    idle = await _probe(base_url, exp, 0.0)
     stop = asyncio.Event()
     clients: list[Client] = [ENGINES[exp.engine].client(base_url, exp.params, 1, exp.timeout_s)
                              for _ in range(users)]
@@ -52,7 +55,7 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int,
     try:
         await asyncio.sleep(exp.settle_s)
         window.start()
-        loaded = await _probe(base_url, exp)
+        loaded = await _probe(base_url, exp, exp.probe_interval_s)
         usage = window.end()
     finally:
         stop.set()

@@ -7,8 +7,9 @@ holds, bisects (geometrically) between the last rate that held and the first tha
 until they are within ``KNEE_PRECISION``, then confirms the rate that held with a window of
 the configured ``duration_s``, stepping down by the precision while that fails. Every
 probe is recorded; a failing probe is repeated once and believed only if it fails again.
-A probe the client could not hold ends the search: the knee is then a lower bound, and
-says so.
+A probe the client could not hold (its send lag p99 over 10 ms or its CPU at its limit)
+ends the search — unless the p99 overshot the SLO by more than the client's lag, which is
+the server failing — and the knee is then a lower bound, and says so.
 """
 
 import math
@@ -37,7 +38,8 @@ class Probe:
     p99_ms: float | None
     error_rate: float
     achieved_rps: float
-    client_limited: bool
+    send_lag_p99_ms: float
+    client_limited: bool  # the client could not hold this rate, and the server did not fail
     holds: bool
     confirming: bool
 
@@ -49,9 +51,14 @@ def probe(m: Measurement, rate: float, window_s: float, slo_p99_ms: float,
     p99 = latency_figures(t.histogram).get("p99") if t.ok else None
     error_rate = (total - t.ok) / total if total else 1.0
     span = float(m.info.get("answer_span_s", m.usage.wall_s)) or float("nan")
-    holds = (not client_limited and p99 is not None and p99 <= slo_p99_ms
-             and error_rate < MAX_ERROR_RATE)
-    return Probe(rate, window_s, p99, error_rate, t.ok / span, client_limited, holds,
+    lag = float(m.info.get("send_lag_p99_ms", 0.0))
+    # A client that fell behind cannot vouch for a rate that held; but a p99 beyond the
+    # SLO by more than the client's own lateness is the server's failure all the same.
+    server_failed = error_rate >= MAX_ERROR_RATE or p99 is None or p99 > slo_p99_ms + lag
+    limited = client_limited and not server_failed
+    holds = not client_limited and p99 is not None and p99 <= slo_p99_ms \
+        and error_rate < MAX_ERROR_RATE
+    return Probe(rate, window_s, p99, error_rate, t.ok / span, lag, limited, holds,
                  confirming)
 
 
@@ -68,11 +75,12 @@ def search(run_at: RunAt, limited: ClientLimited, slo_p99_ms: float, window_s: f
         return p
 
     def attempt(rate: float, seconds: float, confirming: bool = False) -> Probe:
-        """A probe whose failure is believed only when a second window at the same rate
-        fails too: a short window's p99 is its few slowest requests, and one pause of the
-        shared machine would otherwise end the search far below the server's knee."""
+        """A probe whose failure (or client limit) is believed only when a second window
+        at the same rate shows it too: a short window's p99 is its few slowest requests,
+        and one pause of the shared machine would otherwise end the search far below the
+        server's knee."""
         p = once(rate, seconds, confirming)
-        if p.holds or p.client_limited or not budget():
+        if p.holds or not budget():
             return p
         return once(rate, seconds, confirming)
 
