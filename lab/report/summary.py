@@ -4,8 +4,8 @@ server, how many workers — in a few sentences, each computed from the model.""
 from collections import defaultdict
 
 from lab.report import article
-from lab.report.fmt import fmt, fmt_spread
-from lab.report.groups import Row
+from lab.report.fmt import fmt
+from lab.report.groups import Comparison, Row
 from lab.report.model import Report
 from lab.report.ways import ways_short
 from lab.verdict import compare
@@ -30,24 +30,30 @@ def _which_server(report: Report) -> list[str]:
             out.append(f"{head}: no verdict — every configuration's figure may be the client's "
                        f"or the machine's, not the server's.{note}")
             continue
-        others = {row.server_id: row.verdict for row in comp.measured
-                  if row is not base and row.server_id not in limited and row.verdict}
-        better = [sid for sid, x in others.items() if x.significant and x.ratio < 1]
-        worse = [f"{sid} ({x.ratio:.2f}×)" for sid, x in others.items()
-                 if x.significant and x.ratio > 1]
-        unclear = [sid for sid, x in others.items() if x.significant is False]
         who = "baseline " if report.preferred == base.server_id else "most req/s on "
         text = f"{head}: {who}{base.server_id} ({fmt(s.median, 4)} req/s)"
-        if better:
-            text += f"; significantly more on {', '.join(better)}"
-        if unclear:
-            text += f"; no clear difference from {', '.join(unclear)}"
-        if worse:
-            text += f"; significantly fewer on {', '.join(worse)}"
-        if others and all(x.significant is None for x in others.values()):
-            text += " (too few repeats: no verdicts)"
-        out.append(text + "." + note)
+        out.append(text + _against(comp, base, limited) + "." + note)
     return out
+
+
+def _against(comp: Comparison, base: Row, limited: list[str]) -> str:
+    """What the verdicts say of the other rows against the baseline (higher is better)."""
+    others = {row.server_id: row.verdict for row in comp.measured
+              if row is not base and row.server_id not in limited and row.verdict}
+    better = [sid for sid, x in others.items() if x.significant and x.ratio < 1]
+    worse = [f"{sid} ({x.ratio:.2f}×)" for sid, x in others.items()
+             if x.significant and x.ratio > 1]
+    unclear = [sid for sid, x in others.items() if x.significant is False]
+    text = ""
+    if better:
+        text += f"; significantly more on {', '.join(better)}"
+    if unclear:
+        text += f"; no clear difference from {', '.join(unclear)}"
+    if worse:
+        text += f"; significantly fewer on {', '.join(worse)}"
+    if others and all(x.significant is None for x in others.values()):
+        text += " (too few repeats: no verdicts)"
+    return text
 
 
 BOUNDS = {"client": "at least (the client could send no faster)",
@@ -56,7 +62,8 @@ BOUNDS = {"client": "at least (the client could send no faster)",
 
 def _knees(report: Report) -> list[str]:
     """Per searched open-model comparison (rates = "auto"): the rate each configuration
-    holds within the SLO, with its range over repeats."""
+    holds within the SLO, with its range over repeats, and what the verdicts say against
+    the best."""
     out = []
     for comp in report.comparisons:
         if not comp.searched:
@@ -68,13 +75,21 @@ def _knees(report: Report) -> list[str]:
                 none.append(row.server_id)
                 continue
             bounds = {b for f in row.ok if (b := f.knee_bound) in BOUNDS}
+            spread = f" ({fmt(s.low, 4)}–{fmt(s.high, 4)})" if s.n > 1 else ""
             held.append(f"{row.server_id} {' '.join(BOUNDS[b] for b in sorted(bounds))}"
-                        f"{' ' if bounds else ''}{fmt_spread(s, 4)} req/s")
+                        f"{' ' if bounds else ''}{fmt(s.median, 4)} req/s{spread}")
         slo = comp.load.get("slo_p99_ms")
-        text = (f"`{comp.endpoint}`, open model, p99 ≤ {fmt(slo)} ms with < 0.1 % errors: "
-                + "; ".join(held) if held else f"`{comp.endpoint}`, open model: ")
+        text = (f"`{comp.endpoint}`, the highest rate held with p99 ≤ {fmt(slo)} ms and "
+                f"< 0.1 % errors (open model): " + "; ".join(held))
         if none:
             text += ("; " if held else "") + f"no rate held on {', '.join(none)}"
+        base = comp.baseline
+        if base is not None and base.limit() is None:
+            limited = sorted(r.server_id for r in comp.measured if r.limit() is not None)
+            verdicts = _against(comp, base, limited).lstrip("; ")
+            text += f" — against {base.server_id}: {verdicts}" if verdicts else ""
+            if limited:
+                text += f"; not comparable (client or machine at its limit): {', '.join(limited)}"
         out.append(text + ".")
     return out
 
