@@ -28,7 +28,7 @@ def test_every_kind_has_its_chart_and_report_links_each(example: tuple[Path, str
     run, md = example
     links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", md)
     assert {re.sub(r"-.*", "", name.removeprefix("chart-")) for name in links} == {
-        "burst", "closed", "latency", "interference", "open"}
+        "burst", "closed", "latency", "interference", "knee"}
     for name in links:
         assert "/" not in name  # relative, beside report.md
         data = (run / name).read_bytes()
@@ -52,7 +52,7 @@ def test_charts_sit_under_their_experiment(example: tuple[Path, str]) -> None:
     article = md.split("## Experiment `article`", 1)[1].split("\n## ", 1)[0]
     assert "](chart-burst-article.png)" in article
     rate = md.split("## Experiment `rate`", 1)[1].split("\n## ", 1)[0]
-    assert "](chart-open-rate.png)" in rate and "](chart-latency-rate.png)" in rate
+    assert "](chart-knee-rate.png)" in rate and "](chart-latency-rate.png)" in rate
 
 
 def test_a_run_with_failed_cells_still_draws(tmp_path: Path) -> None:

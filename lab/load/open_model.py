@@ -33,13 +33,15 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, rate: float,
     answered = asyncio.Event()
     left = total
 
-    def done(sample: Sample) -> None:
+    def outside(_: Sample) -> None:  # warm-up (or after the window): answered, not counted
         nonlocal left
-        if window_start <= sample.start < window_end:
-            samples.append(sample)
         left -= 1
         if left == 0:
             answered.set()
+
+    def inside(sample: Sample) -> None:
+        samples.append(sample)
+        outside(sample)
 
     async def send() -> None:
         # Each wake-up sends every request due within the next EARLY_S: the loop's timers
@@ -54,9 +56,10 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, rate: float,
                 await asyncio.sleep(max(EARLY_S, scheduled - now - EARLY_S))
                 continue
             while i < total and (scheduled := begin + i / rate) <= now + EARLY_S:
-                if scheduled >= window_start:
+                counted = window_start <= scheduled < window_end  # by schedule, not send
+                if counted:
                     lags.append(max(0.0, now - scheduled))  # how late; early is on time
-                client.submit(endpoint, min(scheduled, now), done)
+                client.submit(endpoint, min(scheduled, now), inside if counted else outside)
                 i += 1
         if total:
             await answered.wait()  # each request is bounded by the timeout

@@ -386,8 +386,9 @@ def _knee(experiment: str, comps: list[Comparison], styles: Styles, out: Path
                             if isinstance(p.get("p99_ms"), int | float) and p.get("rate"))
             if not probes:
                 continue
+            # points, not a line: a failing rate is probed twice and the search jumps back
             ax.plot([r for r, _ in probes], [ms for _, ms in probes], label=row.server_id,
-                    **styles.line(row))
+                    **(styles.line(row) | {"linestyle": "none"}), alpha=0.7)
             knee = typical.knee_rps
             at = [ms for r, ms in probes if r == knee]
             if knee and at:

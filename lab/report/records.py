@@ -73,6 +73,7 @@ class Figures:
     knee_probes: tuple[dict[str, Any], ...] = ()
     # burst: how far apart its requests were written; the peak in flight per worker
     send_spread_ms: float | None = None
+    connect: str | None = None  # warm | cold
     inflight_peak: dict[str, int] = field(default_factory=dict)
     # interference
     idle_latency_ms: dict[str, float | None] = field(default_factory=dict)
@@ -96,6 +97,7 @@ class Figures:
             send_lag_p99_ms=_num(f.get("send_lag_p99_ms")),
             client_behind=bool(f.get("client_behind")),
             send_spread_ms=_num(f.get("send_spread_ms")),
+            connect=str(f["connect"]) if f.get("connect") else None,
             knee_rps=_num(f.get("knee_rps")),
             knee_bound=str(f["knee_bound"]) if f.get("knee_bound") else None,
             knee_probes=tuple(p for p in f.get("knee_probes") or () if isinstance(p, dict)),
