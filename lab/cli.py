@@ -181,7 +181,7 @@ def _matrix(args: argparse.Namespace, path: Path, base_dir: Path | None = None) 
     for i, exp in enumerate(matrix.experiments):
         if exp.engine == "wrk" and not wrk.available():
             raise ConfigError(f"experiments[{i}].engine", "wrk is not installed "
-                              "(apt-get install wrk), or use engine = \"aiohttp\"")
+                              "(apt-get install wrk), or use engine = \"rawhttp\"")
     check_app(matrix.lab.app, timeout_s=matrix.lab.start_timeout_s,
               app_dir=matrix.lab.app_dir, wrap=matrix.lab.wrap)
     return matrix
@@ -224,12 +224,14 @@ def cmd_list(_: argparse.Namespace) -> int:
         print(f"  {name:10} {kind.help} (axis: {kind.load_key})")
     wrk_state = (f"installed ({shutil.which('wrk')}): closed loops use it by default"
                  if wrk.available() else
-                 "NOT installed: closed loops fall back to aiohttp and their throughput "
+                 "NOT installed: closed loops fall back to rawhttp and their throughput "
                  "measures the client; apt-get install wrk")
     print("engines:")
     print(f"  wrk        {wrk_state}")
-    print("  aiohttp    Python; open model (default), closed loops when asked or without wrk")
-    print("  httpx      Python; bursts and interference (default)")
+    print("  rawhttp    Python, the lab's own (asyncio protocol on httptools, uvloop); bursts,")
+    print("             probes and the open model (default), closed loops without wrk")
+    print("  aiohttp    Python; when asked (engine = \"aiohttp\")")
+    print("  httpx      Python; when asked (engine = \"httpx\"; closed: a client per user)")
     print(f"placement: {_placement_text(placement.Placement.default(placement.usable_cpus()))}")
     return 0
 
