@@ -338,6 +338,16 @@ def _interference(experiment: str, comps: list[Comparison], styles: Styles, out:
                  f"probe latency idle vs loaded, {experiment}")
 
 
+def _p99_axes(ax: Axes, slo: Any, title: str) -> None:
+    """An open-model panel's y axis: p99 from the schedule, log scale, the SLO's line."""
+    if slo:
+        ax.axhline(float(slo), color="red", linestyle="--", label=f"SLO p99 {slo:g} ms")
+    _log_y(ax)
+    ax.set_ylabel("p99 latency from the scheduled send (ms, log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
           ) -> Chart | None:
     groups = _by_endpoint(comps)
@@ -353,15 +363,10 @@ def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
                         [s.median for s in ss], yerr=_err(ss), label=sid, capsize=3,
                         **styles.line(row))
             drawn = True
-        slo = next((c.load["slo_p99_ms"] for c in group if c.load.get("slo_p99_ms")), None)
-        if slo:
-            ax.axhline(float(slo), color="red", linestyle="--", label=f"SLO p99 {slo:g} ms")
-        _log_y(ax)
+        _p99_axes(ax, next((c.load["slo_p99_ms"] for c in group if c.load.get("slo_p99_ms")),
+                           None), f"{endpoint}")
         ax.set_xticks(sorted({c.n for c in group}))
         ax.set_xlabel("offered rate (requests per second)")
-        ax.set_ylabel("p99 latency from the scheduled send (ms, log scale)")
-        ax.set_title(f"{endpoint}")
-        ax.grid(True, which="both", alpha=0.3)
     if not drawn:
         return None
     _shared_legend(fig, axes)
@@ -397,15 +402,10 @@ def _knee(experiment: str, comps: list[Comparison], styles: Styles, out: Path
                 ax.annotate(f"{knee:,.0f}", (knee, at[0]), textcoords="offset points",
                             xytext=(4, 6), fontsize=8)
             drawn = True
-        slo = comp.load.get("slo_p99_ms")
-        if slo:
-            ax.axhline(float(slo), color="red", linestyle="--", label=f"SLO p99 {slo:g} ms")
+        _p99_axes(ax, comp.load.get("slo_p99_ms"),
+                  f"{comp.endpoint} (★ the knee: confirmed with a full window)")
         ax.set_xscale("log")
-        _log_y(ax)
         ax.set_xlabel("offered rate (requests per second, log scale)")
-        ax.set_ylabel("p99 from the scheduled send (ms, log scale)")
-        ax.set_title(f"{comp.endpoint} (★ the knee: confirmed with a full window)")
-        ax.grid(True, which="both", alpha=0.3)
     if not drawn:
         return None
     _shared_legend(fig, axes)
