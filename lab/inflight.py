@@ -81,6 +81,10 @@ class InFlightMeter:
         return {pid: r.peak for pid, r in self.readings().items()
                 if r.generation == generation}
 
+    def in_flight(self) -> int:
+        """Requests inside the app now, over every worker."""
+        return sum(r.current for r in self.readings().values())
+
     def readings(self) -> dict[int, Reading]:
         """Every worker's file (any window), by pid; the files of workers that have not
         yet counted a request, or are being created, are left out."""

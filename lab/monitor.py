@@ -6,12 +6,14 @@ a thread samples the server tree's resident memory, so a warm-up never counts.
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import psutil
 
 SAMPLE_S = 0.1
+SETTLE_POLL_S = 0.01
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Meter(Protocol):
     def begin(self) -> None: ...
 
     def peaks(self) -> dict[int, int]: ...
+
+    def in_flight(self) -> int: ...
 
 
 class Window:
@@ -59,6 +63,17 @@ class Window:
         self._max_gap = 0.0
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
+
+    def settle(self, timeout_s: float, check: Callable[[], None]) -> float:
+        """Wait, at most ``timeout_s``, until the server has no request in flight; the
+        seconds waited. Requests a client has let go of (the last of a warm-up run, a
+        timed-out one) still run in the server and would be charged to the next window."""
+        t0 = time.perf_counter()
+        while self._meter is not None and self._meter.in_flight() > 0 \
+                and time.perf_counter() - t0 < timeout_s:
+            check()
+            time.sleep(SETTLE_POLL_S)
+        return time.perf_counter() - t0
 
     def end(self) -> Usage:
         wall, cpu = time.perf_counter() - self._t0, time.process_time() - self._cpu0
@@ -105,6 +120,35 @@ class Window:
             self._peak_rss = max(self._peak_rss, total)
             if self._stop.wait(SAMPLE_S):
                 return
+
+
+class Stalls:
+    """The longest the lab went unscheduled while it measured a cell, warm-up included.
+
+    A window's own sampler sees only the window: a stop that began in the warm-up and
+    outlasted the window left it with no answers and no gap, a failure the lab caused
+    and charged to the server. This ticks from the cell's first request to its end."""
+
+    def __init__(self) -> None:
+        self.max_gap_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def __enter__(self) -> "Stalls":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _tick(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(SAMPLE_S):
+            now = time.perf_counter()
+            self.max_gap_s = max(self.max_gap_s, now - last - SAMPLE_S)
+            last = now
+        self.max_gap_s = max(self.max_gap_s, time.perf_counter() - last - SAMPLE_S)
 
 
 def _process(pid: int) -> psutil.Process | None:

@@ -23,7 +23,7 @@ from lab.interrupt import Interrupts
 from lab.load import MULTI_PROCESS, RUNNERS, knee, loop, processes, wrk
 from lab.load.samples import Measurement
 from lab.load.window import quiet_gc
-from lab.monitor import Window
+from lab.monitor import Stalls, Window
 from lab.process import Group, Readiness, Server, log_tail, start
 from lab.reaper import Ledger
 from lab.results import RunDir
@@ -63,6 +63,9 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
 
 
 DISTURBED_GAP_S = 1.0  # the lab's sampler woke this late: SIGSTOP, suspend, a paused VM
+# Failures a stopped lab causes by itself (its deadline passed, its client's timeouts fired):
+# when the lab was stopped, the cell is disturbed, not failed by the server.
+LAB_CAUSED = frozenset({"cell_timeout", "client_failed"})
 
 
 def _failure(kind: str, reason: str, log: str) -> dict[str, str]:
@@ -148,10 +151,13 @@ def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
             f = summarize(m, ctx.machine)
             return bool(f["client_limited"] or f.get("client_behind"))
 
-        m, record = knee.search(
-            lambda rate, seconds: at(rate, replace(exp, duration_s=seconds),
-                                     Window(server.pids(), server.meter)),
-            limited, exp.slo_p99_ms, exp.knee_window_s, exp.duration_s, exp.knee_max_rps)
+        def probe(rate: float, seconds: float) -> Measurement:
+            w = Window(server.pids(), server.meter)
+            w.settle(exp.timeout_s, check)  # an overloaded probe's backlog is not the next's
+            return at(rate, replace(exp, duration_s=seconds), w)
+
+        m, record = knee.search(probe, limited, exp.slo_p99_ms, exp.knee_window_s,
+                                exp.duration_s, exp.knee_max_rps)
         m.info |= record
     else:
         m = at(cell.load, exp, window)
@@ -216,8 +222,10 @@ def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
         return record
     log_path = server.log_path
     pids_before = set(server.pids())
+    stalls = Stalls()
     try:
-        figures = measure(cell, server, ctx)
+        with stalls:
+            figures = measure(cell, server, ctx)
         ctx.interrupts.check()  # wrk gets the terminal's Ctrl-C too: never keep a cut cell
     except TimeoutError:
         record["failure"] = _failure(
@@ -238,21 +246,32 @@ def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
     record["process"] = {"start_to_ready_s": server.ready_s if fresh else None,
                          "reused": not fresh, "port": server.port, "argv": server.argv,
                          "log": log_path.name}
-    if figures is not None and figures.get("client_max_gap_s", 0) > DISTURBED_GAP_S \
-            and record["failure"] is None:
+    gap = max(stalls.max_gap_s, figures.get("client_max_gap_s", 0) if figures else 0)
+    if gap > DISTURBED_GAP_S and (record["failure"] is None
+                                  or record["failure"]["kind"] in LAB_CAUSED):
         record["failure"] = _failure(
-            "disturbed", f"the lab went unscheduled for {figures['client_max_gap_s']:.1f} s "
-            "in the measured window (stopped, suspended or starved): its figures are not the "
-            "server's; --resume runs the cell again", "")
+            "disturbed", f"the lab went unscheduled for {gap:.1f} s while it measured "
+            "(stopped, suspended or starved): its figures are not the server's; --resume "
+            "runs the cell again", "")
     if figures is not None:
         record["figures"] = figures
         if figures["ok"] == 0 and record["failure"] is None:
-            record["failure"] = _failure(
-                "all_requests_failed", f"all {figures['requests']} requests failed: "
-                f"{figures['errors']}", log_tail(log_path))
+            record["failure"] = _failure("all_requests_failed", _no_answer(figures, cell),
+                                         log_tail(log_path))
     record["status"] = "failed" if record["failure"] else "ok"
     record["finished_at"] = _now()
     return record
+
+
+def _no_answer(figures: dict[str, Any], cell: Cell) -> str:
+    """What happened in a window without one good answer, in words."""
+    errors = ", ".join(f"{n} {kind}" for kind, n in sorted(figures["errors"].items()))
+    if figures["requests"]:
+        return f"all {figures['requests']} requests failed ({errors})"
+    exp = cell.experiment
+    return (f"no response completed within the {exp.duration_s:g} s window: every request "
+            f"took longer (a request timeout is {exp.timeout_s:g} s); a longer duration_s "
+            "or fewer users would let some finish")
 
 
 def progress_line(i: int, total: int, record: dict[str, Any]) -> str:

@@ -113,8 +113,10 @@ def tally(r: Mapping[str, Any]) -> Tally:
 def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: Window,
         sup: Supervision) -> Measurement:
     url = base_url + request_target(exp.params, endpoint)
+    settled_s = 0.0
     if exp.warmup_s > 0:
         _wrk(url, endpoint, users, math.ceil(exp.warmup_s), exp.timeout_s, sup, "wrk-warmup")
+        settled_s = window.settle(exp.timeout_s, sup.check)
     window.start()
     r, cpu_s = _wrk(url, endpoint, users, math.ceil(exp.duration_s), exp.timeout_s, sup, "wrk")
     usage = window.end()
@@ -122,5 +124,6 @@ def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: 
     t = tally(r)
     return Measurement([], replace(usage, wall_s=wall, client_cpu_s=cpu_s),
                        {"engine": "wrk", "client_threads": min(sup.threads, users),
-                        "latency_includes_errors": bool(sum(t.errors.values()))},
+                        "latency_includes_errors": bool(sum(t.errors.values())),
+                       "warmup_settle_s": settled_s},
                        counted=t)
