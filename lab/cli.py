@@ -40,7 +40,7 @@ from lab.reaper import reap
 from lab.report.compare import EXIT_REGRESSED, compare_runs
 from lab.report.compare import render as render_comparison
 from lab.report.merge import merge
-from lab.results import RUN_INFO, RunDir, config_hash, new_run_id
+from lab.results import PLANNED, RUN_INFO, RunDir, config_hash, new_run_id
 from lab.runner import remaining, run_matrix
 from lab.servers import ADAPTERS
 
@@ -183,7 +183,8 @@ def _matrix(args: argparse.Namespace, path: Path, base_dir: Path | None = None) 
             raise ConfigError(f"experiments[{i}].engine", "wrk is not installed "
                               "(apt-get install wrk), or use engine = \"rawhttp\"")
     check_app(matrix.lab.app, timeout_s=matrix.lab.start_timeout_s,
-              app_dir=matrix.lab.app_dir, wrap=matrix.lab.wrap)
+              app_dir=matrix.lab.app_dir, wrap=matrix.lab.wrap,
+              servers=[spec.name for spec in matrix.servers])
     return matrix
 
 
@@ -397,11 +398,13 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
         print(message, file=sys.stderr)
     cells = matrix.cells()
     todo = remaining(matrix, run)
+    info |= {"cells_total": len(cells), PLANNED: sorted({c.key(matrix.lab) for c in cells})}
     if args.resume and not todo:
+        run.write_json(RUN_INFO, info)  # the plan of a config changed with --force
         print(f"nothing to do: all {len(cells)} cells of {run.path} have results; "
               f"report: {report.build(run)}", flush=True)
-        return 0
-    info |= {"state": "running", "cells_total": len(cells)}
+        return _planned_outcome(run, len(cells))
+    info["state"] = "running"
     run.write_json(RUN_INFO, info)
     run.record_environment(environment.collect(PROJECT_ROOT))
     minutes = matrix_s(todo, matrix.lab.restart) / 60
@@ -418,10 +421,7 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
         finally:
             shown.close()
         info["state"] = "finished"
-        code = EXIT_CELLS_FAILED if outcome.failed else 0
-        if outcome.failed:
-            print(f"{outcome.failed} of {outcome.ran} cells failed; see the report's "
-                  "'Failed cells'", file=sys.stderr)
+        code = _planned_outcome(run, len(cells), outcome.failed)
     except Interrupted as e:
         info |= {"state": "interrupted", "signal": e.signum}
         print(f"interrupted by signal {e.signum}: servers stopped, finished cells kept; "
@@ -442,6 +442,20 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
                   f"in {run.results}", file=sys.stderr)
             code = code or StorageError.exit_code
     return code
+
+
+def _planned_outcome(run: RunDir, planned: int, failed_now: int = 0) -> int:
+    """The exit code says whether every planned cell is ok, also those that failed in an
+    earlier session of a resumed run (and stay failed: a failure is a result)."""
+    loaded = run.load()
+    loaded.stale(run.read_json(RUN_INFO).get(PLANNED))
+    failed = loaded.failed()
+    if not failed:
+        return 0
+    earlier = f" ({failed - failed_now} in an earlier session)" if failed > failed_now else ""
+    print(f"{failed} of {planned} cells failed{earlier}; see the report's 'Failed cells'",
+          file=sys.stderr)
+    return EXIT_CELLS_FAILED
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,

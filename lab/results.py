@@ -31,6 +31,7 @@ SERVERS = "servers.jsonl"  # one line per server start: the cells it served, its
 ENVIRONMENT = "environment.json"
 CONFIG_COPY = "config.toml"
 RUN_INFO = "run.json"
+PLANNED = "planned"  # run.json's list of the keys of the current config's cells
 
 
 def new_run_id(config_path: Path) -> str:
@@ -78,6 +79,21 @@ class Finished:
 class Loaded:
     records: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+
+    def stale(self, planned: object) -> list[dict[str, Any]]:
+        """Take out the results of cells that the run's current config no longer has (a
+        load axis edited before ``--resume --force``), and return them; ``planned`` is
+        run.json's list of the current cells' keys (absent in older and merged runs)."""
+        if not isinstance(planned, list):
+            return []
+        keys = set(planned)
+        out = [r for r in self.records if r.get("cell_key", "") not in keys]
+        self.records = [r for r in self.records if r.get("cell_key", "") in keys]
+        return out
+
+    def failed(self) -> int:
+        """Cells whose result counts and is a failure."""
+        return sum(r.get("status") == "failed" for r in self.records)
 
     def finished(self) -> Finished:
         """Cells with a result; a disturbed cell (the lab was stopped mid-window) has none

@@ -147,6 +147,30 @@ def test_resume_refuses_a_changed_config_unless_forced(write_config: Callable[..
     assert leftovers(leak_token) == []
 
 
+def test_a_forced_resume_reports_the_current_cells_and_its_exit_code_counts_earlier_failures(
+        write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
+    """requests = [3] edited to [4]: the report read "4 finished (2 ok, 2 failed) of 2
+    planned" with the n3 tables still in it, and a resume with nothing to do exited 0
+    although a planned cell had failed."""
+    path = config(write_config, lab="cell_timeout_s = 0.5",
+                  endpoints='["/hello", "/non-blocking"]', delay=1.0)
+    first = run_lab("run", path, "--out", tmp_path, "--run-id", "f")
+    assert first.returncode == 3, first.stdout + first.stderr  # /non-blocking timed out
+    path.write_text(path.read_text().replace("requests = [3]", "requests = [4]"))
+    forced = run_lab("run", path, "--resume", tmp_path / "f", "--force")
+    assert forced.returncode == 3, forced.stdout + forced.stderr
+    assert "1 of 2 cells failed" in forced.stderr
+    text = (tmp_path / "f" / "report.md").read_text(encoding="utf-8")
+    assert "2 finished (1 ok, 1 failed) of 2 planned" in text
+    assert "2 stale results" in text and "`uvicorn-w1-b-hello-n3`" in text
+    assert "requests = 4" in text and "requests = 3" not in text  # no n3 table, only names
+    again = run_lab("run", "--resume", tmp_path / "f")
+    assert "nothing to do" in again.stdout
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert "1 of 2 cells failed (1 in an earlier session)" in again.stderr
+    assert leftovers(leak_token) == []
+
+
 def test_resume_force_reruns_a_cell_whose_params_changed_and_keeps_each_environment(
         write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
     """Same cell id, another measurement: the forced resume runs it again (its later line

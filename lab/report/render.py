@@ -17,7 +17,7 @@ from lab.report.records import Result
 from lab.report.summary import in_short
 from lab.report.tables import table
 from lab.report.ways import ways_findings
-from lab.results import ENVIRONMENT, RUN_INFO, RunDir
+from lab.results import ENVIRONMENT, PLANNED, RUN_INFO, RunDir
 from lab.servers.base import FACTS
 from lab.stats import Spread
 
@@ -69,6 +69,16 @@ def _this_run(info: dict[str, Any], records: list[Result]) -> list[str]:
         _placement_line(records),
         "",
     ]
+
+
+def _stale(stale: list[dict[str, Any]]) -> list[str]:
+    """Results the run holds of cells its current config no longer has: named, not shown."""
+    if not stale:
+        return []
+    ids = ", ".join(f"`{r.get('cell_id', '?')}`" for r in stale)
+    return [f"{len(stale)} stale results, of cells that the config no longer has (it was "
+            f"changed and the run resumed with --force), are kept in the results file and "
+            f"left out of every table: {ids}.", ""]
 
 
 def _merged_warnings(info: dict[str, Any]) -> list[str]:
@@ -332,7 +342,8 @@ def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[
         lines += [f"**{question}**", "", *(f"- {x}" for x in answers), ""]
     if not lines:
         return []
-    chart = next((c for kind in HEADLINE_CHARTS for c in drawn if c.kind == kind), None)
+    chart = next((c for kind in HEADLINE_CHARTS for c in drawn if c.kind == kind and c.judged),
+                 None)
     return ["## In short", "", *lines,
             *([f"![{chart.alt}]({chart.file})", ""] if chart else [])]
 
@@ -340,6 +351,7 @@ def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[
 def build(run: RunDir) -> Path:
     loaded = run.load()
     info = run.read_json(RUN_INFO)
+    stale = loaded.stale(info.get(PLANNED))
     env = run.read_json(ENVIRONMENT)
     report = Report.of(loaded.records, info.get("baseline"))
     comps, records = report.comparisons, report.results
@@ -353,7 +365,7 @@ def build(run: RunDir) -> Path:
         lines += ["## Warnings", "", *(f"- {w}" for w in loaded.warnings), ""]
     short = in_short(report)
     lines += _in_short(short, drawn)
-    lines += _this_run(info, records)
+    lines += _this_run(info, records) + _stale(stale)
     if claimed := article.claims(comps):
         lines += ["## The article's claims, measured", "", *(f"- {x}" for x in claimed), ""]
     found = findings(comps) + ways_findings(comps)
