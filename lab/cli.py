@@ -31,7 +31,7 @@ from lab.errors import (
     StorageError,
     UsageError,
 )
-from lab.estimate import matrix_s
+from lab.estimate import Estimate
 from lab.interrupt import Interrupts
 from lab.load import wrk
 from lab.lock import FileLock, Holder, measuring_lock, writer_lock
@@ -206,8 +206,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cells = matrix.cells()
     for cell in cells:
         print(cell.id)
-    minutes = matrix_s(cells, matrix.lab.restart) / 60
-    print(f"{args.config}: ok — {len(cells)} cells, estimated {minutes:.1f} min")
+    estimate = Estimate.of(cells, matrix.lab.restart)
+    print(f"{args.config}: ok — {len(cells)} cells, {estimate.text()}")
     return 0
 
 
@@ -375,7 +375,7 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
     matrix = _matrix(args, args.config)
     _warn_about_cores(matrix)
     text = args.config.read_text()
-    estimate = matrix_s(matrix.cells(), matrix.lab.restart) / 60
+    estimate = Estimate.of(matrix.cells(), matrix.lab.restart).minutes
     if not estimate <= args.max_minutes and not args.yes:  # nan asks too
         raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
                          f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
@@ -407,11 +407,11 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
     info["state"] = "running"
     run.write_json(RUN_INFO, info)
     run.record_environment(environment.collect(PROJECT_ROOT))
-    minutes = matrix_s(todo, matrix.lab.restart) / 60
     if not args.quiet:
         print(f"running {len(todo)} cells"
               + (f" of {len(cells)}" if len(todo) < len(cells) else "")
-              + f" (estimated {minutes:.1f} min) → {run.path}/", flush=True)
+              + f" ({Estimate.of(todo, matrix.lab.restart).text()}) → {run.path}/",
+              flush=True)
     code = 0
     shown = progress.display(todo, matrix.lab.restart, args.quiet)
     try:

@@ -1,12 +1,17 @@
 """A rough duration for a matrix, so `validate` can say it and `run` can ask before long runs.
 
-It assumes the endpoints behave as apps.article's do: a burst of /async-blocking takes
-N × delay (servers may send every request to one worker), other sleeping endpoints a delay
-per 40 requests (the thread pool); a probe stalled by /async-blocking waits for the
-background users' requests, a few rounds of them.
+Closed and open windows last what the config says. A burst or a probe lasts what its
+endpoint takes, which a config says only through a ``delay`` parameter, read as
+apps.article's endpoints use it: a burst of /async-blocking takes N × delay (servers may
+send every request to one worker), other sleeping endpoints a delay per 40 requests (the
+thread pool); a probe stalled by /async-blocking waits for the background users' requests,
+a few rounds of them. Other bursts and probes count only their overhead, and the estimate
+says it is a floor: a real app's took twice as long. The live ETA (``lab.progress``)
+learns the pace from the cells measured.
 """
 
 import math
+from dataclasses import dataclass
 
 from lab.config import Cell
 
@@ -52,6 +57,34 @@ def cell_s(cell: Cell) -> float:
     if cell.endpoint.path == "/async-blocking":
         return CELL_OVERHEAD_S + cell.load * delay
     return CELL_OVERHEAD_S + delay * math.ceil(cell.load / 40)
+
+
+def unknown(cell: Cell) -> bool:
+    """Does the cell last as long as its endpoint takes, which the config does not say?"""
+    return cell.experiment.kind in ("burst", "interference") and _delay(cell) == 0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    unknown: int  # cells of those whose time is a floor (their endpoint's latency unknown)
+    cells: int
+
+    @classmethod
+    def of(cls, cells: list[Cell], restart: str = "configuration") -> "Estimate":
+        return cls(matrix_s(cells, restart), sum(map(unknown, cells)), len(cells))
+
+    @property
+    def minutes(self) -> float:
+        return self.seconds / 60
+
+    def text(self) -> str:
+        """"estimated 5.6 min", and when it is a floor, why."""
+        head = f"estimated {self.minutes:.1f} min"
+        if not self.unknown:
+            return head
+        return (f"{head} at least: {self.unknown} of {self.cells} cells last as long as "
+                "their endpoints take, which the config does not say (the ETA learns it)")
 
 
 def matrix_s(cells: list[Cell], restart: str = "configuration") -> float:

@@ -46,15 +46,21 @@ def clock(seconds: float) -> str:
 
 
 class Plain:
-    """A line per finished cell, flushed: what CI logs and pipes get."""
+    """A line per finished cell, flushed, with the ETA after it: what CI logs and pipes
+    get. The up-front estimate of an app it does not know is a floor; this one learns."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, cells: list[Cell] | None = None,
+                 restart: str = "configuration") -> None:
         self.stream = stream or sys.stdout
+        self.eta = Eta(cells or [], restart)
+        self.done = 0
 
     def started(self, i: int, total: int, cell: Cell) -> None:
-        pass
+        self.done = i - 1
 
     def line(self, text: str) -> None:
+        if text.startswith("[") and 0 <= self.done < len(self.eta.cells) - 1:
+            text += f" · ETA {clock(self.eta.left_s(self.done + 1))}"  # a cell's line
         print(text, file=self.stream, flush=True)
 
     def close(self) -> None:
@@ -110,4 +116,4 @@ def display(cells: list[Cell], restart: str, quiet: bool = False,
         return Quiet(stream)
     if stream.isatty():
         return Live(cells, restart, stream)
-    return Plain(stream)
+    return Plain(stream, cells, restart)

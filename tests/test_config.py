@@ -571,6 +571,20 @@ def test_validate_prints_every_cell_and_an_estimate(write_config: Callable[..., 
     assert lines[-1].endswith(" min")
 
 
+def test_an_estimate_of_endpoints_the_config_does_not_time_says_it_is_a_floor(
+        write_config: Callable[..., Path]) -> None:
+    """A burst of a real app's endpoint lasts what the endpoint takes: the estimate counted
+    only the overhead (5.6 min for a run of 10.3) and said nothing of it."""
+    known = run_lab("validate", write_config(ARTICLE))
+    assert known.returncode == 0 and "at least" not in known.stdout
+    text = ('[servers.uvicorn]\nworkers = [1]\n\n[[experiments]]\nname = "b"\n'
+            'kind = "burst"\nendpoints = ["/items", "/search"]\nrequests = [10, 50]\n')
+    floor = run_lab("validate", write_config(text, "real.toml"))
+    assert floor.returncode == 0, floor.stderr
+    assert "estimated 0.0 min at least: 4 of 4 cells last as long as their endpoints take" \
+        in floor.stdout
+
+
 def test_validate_applies_filters(write_config: Callable[..., Path]) -> None:
     result = run_lab("validate", write_config(ARTICLE), "--server", "uvicorn", "--workers", "1")
     assert result.returncode == 0, result.stderr

@@ -36,14 +36,27 @@ def cells() -> list[Cell]:
     return parse(tomllib.loads(CONFIG)).cells()
 
 
-def test_without_a_tty_a_plain_line_per_cell() -> None:
+def test_without_a_tty_a_plain_line_per_cell_with_an_eta_that_learns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI logs and pipes saw only the up-front estimate, a floor for an app it does not
+    know (2× low for real apps): each cell's line now carries the learned ETA."""
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     out = io.StringIO()
     shown = progress.display(cells(), "configuration", stream=out)
     assert isinstance(shown, progress.Plain)
     shown.started(1, 2, cells()[0])
-    shown.line("[1/2] uvicorn-w1-slow-async-blocking-n10: 10.0 s wall")
+    now[0] += 3 * progress.Eta(cells()[:1], "configuration").left_s(0)  # 3× its estimate
+    shown.line("[1/2] uvicorn-w1-slow-async-blocking-n10: 30.0 s wall")
+    shown.started(2, 2, cells()[1])
+    shown.line("[2/2] granian-w1-slow-async-blocking-n10: 10.0 s wall")
     shown.close()
-    assert out.getvalue() == "[1/2] uvicorn-w1-slow-async-blocking-n10: 10.0 s wall\n"
+    first, last = out.getvalue().splitlines()
+    assert first.startswith("[1/2] uvicorn-w1-slow-async-blocking-n10: 30.0 s wall · ETA ")
+    minutes, seconds = first.rsplit("ETA ", 1)[1].split(":")
+    left = int(minutes) * 60 + int(seconds)
+    assert 3 * 10 < left < 3 * 12.5  # the second cell (10 × 1 s), at the first one's pace
+    assert last == "[2/2] granian-w1-slow-async-blocking-n10: 10.0 s wall"  # nothing left
 
 
 def test_quiet_prints_only_warnings_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
