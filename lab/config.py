@@ -115,6 +115,8 @@ class Experiment:
     params: Mapping[str, Scalar]
     engine: str
     timeout_s: float  # per request
+    # the report ranks its endpoints as alternative ways of one thing (`def` / `async def`)
+    ways: bool = False
     duration_s: float = 3.0
     warmup_s: float = 1.0
     clients: int = 1  # client processes whose results merge (closed, open)
@@ -122,7 +124,7 @@ class Experiment:
     slo_p99_ms: float | None = None  # open model: find the highest rate within it
     knee_window_s: float = 1.0  # rates = "auto": each probing window
     knee_max_rps: int = 100_000  # rates = "auto": the highest rate tried
-    probe: str = "/hello"  # interference: the unrelated fast endpoint
+    probe: Endpoint = Endpoint("/hello")  # interference: the unrelated fast endpoint
     probes: int = 20
     probe_interval_s: float = 0.02
     settle_s: float = 0.1  # interference: background running before probing
@@ -134,6 +136,11 @@ class Experiment:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoints", tuple(as_endpoint(e) for e in self.endpoints))
+
+    def shown_settings(self) -> dict[str, Any]:
+        """The kind's settings as a results line shows them: the probe by its label."""
+        shown = {k: getattr(self, k) for k in KINDS[self.kind].settings}
+        return {k: v.label if isinstance(v, Endpoint) else v for k, v in shown.items()}
 
 
 def as_endpoint(e: "Endpoint | str") -> Endpoint:
@@ -198,10 +205,18 @@ class Cell:
             "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint.record(),
             "load": self.load, "params": dict(exp.params), "engine": exp.engine,
             "timeout_s": exp.timeout_s, "repeat": self.repeat,
-            "settings": {k: getattr(exp, k) for k in KINDS[exp.kind].settings},
+            "settings": {k: _recorded(getattr(exp, k)) for k in KINDS[exp.kind].settings},
         }
         text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _recorded(setting: object) -> object:
+    """A setting as the cell's key holds it: a bare path probe as the path it was (so an
+    earlier run's cells keep their keys), an endpoint table as its record."""
+    if isinstance(setting, Endpoint):
+        return setting.path if setting == Endpoint(setting.path) else setting.record()
+    return setting
 
 
 @dataclass(frozen=True)
@@ -359,6 +374,12 @@ def _list(value: Any, path: str) -> list:
     return items
 
 
+def _boolean(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"must be true or false, got {value!r}")
+    return value
+
+
 def _string(value: Any, path: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(path, f"must be a non-empty string, got {value!r}")
@@ -370,6 +391,9 @@ def _endpoint(value: Any, path: str) -> str:
     if not e.startswith("/") or "?" in e:
         raise ConfigError(path, f"must be a path starting with '/' (query goes in params), "
                                 f"got {_shown(e)}")
+    if "#" in e:  # every engine drops a fragment, while results would name it
+        raise ConfigError(path, f"must not contain '#': a fragment is never sent to the "
+                                f"server (write %23 for the character), got {_shown(e)}")
     if any(unicodedata.category(c) == "Cc" for c in e):
         raise ConfigError(path, f"must not contain control characters, got {_shown(e)}")
     return e
@@ -435,18 +459,32 @@ def _query_value(value: Any, path: str) -> str:
     if isinstance(value, str | int | float):
         _finite(value, path)
         return str(value)
-    raise ConfigError(path, f"must be a string, number or boolean, got {value!r}")
+    raise ConfigError(path, f"must be a string, number or boolean, got "
+                            f"{type(value).__name__} {value}")
+
+
+# The engines write these themselves: a second length or framing breaks each its own way
+# (a 400, or httpx refusing to send).
+FRAMING_HEADERS = ("content-length", "transfer-encoding")
 
 
 def _header_name(name: str, path: str) -> str:
-    if not name or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name):
+    if not name or not all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~")
+                           for c in name):
         raise ConfigError(path, f"{name!r} is not a valid header name")
+    if name.lower() in FRAMING_HEADERS:
+        raise ConfigError(_join(path, name), "is set by the lab from the body; leave it out")
     return name
 
 
 def _header_value(value: Any, path: str) -> str:
-    if not isinstance(value, str) or any(unicodedata.category(c) == "Cc" for c in value):
-        raise ConfigError(path, f"must be a string without control characters, got {value!r}")
+    """Printable ASCII, as RFC 9110 field values are in practice: httpx refuses anything
+    else while aiohttp and wrk send UTF-8, and CR LF would inject a header."""
+    if not isinstance(value, str) or not all(" " <= c <= "~" for c in value):
+        raise ConfigError(path, f"must be printable ASCII (no control characters, no "
+                                f"non-ASCII letters), got {value!r}")
+    if value != value.strip(" "):  # h11 (httpx) refuses it, the others send it
+        raise ConfigError(path, f"must not start or end with a space, got {value!r}")
     return value
 
 
@@ -478,7 +516,7 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "slo_p99_ms": lambda v, p: float(_number(v, p, 0, strict=True)),
     "knee_window_s": lambda v, p: float(_number(v, p, 0, strict=True)),
     "knee_max_rps": lambda v, p: _number(v, p, 1, integer=True),
-    "probe": _endpoint,
+    "probe": _endpoint_spec,
     "probes": lambda v, p: _number(v, p, 1, integer=True),
     "probe_interval_s": lambda v, p: float(_number(v, p, 0)),
     "settle_s": lambda v, p: float(_number(v, p, 0)),
@@ -597,7 +635,7 @@ def _parse_server(name: str, raw: Any) -> ServerSpec:
 
 def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
     path = f"experiments[{i}]"
-    common = {"name", "kind", "endpoints", "params", "engine", "timeout_s"}
+    common = {"name", "kind", "endpoints", "params", "engine", "timeout_s", "ways"}
     kind = _open_table(raw, path).get("kind")
     if kind is None:
         raise ConfigError(f"{path}.kind", f"is required (one of: {', '.join(KINDS)})")
@@ -628,7 +666,7 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
                               "(add another experiment for another value)")
         if key in ("delay", "n"):
             _number(value, f"{path}.params.{key}", 0)
-        _finite(value, f"{path}.params.{key}")
+        _query_value(value, f"{path}.params.{key}")  # a TOML date or time is neither
     engine = _choice(t.get("engine", DEFAULT_ENGINE[kind]), f"{path}.engine", KIND_ENGINES[kind])
     extra = {k: SETTINGS[k](t[k], f"{path}.{k}") for k in schema.settings
              if k in t and k not in AXIS_SETTINGS}
@@ -636,6 +674,7 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
         name=name, kind=kind, endpoints=endpoints, loads=loads, params=dict(params),
         engine=engine,
         timeout_s=float(_number(t.get("timeout_s", 60.0), f"{path}.timeout_s", 0, strict=True)),
+        ways=_boolean(t.get("ways", False), f"{path}.ways"),
         **extra,
     )
     axis = next((k for k in AXIS_SETTINGS if k in schema.settings and k in t), None)
@@ -737,7 +776,7 @@ def load(path: Path, allow_non_loopback: bool = False, base_dir: Path | None = N
          ) -> Matrix:
     """``base_dir``: what ``lab.app_dir`` is relative to (default: the file's folder)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not TOML
     except FileNotFoundError:
         raise ConfigError(str(path), "no such config file") from None
     except (OSError, UnicodeDecodeError) as e:

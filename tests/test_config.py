@@ -415,7 +415,47 @@ INVALID += [
      "experiments[0].probe_connect: unknown key"),
     ("a knee window of 0", cfg(experiments=exp(**OPEN, knee_window_s="0")),
      "experiments[0].knee_window_s: must be > 0"),
+    # every engine drops a fragment, while the report would name it
+    ("endpoint with a fragment", cfg(experiments=exp(endpoints='["/a#frag"]')),
+     "experiments[0].endpoints[0]: must not contain '#'"),
+    ("endpoint table path with a fragment",
+     cfg(experiments=exp(endpoints='[{ path = "/a#frag" }]')),
+     "experiments[0].endpoints[0].path: must not contain '#'"),
+    ("probe with a fragment", cfg(experiments=exp(**INTERFERENCE, probe='"/hello#x"')),
+     "experiments[0].probe: must not contain '#'"),
+    ("ready_path with a fragment", cfg(lab='ready_path = "/health#x"\n'),
+     "lab.ready_path: must not contain '#'"),
+    ("probe table with a bad path", cfg(experiments=exp(**INTERFERENCE,
+                                                        probe='{ path = "hello" }')),
+     "experiments[0].probe.path: must be a path starting with '/'"),
+    ("probe table with an unknown key", cfg(experiments=exp(**INTERFERENCE,
+                                                            probe='{ path = "/a", x = 1 }')),
+     "experiments[0].probe.x: unknown key"),
+    # header names and values: what every engine can send alike (httpx refuses non-ASCII,
+    # aiohttp and wrk send UTF-8, rawhttp latin-1)
+    ("non-ASCII header value",
+     cfg(experiments=exp(endpoints='[{ path = "/a", headers = { "X-U" = "é" } }]')),
+     "experiments[0].endpoints[0].headers.X-U: must be printable ASCII"),
+    ("non-ASCII header name",
+     cfg(experiments=exp(endpoints='[{ path = "/a", headers = { "X-é" = "e" } }]')),
+     "experiments[0].endpoints[0].headers: 'X-é' is not a valid header name"),
+    ("header value with CR LF",
+     cfg(experiments=exp(endpoints='[{ path = "/a", headers = { "X-A" = "a\\r\\nX-B: b" } }]')),
+     "experiments[0].endpoints[0].headers.X-A: must be printable ASCII"),
+    ("header value with a leading space",
+     cfg(experiments=exp(endpoints='[{ path = "/a", headers = { "X-A" = " a" } }]')),
+     "experiments[0].endpoints[0].headers.X-A: must not start or end with a space"),
+    ("probe table with a non-ASCII header",
+     cfg(experiments=exp(**INTERFERENCE, probe='{ path = "/a", headers = { "X-U" = "é" } }')),
+     "experiments[0].probe.headers.X-U: must be printable ASCII"),
 ]
+
+# A TOML date or time in params passed validate and crashed run with a TypeError.
+NOT_SCALAR_PARAMS = {"datetime": "1979-05-27T07:32:00Z", "local date": "1979-05-27",
+                     "local time": "07:32:00", "local datetime": "1979-05-27T07:32:00"}
+INVALID += [(f"params {case}", cfg(experiments=exp(params=f"{{ when = {value} }}")),
+             "experiments[0].params.when: must be a string, number or boolean, got ")
+            for case, value in NOT_SCALAR_PARAMS.items()]
 
 # A float of any kind is nan or ±inf in TOML: each is refused with its key path.
 NON_FINITE = [
@@ -515,6 +555,30 @@ def test_nan_is_named_with_its_key_path(write_config: Callable[..., Path]) -> No
     text = cfg(experiments=exp(**CLOSED, duration_s="nan"))
     assert_one_line_error(run_lab("validate", write_config(text)),
                           "experiments[0].duration_s: must be a finite number, got nan")
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("value", list(NOT_SCALAR_PARAMS.values()), ids=list(NOT_SCALAR_PARAMS))
+def test_a_date_or_time_in_params_is_refused_by_validate_and_by_run_before_any_start(
+        write_config: Callable[..., Path], tmp_path: Path, command: str, value: str) -> None:
+    out = tmp_path / "out"
+    path = write_config(cfg(experiments=exp(params=f"{{ delay = 0.01, when = {value} }}")))
+    result = run_lab(command, path, *(["--out", out] if command == "run" else []))
+    assert_one_line_error(result, "experiments[0].params.when: must be a string, number or "
+                                  "boolean, got ")
+    assert not out.exists()  # no run folder without its run.json
+
+
+def test_a_config_starting_with_a_utf8_byte_order_mark_validates(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    """Windows editors save one; tomllib alone reads it as an invalid statement."""
+    plain = run_lab("validate", write_config(ARTICLE))
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + ARTICLE.encode())
+    result = run_lab("validate", bom)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.replace(str(bom), "C") == plain.stdout.replace(
+        str(tmp_path / "config.toml"), "C")
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])

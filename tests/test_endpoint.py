@@ -1,7 +1,10 @@
 """Endpoints as tables, app_dir and readiness settings: parsed, checked, named; and the one
 response check every Python engine applies (wrk's script mirrors it)."""
 
+import json
+import os
 import tomllib
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ from lab.endpoint import Endpoint, is_subset
 from lab.errors import ConfigError
 from lab.load.samples import check
 from lab.load.wrk import script_args
+from lab.results import RunDir
+from tests.conftest import TOKEN_ENV, leftovers, run_lab
 
 SERVERS = """
 [servers.uvicorn]
@@ -81,6 +86,19 @@ def test_two_requests_to_one_path_need_names() -> None:
     ('[{ path = "/a", json = { x = nan } }]',
      "experiments[0].endpoints[0].json.x: must be a finite number"),
     ('[{ path = "/a", colour = "red" }]', "experiments[0].endpoints[0].colour: unknown key"),
+    ('[{ path = "/a", headers = { "X-U" = "é" } }]',
+     "experiments[0].endpoints[0].headers.X-U: must be printable ASCII"),
+    ('[{ path = "/a", headers = { "X-A" = "a\\tb" } }]',
+     "experiments[0].endpoints[0].headers.X-A: must be printable ASCII"),
+    ('[{ path = "/a", headers = { "X-A" = "a " } }]',
+     "experiments[0].endpoints[0].headers.X-A: must not start or end with a space"),
+    ('[{ path = "/a", headers = { "X-²" = "a" } }]',
+     "experiments[0].endpoints[0].headers: 'X-²' is not a valid header name"),
+    # the engines frame the body themselves: a second length breaks each one its own way
+    ('[{ path = "/a", headers = { "Content-Length" = "5" } }]',
+     "experiments[0].endpoints[0].headers.Content-Length: is set by the lab"),
+    ('[{ path = "/a", headers = { "transfer-encoding" = "chunked" } }]',
+     "experiments[0].endpoints[0].headers.transfer-encoding: is set by the lab"),
 ])
 def test_bad_endpoint_tables_name_their_key(endpoints: str, says: str) -> None:
     assert error(endpoints=endpoints).startswith(says)
@@ -109,6 +127,32 @@ def test_the_cell_key_changes_with_wrap_and_the_request() -> None:
     assert cell.key(lab_on) != cell.key(lab_off)
     post = cells(matrix(endpoints='[{ path = "/hello", method = "POST" }]'))[0]
     assert post.key(lab_on) != cell.key(lab_on)
+
+
+def interference(probe: str) -> Matrix:
+    return parse(tomllib.loads(f"""{SERVERS}
+[[experiments]]
+name = "i"
+kind = "interference"
+endpoints = ["/async-blocking"]
+background = [2]
+{probe}
+"""))
+
+
+def test_a_probe_is_a_path_or_an_endpoint_table_as_endpoints_are() -> None:
+    assert interference("").experiments[0].probe == Endpoint("/hello")
+    assert interference('probe = "/up"').experiments[0].probe == Endpoint("/up")
+    table = interference('probe = { path = "/cpu", query = { n = 10 }, headers = { "X-K" = '
+                         '"k" }, status = 200, expect = { json = { n = 10 } } }')
+    probe = table.experiments[0].probe
+    assert (probe.path, probe.query, probe.headers, probe.status) == (
+        "/cpu", (("n", "10"),), (("X-K", "k"),), 200)
+    assert probe.body_problem(b'{"n": 10, "pid": 1}') is False
+    assert probe.body_problem(b'{"n": 11}') is True
+    # another probe is another measurement: --resume runs it again
+    (bare,), (tabled,) = (m.cells() for m in (interference(""), table))
+    assert bare.key(table.lab) != tabled.key(table.lab)
 
 
 # ---- the response check ----------------------------------------------------------------
@@ -145,3 +189,86 @@ def test_wrk_gets_the_request_and_its_check_as_script_arguments() -> None:
     assert script_args(ep) == ["POST", "201", b"ok".hex(), "", b'{"a":1}'.hex(),
                                "content-type", "application/json"]
     assert script_args(Endpoint("/")) == ["GET", "", "", "", "-"]
+
+
+# ---- every engine sends what the config allows, alike ----------------------------------
+
+ECHO = '''
+import json
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    seen = {}
+    for name, value in scope["headers"]:
+        seen.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(seen).encode()})
+'''
+# A header value with inner spaces and quotes, and a Host of the user's: each engine must
+# send exactly these, and one Host (the JSON subset's lists match element by element).
+SENT = ('headers = { "X-Token" = \'a b;c="d"\', host = "shop.example" }, '
+        'expect = { json = { x-token = [\'a b;c="d"\'], host = ["shop.example"] } }')
+ENGINE_EXPERIMENTS = "".join(f"""
+[[experiments]]
+name = "{engine}"
+kind = "burst"
+engine = "{engine}"
+endpoints = [{{ path = "/", {SENT} }}]
+requests = [2]
+""" for engine in ("rawhttp", "httpx", "aiohttp")) + f"""
+[[experiments]]
+name = "wrk"
+kind = "closed"
+engine = "wrk"
+endpoints = [{{ path = "/", {SENT} }}]
+users = [1]
+duration_s = 0.3
+warmup_s = 0
+
+[[experiments]]
+name = "probe"
+kind = "interference"
+endpoints = ["/"]
+background = [1]
+probes = 3
+probe = {{ path = "/probe", {SENT} }}
+
+[[experiments]]
+name = "wrongprobe"
+kind = "interference"
+endpoints = ["/"]
+background = [1]
+probes = 3
+probe = {{ path = "/probe", expect = {{ json = {{ x-token = ["other"] }} }} }}
+"""
+
+
+@pytest.mark.servers
+def test_every_engine_and_a_probe_table_send_the_configured_headers_alike(
+        tmp_path: Path) -> None:
+    (tmp_path / "echo").mkdir()
+    (tmp_path / "echo" / "echo.py").write_text(ECHO, encoding="utf-8")
+    config = tmp_path / "echo.toml"
+    config.write_text('[lab]\napp = "echo:app"\napp_dir = "echo"\nready_path = "/"\n'
+                      "start_timeout_s = 20\ncell_timeout_s = 30\n" + SERVERS
+                      + ENGINE_EXPERIMENTS, encoding="utf-8")
+    out, token = tmp_path / "out", uuid.uuid4().hex
+    result = run_lab("run", config, "--out", out, "--run-id", "echo", timeout=120,
+                     env={**os.environ, TOKEN_ENV: token})
+    assert leftovers(token) == []
+    assert "Traceback" not in result.stdout + result.stderr
+    records = {r["experiment"]: r for r in RunDir(out / "echo").load().records}
+    assert set(records) == {"rawhttp", "httpx", "aiohttp", "wrk", "probe", "wrongprobe"}
+    for name, r in records.items():
+        if name == "wrongprobe":
+            continue
+        assert r["status"] == "ok", (name, r["failure"])
+        assert r["figures"]["errors"] == {} and r["figures"]["ok"] > 0, name
+    assert records["probe"]["figures"]["probe"] == "/probe"
+    # the probe's own check applies: its answer lacks the expected header
+    wrong = records["wrongprobe"]
+    assert wrong["status"] != "ok" and "bad_body" in json.dumps(wrong["failure"])
+    assert result.returncode == 3, result.stdout + result.stderr

@@ -28,3 +28,10 @@ def test_rawhttp_writes_one_whole_request_with_its_headers_and_body() -> None:
     assert request_bytes("127.0.0.1:8000", {}, endpoint) == (
         b"POST /items HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nX-A: b\r\n"
         b"Content-Length: 7\r\n\r\n{\"n\":1}")
+
+
+def test_an_endpoints_own_host_header_replaces_the_one_rawhttp_writes() -> None:
+    """Two Host lines are a 400 under RFC 9112; httpx, aiohttp and wrk send the user's."""
+    endpoint = Endpoint("/", headers=(("host", "shop.example"),))
+    assert request_bytes("127.0.0.1:8000", {}, endpoint) == (
+        b"GET / HTTP/1.1\r\nhost: shop.example\r\n\r\n")

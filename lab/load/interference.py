@@ -20,7 +20,7 @@ from lab.monitor import Window
 
 async def _probe(base_url: str, exp: Experiment, interval_s: float) -> list[Sample]:
     out = []
-    probe = Endpoint(exp.probe)
+    probe = exp.probe
     for _ in range(exp.probes):
         # A client per probe: a fresh connection, as an unrelated user would open. Warm
         # (the default): opened and answered once before the timed request, so the probe
@@ -66,7 +66,7 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int,
         if s.error is None:
             idle_hist.record(s.latency_s)
     return Measurement(loaded, usage, {
-        "probe": exp.probe,
+        "probe": exp.probe.label,
         "probe_connect": exp.probe_connect,
         "idle_errors": sum(s.error is not None for s in idle),
         "idle_histogram": idle_hist.to_json(),

@@ -33,7 +33,10 @@ _WORKER = WORKER_HEADER.encode()
 def request_bytes(host: str, params: Params, endpoint: Endpoint) -> bytes:
     """The whole HTTP/1.1 request, as written: the path percent-encoded as the other
     engines send it, the experiment's params with the endpoint's own query."""
-    head = [f"{endpoint.method} {request_target(params, endpoint)} HTTP/1.1", f"Host: {host}"]
+    head = [f"{endpoint.method} {request_target(params, endpoint)} HTTP/1.1"]
+    # The endpoint's own Host replaces the lab's, as in the other engines (two are a 400).
+    if not any(name.lower() == "host" for name, _ in endpoint.headers):
+        head.append(f"Host: {host}")
     head += [f"{name}: {value}" for name, value in endpoint.headers]
     body = endpoint.body or b""
     if endpoint.body is not None or endpoint.method in ("POST", "PUT", "PATCH"):

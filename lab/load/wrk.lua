@@ -152,7 +152,11 @@ function init(args)
   -- wrk.init formats the request once, after this: every request is the same bytes
   wrk.method = args[1]
   if args[5] ~= "-" then wrk.body = unhex(args[5]) end
-  for i = 6, #args - 1, 2 do wrk.headers[args[i]] = args[i + 1] end
+  for i = 6, #args - 1, 2 do
+    -- wrk keeps its own Host under "Host": any spelling of the user's must replace it
+    local name = args[i]:lower() == "host" and "Host" or args[i]
+    wrk.headers[name] = args[i + 1]
+  end
 end
 
 local function worker(headers)
