@@ -3,14 +3,16 @@
 Exit codes: 0 all cells ok; 2 bad config or arguments, or refused because another lab
 holds a lock the command needs; 3 the run finished but some cells failed (the report
 lists them); 4 ``compare`` found a regression; 128 + signal when interrupted (130 Ctrl-C,
-143 SIGTERM).
+143 SIGTERM), and 141 (SIGPIPE's) when the reader of the output left early (``| head``).
 """
 
 import argparse
+import io
 import math
 import os
 import re
 import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -40,11 +42,12 @@ from lab.reaper import reap
 from lab.report.compare import EXIT_REGRESSED, compare_runs
 from lab.report.compare import render as render_comparison
 from lab.report.merge import merge
-from lab.results import PLANNED, RUN_INFO, RunDir, config_hash, new_run_id
+from lab.results import PLANNED, RUN_INFO, RunDir, config_hash, new_run_id, write_atomically
 from lab.runner import remaining, run_matrix
 from lab.servers import ADAPTERS
 
 EXIT_CELLS_FAILED = 3
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # the shell's code for a tool SIGPIPE ended
 DEFAULT_MAX_MINUTES = 15.0
 
 
@@ -94,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 the run folder could not be written (disk full), "
                "2 bad config/arguments or a lock held by another lab, 3 some cells failed, "
                "4 compare found a regression, "
-               "128+N interrupted by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP)")
+               "128+N interrupted by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP; 141 "
+               "when the output's reader left early, as with | head)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     run = sub.add_parser("run", help="run a config matrix and write reports/<run-id>/report.md",
@@ -248,32 +252,37 @@ def _placement_text(p: placement.Placement) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     runs = [RunDir.existing(path) for path in args.run_dirs]
     for run in runs:
-        if not run.load().records:
+        if not run.has_results():
             raise UsageError(f"{run.path}: has no results yet (results.jsonl is empty)")
     if len(runs) > 1 and args.out is None:
         raise UsageError("report: several RUN_DIRs need --out DIR (where the merged report "
                          "goes)")
-    if args.out is not None:
-        merged, warnings = merge(runs, args.out)
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        runs = [merged]
-    print(report.build(runs[0]))
+    try:
+        if args.out is not None:
+            merged, warnings = merge(runs, args.out)
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            runs = [merged]
+        print(report.build(runs[0]))
+    except StorageError as e:  # a folder the user cannot write: an argument to change
+        elsewhere = "" if args.out else (f"; write it elsewhere with: python -m lab report "
+                                         f"{runs[0].path} --out DIR")
+        raise UsageError(f"{e}{elsewhere}") from None
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     base, new = RunDir.existing(args.base), RunDir.existing(args.new)
     for run in (base, new):
-        if not run.load().records:
+        if not run.has_results():
             raise UsageError(f"{run.path}: has no results yet (results.jsonl is empty)")
     result = compare_runs(base, new, threshold_pct=args.threshold)
     text = render_comparison(result)
     if args.out:
         try:
-            args.out.write_text(text)
-        except OSError as e:
-            raise UsageError(f"--out {args.out}: cannot write ({e.strerror or e})") from None
+            write_atomically(args.out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        except StorageError as e:
+            raise UsageError(f"--out {e}") from None
         print(args.out)
     else:
         print(text)
@@ -346,7 +355,7 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
             raise UsageError(f"{run.path / RUN_INFO}: corrupt, so the config it ran with "
                              "cannot be checked; start a new run")
         path = args.config or run.path / "config.toml"
-        text = path.read_text() if path.is_file() else ""
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
         changed = bool(args.config) and config_hash(text) != info.get("config_hash")
         if changed and not args.force:
             raise UsageError(f"{args.config}: changed since {run.path.name} started "
@@ -374,7 +383,7 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
         RunDir.check_new(args.out / args.run_id)  # before waiting, not after
     matrix = _matrix(args, args.config)
     _warn_about_cores(matrix)
-    text = args.config.read_text()
+    text = args.config.read_text(encoding="utf-8")
     estimate = Estimate.of(matrix.cells(), matrix.lab.restart).minutes
     if not estimate <= args.max_minutes and not args.yes:  # nan asks too
         raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
@@ -462,10 +471,31 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,
             "compare": cmd_compare, "list": cmd_list}
 
 
+def _utf8_output() -> None:
+    """Under an ASCII locale (``LC_ALL=C``) the first "—" printed would be a traceback: write
+    UTF-8, as every file of the lab is, and escape what even that cannot encode (a path's
+    undecodable bytes)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(encoding="utf-8", errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _utf8_output()
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
-    except LabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        try:
+            args = build_parser().parse_args(argv)
+            code = COMMANDS[args.command](args)
+        except LabError as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = e.exit_code
+        sys.stdout.flush()  # here, not at exit: a reader gone (``| head``) fails this
+        return code
+    except BrokenPipeError:
+        # Quiet, as a shell tool that SIGPIPE ends, and its exit code, not 0: the output was
+        # cut short. What is left to write (the interpreter flushes at exit) goes to
+        # /dev/null instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            os.dup2(devnull, stream.fileno())
+        return EXIT_BROKEN_PIPE

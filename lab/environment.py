@@ -18,7 +18,8 @@ LIBRARIES = ("fastapi", "starlette", "anyio", "httpx", "aiohttp", "uvloop", "htt
 def collect_cpu() -> dict[str, Any]:
     model = platform.processor() or "unknown"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8",
+                                                      errors="replace").splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
@@ -43,8 +44,8 @@ def collect_versions() -> dict[str, str | None]:
 def collect_git(root: Path) -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                 timeout=5)
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=5,
+                                 encoding="utf-8", errors="replace")
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None

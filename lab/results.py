@@ -16,10 +16,11 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lab.environment import differences
 from lab.errors import StorageError, UsageError
@@ -32,6 +33,8 @@ ENVIRONMENT = "environment.json"
 CONFIG_COPY = "config.toml"
 RUN_INFO = "run.json"
 PLANNED = "planned"  # run.json's list of the keys of the current config's cells
+
+T = TypeVar("T")
 
 
 def new_run_id(config_path: Path) -> str:
@@ -56,6 +59,21 @@ def _append_line(path: Path, data: Mapping[str, Any]) -> None:
     except OSError as e:
         raise StorageError(f"{path}: cannot append ({e.strerror or e}); every line written "
                            "before is intact") from None
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` fills a temporary file beside ``path``, which then replaces ``path`` in
+    one step: a failure (a full or read-only disk, Ctrl-C) leaves the previous file whole and
+    no temporary file behind."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two labs never share one
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot write ({e.strerror or e})") from None
+    finally:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -127,7 +145,7 @@ class RunDir:
                 cls.check_new(run.path)  # another lab took it just now: the same one line
                 raise
             run.logs.mkdir()
-            (run.path / CONFIG_COPY).write_text(config_text)
+            (run.path / CONFIG_COPY).write_text(config_text, encoding="utf-8")
         except OSError as e:
             raise UsageError(f"--out {root}: cannot create the run folder there "
                              f"({e.strerror or e})") from None
@@ -151,22 +169,16 @@ class RunDir:
         kept = f"config-{n}.toml"
         if (self.path / CONFIG_COPY).exists():
             (self.path / CONFIG_COPY).replace(self.path / kept)
-        (self.path / CONFIG_COPY).write_text(text)
+        (self.path / CONFIG_COPY).write_text(text, encoding="utf-8")
         return kept
 
     def write_json(self, name: str, data: Mapping[str, Any]) -> None:
-        tmp = self.path / f".{name}.tmp"
-        try:
-            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-            tmp.replace(self.path / name)  # atomic: never half a file
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise StorageError(f"{self.path / name}: cannot write ({e.strerror or e})") \
-                from None
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        write_atomically(self.path / name, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def read_json(self, name: str) -> dict[str, Any]:
         try:
-            return json.loads((self.path / name).read_text())
+            return json.loads((self.path / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
 
@@ -192,34 +204,43 @@ class RunDir:
                 out.append(entry)
         return out
 
-    def load(self) -> Loaded:
-        """Every complete line; a truncated or corrupt line is a warning, not a crash."""
-        loaded = Loaded([])
+    def lines(self) -> Iterator[tuple[int, dict[str, Any] | str]]:
+        """Each line of results.jsonl by number, read one at a time: its record, or why no
+        reader can use it (a truncated or corrupt line is a warning, not a crash)."""
         if not self.results.is_file():
-            return loaded
-        for n, raw in enumerate(self.results.read_bytes().splitlines(), 1):
-            if not raw.strip():
+            return
+        with self.results.open("rb") as f:
+            for n, raw in enumerate(f, 1):
+                if raw.strip():
+                    yield n, _record(n, raw)
+
+    def read(self, convert: Callable[[dict[str, Any]], T]) -> tuple[list[T], list[str]]:
+        """Every usable line's record, converted as it is read, and the warnings. Only what
+        ``convert`` keeps stays in memory: the file's text and its JSON dicts took ≈ 3× the
+        report's typed records. A cell measured again after its config changed
+        (``--resume --force``) has two lines: the later one counts, the earlier is named in
+        a warning."""
+        latest: dict[str, T] = {}
+        warnings, superseded = [], []
+        for _, record in self.lines():
+            if isinstance(record, str):
+                warnings.append(record)
                 continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-                if not isinstance(record, dict):
-                    raise ValueError("not an object")
-            except ValueError:  # UnicodeDecodeError included
-                loaded.warnings.append(f"{RESULTS} line {n} is truncated or corrupt; "
-                                       "that cell counts as not finished")
-                continue
-            problem = _malformed(record)
-            if problem and record.get("schema_version") == SCHEMA_VERSION:
-                loaded.warnings.append(f"{RESULTS} line {n} {problem}; that cell counts as "
-                                       "not finished")
-                continue
-            if record.get("schema_version") != SCHEMA_VERSION:
-                loaded.warnings.append(f"{RESULTS} line {n} has schema_version "
-                                       f"{record.get('schema_version')!r}, expected "
-                                       f"{SCHEMA_VERSION}; skipped")
-                continue
-            loaded.records.append(record)
-        return _latest_per_cell(loaded)
+            cell = record["cell_id"]
+            if cell in latest:
+                del latest[cell]  # inserted again below: the cell's place is its last line's
+                superseded.append(f"{cell} was measured again with a changed config; the "
+                                  "later line counts")
+            latest[cell] = convert(record)
+        return list(latest.values()), warnings + superseded
+
+    def load(self) -> Loaded:
+        """Every usable line as its JSON dict (see `read`)."""
+        return Loaded(*self.read(lambda record: record))
+
+    def has_results(self) -> bool:
+        """Whether some line is usable; reads up to the first one."""
+        return any(isinstance(record, dict) for _, record in self.lines())
 
     def record_environment(self, env: Mapping[str, Any]) -> str:
         """Write this session's environment without overwriting an earlier session's."""
@@ -264,14 +285,18 @@ def _malformed(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _latest_per_cell(loaded: Loaded) -> Loaded:
-    """A cell measured again after its config changed (``--resume --force``) has two lines:
-    the later one counts, the earlier stays in the file and is named in a warning."""
-    last = {r.get("cell_id"): i for i, r in enumerate(loaded.records)}
-    superseded = [r for i, r in enumerate(loaded.records) if last[r.get("cell_id")] != i]
-    for r in superseded:
-        loaded.warnings.append(f"{r.get('cell_id')} was measured again with a changed config; "
-                               "the later line counts")
-    loaded.records = [r for i, r in enumerate(loaded.records)
-                      if last[r.get("cell_id")] == i]
-    return loaded
+def _record(n: int, raw: bytes) -> dict[str, Any] | str:
+    """Line ``n``'s record, or why it cannot be a cell's result."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError("not an object")
+    except ValueError:  # UnicodeDecodeError included
+        return f"{RESULTS} line {n} is truncated or corrupt; that cell counts as not finished"
+    problem = _malformed(record)
+    if problem and record.get("schema_version") == SCHEMA_VERSION:
+        return f"{RESULTS} line {n} {problem}; that cell counts as not finished"
+    if record.get("schema_version") != SCHEMA_VERSION:
+        return (f"{RESULTS} line {n} has schema_version {record.get('schema_version')!r}, "
+                f"expected {SCHEMA_VERSION}; skipped")
+    return record

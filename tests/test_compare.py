@@ -163,3 +163,19 @@ def test_a_cell_measured_with_another_delay_gets_no_verdict(tmp_path: Path) -> N
     found = {c.cell: c.verdict for c in result.cells}
     assert found.pop(SLOWED) == "no verdict (measured differently: params.delay 0.05 → 0.1)"
     assert not any("measured differently" in v for v in found.values())
+
+
+def test_runs_without_a_cell_in_common_are_exit_2_not_no_regression(tmp_path: Path) -> None:
+    """Two runs of different configs: a CI gate must not pass on nothing compared."""
+    base = make_run(tmp_path, REPEATED, "base", [r for r in records("base")
+                                                 if r["server"] == "granian"])
+    new = make_run(tmp_path, REPEATED, "new", [r for r in records("new")
+                                               if r["server"] == "uvicorn"])
+    out = tmp_path / "diff.md"
+    result = run_lab("compare", base.path, new.path, "--out", out)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "No regression" not in result.stdout and not out.exists()
+    [line] = result.stderr.splitlines()
+    assert line == ("error: compare: no cell is in both runs, so nothing was compared: BASE "
+                    "has 6 cells (granian-w1, granian-w2; experiment article, hello), NEW has "
+                    "3 cells (uvicorn-w1; experiment article, hello)")

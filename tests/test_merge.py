@@ -1,6 +1,7 @@
 """``python -m lab report RUN_DIR RUN_DIR --out DIR``: one report from several runs, as from
 the three ``tox -e uvicorn|hypercorn|granian`` runs."""
 
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -92,3 +93,23 @@ def test_one_run_with_out_is_a_copy_that_says_so(tmp_path: Path) -> None:
     assert "A copy of run `only`" in md and "merges" not in md
     assert len(table_rows(section_for(md, "/hello"))) == 3
     assert not (run.path / "report.md").exists()  # the run itself is left as it was
+
+
+def test_merging_a_run_with_itself_or_with_a_copy_of_it_is_refused(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", run_id="x")
+    copy = tmp_path / "b" / "x"
+    shutil.copytree(run.path, copy)
+    link = tmp_path / "link"
+    link.symlink_to(run.path)
+    for other in (run.path, link, copy):
+        result = run_lab("report", run.path, other, "--out", tmp_path / "merged")
+        assert result.returncode == 2, (other, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"error: report: {run.path} and {other} are ")
+        assert line.endswith("; merge different runs")
+    assert "copies of one run (x, the same results)" in line
+    assert not (tmp_path / "merged").exists()
+    # the same id with other results (a copy taken before the run finished) is two runs
+    results = (copy / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (copy / "results.jsonl").write_text("".join(results[:-1]), encoding="utf-8")
+    assert run_lab("report", run.path, copy, "--out", tmp_path / "merged").returncode == 0

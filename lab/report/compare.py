@@ -16,9 +16,11 @@ from typing import Any
 from tabulate import tabulate
 
 from lab.environment import changes, facts
+from lab.errors import UsageError
 from lab.report.fmt import fmt_spread
 from lab.report.groups import HEADLINES, Comparison, Row, noise_by_kind
 from lab.report.model import LIMIT_TEXT, Report
+from lab.report.records import Result
 from lab.results import ENVIRONMENT, RunDir
 from lab.stats import Spread
 from lab.verdict import MIN_REPEATS, compare
@@ -141,13 +143,24 @@ def _change(name: str, comp: Comparison, base: Row, new: Row, noise_pct: float,
     return CellChange(name, comp.kind, bs, ns, verdict, worse_pct, gates)
 
 
+def _cells(rows: dict[str, tuple[Comparison, Row]]) -> str:
+    """A run's cells in brief: how many, of which configurations and experiments."""
+    configs = sorted({row.server_id for _, row in rows.values()})
+    experiments = sorted({comp.experiment for comp, _ in rows.values()})
+    return (f"{len(rows)} cells ({', '.join(configs)}; experiment "
+            f"{', '.join(experiments)})")
+
+
 def compare_runs(base: RunDir, new: RunDir, threshold_pct: float | None = None
                  ) -> RunComparison:
-    base_comps = Report.of(base.load().records).comparisons
-    new_comps = Report.of(new.load().records).comparisons
+    base_comps = Report.of_results(base.read(Result.from_line)[0]).comparisons
+    new_comps = Report.of_results(new.read(Result.from_line)[0]).comparisons
     noise = noise_by_kind(base_comps + new_comps)  # over both runs' repeated cells
     out = RunComparison(base.path, new.path, threshold_pct, noise)
     base_rows, new_rows = _rows(base_comps), _rows(new_comps)
+    if not base_rows.keys() & new_rows.keys():  # "no regression" would pass a CI gate
+        raise UsageError(f"compare: no cell is in both runs, so nothing was compared: BASE "
+                         f"has {_cells(base_rows)}, NEW has {_cells(new_rows)}")
     for name, (comp, row) in base_rows.items():
         if name not in new_rows:
             out.only_base.append(name)
@@ -212,8 +225,7 @@ def render(rc: RunComparison) -> str:
              fmt_spread(c.new, 4), _pct(c.change_pct),
              f"**{c.verdict}**" if c.gates else c.verdict] for c in rc.cells]
     lines += [tabulate(body, headers=["cell", "headline", "BASE", "NEW", "change", "verdict"],
-                       tablefmt="github", disable_numparse=True) if body
-              else "(no cell is in both runs)", ""]
+                       tablefmt="github", disable_numparse=True), ""]
     for title, names in (("Only in BASE", rc.only_base), ("Only in NEW", rc.only_new)):
         if names:
             lines += [f"## {title}", "", *(f"- `{n}`" for n in names), ""]

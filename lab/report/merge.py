@@ -8,16 +8,33 @@ the report says so, and says loudly when the runs' environments differ.
 A cell measured in several runs keeps the line of the run named last, with a warning.
 """
 
+import filecmp
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lab.environment import changes
 from lab.errors import UsageError
-from lab.results import ENVIRONMENT, RESULTS, RUN_INFO, SERVERS, RunDir
+from lab.results import ENVIRONMENT, RESULTS, RUN_INFO, SERVERS, RunDir, write_atomically
 
 MERGED_FROM = "merged_from"
+
+
+def _check_runs(runs: list[RunDir]) -> None:
+    """A run merged with itself would read as two runs that never ran side by side: refuse
+    one folder given twice, and two copies of one run (its id and its results alike)."""
+    for i, run in enumerate(runs):
+        for other in runs[:i]:
+            if run.path.resolve() == other.path.resolve():
+                raise UsageError(f"report: {other.path} and {run.path} are the same run; "
+                                 "merge different runs")
+            if run.path.name == other.path.name and run.results.is_file() \
+                    and other.results.is_file() \
+                    and filecmp.cmp(run.results, other.results, shallow=False):
+                raise UsageError(f"report: {other.path} and {run.path} are copies of one run "
+                                 f"({run.path.name}, the same results); merge different runs")
 
 
 def _check_out(out: Path, runs: list[RunDir]) -> None:
@@ -46,20 +63,27 @@ def environment_warnings(info: dict[str, Any]) -> list[str]:
 def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
     """Write DIR's results, servers, environment and run.json from ``runs``; returns the
     merged run and the warnings (duplicate cells, differing environments)."""
+    _check_runs(runs)
     _check_out(out, runs)
     warnings: list[str] = []
-    kept: dict[str, tuple[str, dict[str, Any]]] = {}
+    # Two passes over the results files, so that no run's lines are held in memory: which
+    # line each cell keeps (the last run's; within a run, its last), then those lines.
+    keep: dict[str, tuple[int, int]] = {}
     sources: list[dict[str, Any]] = []
     servers: list[dict[str, Any]] = []
-    for run in runs:
-        loaded = run.load()
-        warnings += [f"{run.path}: {w}" for w in loaded.warnings]
+    for i, run in enumerate(runs):
         name = run.path.name
-        for record in loaded.records:
-            if (before := kept.get(record["cell_id"])) is not None:
-                warnings.append(f"{record['cell_id']} is in {before[0]} and {name}: the line "
-                                f"from {name} counts")
-            kept[record["cell_id"]] = (name, record | {"source_run": name})
+        for n, record in run.lines():
+            if isinstance(record, str):
+                warnings.append(f"{run.path}: {record}")
+                continue
+            cell = record["cell_id"]
+            if (before := keep.get(cell)) is not None:
+                warnings.append(f"{run.path}: {cell} was measured again with a changed "
+                                "config; the later line counts" if before[0] == i else
+                                f"{cell} is in {runs[before[0]].path.name} and {name}: the "
+                                f"line from {name} counts")
+            keep[cell] = (i, n)
         servers += run.servers()
         info = run.read_json(RUN_INFO)
         sources.append({"run": name, "path": str(run.path),
@@ -72,7 +96,7 @@ def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
     except OSError as e:
         raise UsageError(f"--out {out}: cannot create it ({e.strerror or e})") from None
     merged = RunDir(out)
-    _write_lines(out / RESULTS, [r for _, r in kept.values()])
+    _write_lines(out / RESULTS, _kept(runs, keep))
     _write_lines(out / SERVERS, servers)
     merged.write_json(ENVIRONMENT, sources[0]["environment"])
     for stale in out.glob("environment-*.json"):  # the sessions of a run: not these runs'
@@ -110,11 +134,20 @@ def _info(sources: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _write_lines(path: Path, lines: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(json.dumps(line, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+def _kept(runs: list[RunDir], keep: dict[str, tuple[int, int]]) -> Iterator[dict[str, Any]]:
+    """The lines ``keep`` names, each saying which run it came from."""
+    for i, run in enumerate(runs):
+        for n, record in run.lines():
+            if isinstance(record, dict) and keep.get(record["cell_id"]) == (i, n):
+                yield record | {"source_run": run.path.name}
+
+
+def _write_lines(path: Path, lines: Iterable[dict[str, Any]]) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(json.dumps(line, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    write_atomically(path, write)

@@ -140,6 +140,7 @@ class Result:
     figures: Figures | None  # a failed cell may still have partial figures
     engine: str | None = None  # the load generator that ran (closed: wrk, aiohttp, …)
     wrap: bool = True  # served inside lab.asgi_wrap (per-worker split known)
+    ways: bool = False  # the experiment's endpoints are ways of one thing (config `ways`)
     placement: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)  # as run, for "as run"
     start_to_ready_s: float | None = None
@@ -162,7 +163,8 @@ class Result:
             figures=Figures.from_json(r["figures"]) if _table(r.get("figures")) else None,
             engine=str(engine) if (engine := r.get("engine") or r.get("engine_requested"))
             else None,
-            wrap=r.get("wrap") is not False, placement=_table(r.get("placement")),
+            wrap=r.get("wrap") is not False, ways=r.get("ways") is True,
+            placement=_table(r.get("placement")),
             settings={str(k): str(v) for k, v in _table(r.get("settings")).items()},
             start_to_ready_s=_num(process.get("start_to_ready_s")),
             source_run=str(r["source_run"]) if r.get("source_run") else None)

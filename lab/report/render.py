@@ -10,14 +10,14 @@ from lab.config import KINDS, PYTHON_ENGINES
 from lab.report import article
 from lab.report.findings import findings, knees
 from lab.report.fmt import fmt
-from lab.report.groups import Comparison
+from lab.report.groups import CLIENT_SHARE_BAR, Comparison
 from lab.report.merge import MERGED_FROM, environment_warnings
 from lab.report.model import NOISY_SPREAD_PCT, Report, noisy
 from lab.report.records import Result
 from lab.report.summary import in_short
 from lab.report.tables import table
 from lab.report.ways import ways_findings
-from lab.results import ENVIRONMENT, PLANNED, RUN_INFO, RunDir
+from lab.results import ENVIRONMENT, PLANNED, RUN_INFO, RunDir, write_atomically
 from lab.servers.base import FACTS
 from lab.stats import Spread
 
@@ -71,11 +71,11 @@ def _this_run(info: dict[str, Any], records: list[Result]) -> list[str]:
     ]
 
 
-def _stale(stale: list[dict[str, Any]]) -> list[str]:
+def _stale(stale: list[str]) -> list[str]:
     """Results the run holds of cells its current config no longer has: named, not shown."""
     if not stale:
         return []
-    ids = ", ".join(f"`{r.get('cell_id', '?')}`" for r in stale)
+    ids = ", ".join(f"`{cell_id}`" for cell_id in stale)
     return [f"{len(stale)} stale results, of cells that the config no longer has (it was "
             f"changed and the run resumed with --force), are kept in the results file and "
             f"left out of every table: {ids}.", ""]
@@ -175,7 +175,10 @@ HOW_TO_READ = f"""## How to read this report
   If the client itself sent late (send lag p99 > 10 ms) the row says so.
 - **Interference**: a probe endpoint's latency, idle and then while c users keep a slow
   endpoint busy; each probe is a new connection, as an unrelated user's would be, opened
-  and answered once before the probe is timed (`probe_connect = "warm"`).
+  and answered once before the probe is timed (`probe_connect = "warm"`). The findings
+  call a probe *stalled* when its p50 under load is ≥ half the delay (≥ 10× idle without
+  one), *as fast as idle* when it is no higher than the idle probes' p90 (within idle's
+  own spread), and *slowed* in between.
 - Each table shows the headline figure, its verdict and the few figures that explain it;
   *More figures* under it (collapsed) holds the rest: latency percentiles over all repeats
   merged, errors by kind, *requests per worker* (how the server split requests across its
@@ -188,16 +191,19 @@ HOW_TO_READ = f"""## How to read this report
 - *verdict*: "significant" only with ≥ 3 repeats on each side whose ranges do not overlap
   *and* whose difference exceeds the noise floor (see Noise); otherwise "no clear
   difference" or "no verdict". A row whose client was at its limit or whose shared cores
-  were saturated is "not comparable" and never the baseline; a row with failed requests
-  cannot win a time figure.
+  were saturated is "not comparable"; it, and a row without every repeat ok, is never the
+  baseline (without one, *relative* reads `–`); a row with failed requests cannot win a
+  time figure.
 - **The client was the limit** (⚠ client-limited, "not comparable") when, in any repeat,
   its busiest process used ≥ 90 % of a core per client thread, a burst's sends spread
   over more than 5 % of the delay (5 ms without one), an open-model schedule was sent
   late (send lag p99 > 10 ms), or connections could not be opened (`connect` errors).
   Such a row gets no verdict and is never the baseline.
 - *client CPU %* is the client's CPU during the window (wrk's own, or all Python client
-  processes); ⚠ machine saturated when client and server shared the cores and together used
-  ≥ 90 % of them. *server cores used* is the server's whole process tree's CPU ÷ wall time.
+  processes); ⚠ machine saturated when client and server shared the cores, together used
+  ≥ 90 % of them, and the client's CPU was ≥ {100 * CLIENT_SHARE_BAR:g} % of the server's:
+  the server could have had at most the client's CPU more, so below that its figure is its
+  own. *server cores used* is the server's whole process tree's CPU ÷ wall time.
 - p99 needs ≥ 1,000 latencies and p99.9 ≥ 10,000 (merged over repeats), else `– (n=…)`.
 """
 
@@ -279,8 +285,8 @@ def _settings(records: list[Result], servers: list[dict[str, Any]]) -> list[str]
     return ["## Server configurations as run", "",
             "What actually ran, to judge whether a comparison is like for like: the lab's "
             "defaults plus the config's options, and each server's own default where neither "
-            "set it. FastAPI runs `def` endpoints in anyio's thread pool (40 threads) on every "
-            "server. *server CPUs* / *client CPUs* are the cores each side was pinned to "
+            "set it. " + article.thread_pool_note({r.app for r in records})
+            + "*server CPUs* / *client CPUs* are the cores each side was pinned to "
             "(the same cores: they competed). *starts* counts server starts (a server serves "
             "all cells of its configuration and repeat unless a cell failed, or "
             "`lab.restart = \"cell\"`). Start-to-ready and stop times are medians (min–max); "
@@ -348,12 +354,28 @@ def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[
             *([f"![{chart.alt}]({chart.file})", ""] if chart else [])]
 
 
+def _read(run: RunDir, planned: object) -> tuple[list[Result], list[str], list[str]]:
+    """The run's results typed as they are read, the ids of its stale ones (see
+    `lab.results.Loaded.stale`) and the warnings."""
+    current = set(planned) if isinstance(planned, list) else None
+
+    def typed(line: dict[str, Any]) -> Result | str:
+        if current is None or line.get("cell_key", "") in current:
+            return Result.from_line(line)
+        return str(line["cell_id"])
+
+    read, warnings = run.read(typed)
+    return ([r for r in read if isinstance(r, Result)], [r for r in read if isinstance(r, str)],
+            warnings)
+
+
 def build(run: RunDir) -> Path:
-    loaded = run.load()
+    """Write report.md (and its charts) from the run's files; a file that cannot be written
+    is a `StorageError`, and leaves its previous version whole."""
     info = run.read_json(RUN_INFO)
-    stale = loaded.stale(info.get(PLANNED))
+    results, stale, warnings = _read(run, info.get(PLANNED))
     env = run.read_json(ENVIRONMENT)
-    report = Report.of(loaded.records, info.get("baseline"))
+    report = Report.of_results(results, info.get("baseline"))
     comps, records = report.comparisons, report.results
     drawn: list[Chart] = []
     if comps:
@@ -361,8 +383,8 @@ def build(run: RunDir) -> Path:
 
         drawn = charts.draw(report, run.path)
     lines = [f"# asgi-lab report — {run.path.name}", "", *_warnings(info, records)]
-    if loaded.warnings:
-        lines += ["## Warnings", "", *(f"- {w}" for w in loaded.warnings), ""]
+    if warnings:
+        lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
     short = in_short(report)
     lines += _in_short(short, drawn)
     lines += _this_run(info, records) + _stale(stale)
@@ -380,5 +402,6 @@ def build(run: RunDir) -> Path:
     lines += _environment(env, run.environment_changes())
     lines += [HOW_TO_READ]
     path = run.path / REPORT
-    path.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
