@@ -3,8 +3,9 @@
 Servers serve ``lab.asgi_wrap:app``; the user's app (``LAB_APP = "module:attr"``, imported
 from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
 
-- adds ``x-lab-worker: <pid>`` to every HTTP response, so every engine (wrk's Lua script
-  too) attributes each answer to the worker that gave it, whatever the body;
+- adds ``x-lab-worker: <pid>`` to every HTTP response, in place of any the app sent, so
+  every engine (wrk's Lua script too) attributes each answer to the worker that gave it,
+  whatever the body;
 - passes lifespan through, and writes the worker's ready marker (``LAB_READY_DIR/<pid>``)
   once the app's start-up has completed, so the lab waits for *every* worker;
 - starts an app without lifespan support on every server: when the app raises or returns
@@ -161,7 +162,11 @@ class Wrapped:
 
             async def send_with_header(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", ()), header]}
+                    # The app's own x-lab-worker would be read first (aiohttp) or joined
+                    # with ours (httpx): only the wrapper's names the worker.
+                    headers = [h for h in message.get("headers", ())
+                               if bytes(h[0]).lower() != header[0]]
+                    message = {**message, "headers": [*headers, header]}
                 await send(message)
 
             meter = self._meter

@@ -7,6 +7,7 @@ signalling the whole group at once would abort requests its main process would d
 """
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -27,10 +28,26 @@ from lab.asgi_wrap import METER_DIR_ENV, READY_DIR_ENV
 from lab.errors import ServerStartError
 from lab.guard import GRACE_ENV, RUSAGE_ENV
 from lab.inflight import InFlightMeter
+from lab.placement import CPUS_ENV
 from lab.reaper import TOKEN_ENV, Ledger
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.02
+# An app that answers its ready path wrongly may log a traceback per request (≈ 1 MB per
+# 30 s at 20 ms): its polls back off, doubling up to this.
+POLL_MAX_S = 0.5
+# Answers of the ready path that waiting will not change (not 408, 425, 429: "try later").
+FINAL_ANSWERS = {*range(300, 408), *range(409, 425), *range(426, 429), *range(430, 500)}
+
+
+class AppNotReady(ServerStartError):
+    """Every worker started and the app answered its ready path with a status that will not
+    become the ready one: a fact of the app, the same on every server and in every cell."""
+
+
+class ServerExited(ServerStartError):
+    """The server exited before it was ready: a fact of its configuration (an option, the
+    worker count, a module it cannot import), the same in each of its cells."""
 
 
 def free_port(host: str) -> int:
@@ -38,6 +55,19 @@ def free_port(host: str) -> int:
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host.strip("[]"), 0))
         return int(s.getsockname()[1])
+
+
+def port_held(host: str, port: int) -> bool:
+    """Does another socket listen on ``port``? Bound as the servers bind (SO_REUSEADDR), so
+    connections of a stopped server left in TIME_WAIT do not count."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError:
+            return True
+        return False
 
 
 def url_host(host: str) -> str:
@@ -75,14 +105,17 @@ class Group:
         self.rusage_path = rusage_path
         if rusage_path:
             rusage_path.unlink(missing_ok=True)
+        # What the command gets beyond the lab's own environment (the guard's keys aside),
+        # and where it runs: enough to run it again by hand (``command``).
+        self.env = {"PYTHONPATH": os.pathsep.join(filter(None, [
+            str(PROJECT_ROOT), *path, os.environ.get("PYTHONPATH")])), **(env or {})}
+        self.cwd = cwd or PROJECT_ROOT
         full_env = {**os.environ, GRACE_ENV: str(guard_grace_s), TOKEN_ENV: self.token,
                     **({RUSAGE_ENV: str(rusage_path.resolve())} if rusage_path else {}),
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), *path,
-                                                                os.environ.get("PYTHONPATH")])),
-                    **(env or {})}
+                    **self.env}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
-            log.write(f"$ {' '.join(self.argv)}\n".encode())
+            log.write(f"$ {self.command}\n".encode())
             log.flush()
             self.started = time.monotonic()
             # -P: the guard finds the lab on PYTHONPATH, never a `lab` in an app's folder
@@ -90,12 +123,24 @@ class Group:
             self.proc = subprocess.Popen(
                 [sys.executable, "-P", "-m", "lab.guard", *self.argv],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=cwd or PROJECT_ROOT, env=full_env,
+                start_new_session=True, cwd=self.cwd, env=full_env,
             )
         self.pgid = self.proc.pid  # the guard leads the new group
         if ledger:
             ledger.started(self.pgid, self.token)
         self.last_stop: StopReport | None = None
+
+    @property
+    def command(self) -> str:
+        """A shell line that runs the command again as the lab ran it (without its guard):
+        ``cd DIR && LAB_APP=… python -m uvicorn …``. The lab's own bookkeeping folders are
+        left out (they are gone once the run is over, and serving needs neither), and the
+        guard's CPU set becomes ``taskset``."""
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items())
+                       if k not in (READY_DIR_ENV, METER_DIR_ENV, CPUS_ENV)]
+        cpus = ["taskset", "-c", self.env[CPUS_ENV]] if CPUS_ENV in self.env else []
+        return f"cd {shlex.quote(str(self.cwd))} && " + " ".join(
+            [*assignments, shlex.join([*cpus, *self.argv])])
 
     def main_pid(self) -> int | None:
         """The command's own main process (the guard's child)."""
@@ -207,17 +252,27 @@ class Server(Group):
         deadline = self.started + timeout_s
         last = "no answer"
         ready = self.readiness
+        pause = POLL_S
         with httpx.Client(timeout=httpx.Timeout(1.0), trust_env=False) as client:
             while True:
                 check()
                 if self.proc.poll() is not None:
                     raise self._start_error(f"exited with code {self.proc.returncode} "
-                                            f"before answering {ready.path}")
+                                            f"before answering {ready.path}", ServerExited)
                 try:
                     response = client.get(f"{self.base_url}{ready.path}")
-                    last = _answer(response)
+                    last = answer_text(response)
                     if response.status_code == ready.status and self._workers_ready():
                         break
+                    if response.status_code in FINAL_ANSWERS and self._workers_ready():
+                        raise self._start_error(
+                            f"GET {ready.path} → {last}: the app answers, but not with "
+                            f"{ready.status}; set lab.ready_path to a path it answers with "
+                            f"{ready.status} (most apps have no /health), or lab.ready_status",
+                            AppNotReady)
+                    # Not yet ready, yet answering: the app pays for every poll.
+                    if response.status_code != ready.status:
+                        pause = min(2 * pause, POLL_MAX_S)
                 except httpx.HTTPError as e:
                     last = type(e).__name__
                 if time.monotonic() >= deadline:
@@ -228,7 +283,7 @@ class Server(Group):
                         f"not ready within {timeout_s:g} s (GET {ready.path} must answer "
                         f"{ready.status}, last answer: {last}; {self._marker_count()} of "
                         f"{self.workers} workers started){why}")
-                time.sleep(POLL_S)
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         self.ready_s = time.monotonic() - self.started
         return self.ready_s
 
@@ -256,16 +311,17 @@ class Server(Group):
         count = self._marker_count()
         return count >= self.workers or (count == 0 and not self.readiness.markers)
 
-    def _start_error(self, reason: str) -> ServerStartError:
+    def _start_error(self, reason: str, kind: type[ServerStartError] = ServerStartError
+                     ) -> ServerStartError:
         self.stop(grace_s=1.0)
-        return ServerStartError(reason, log_tail(self.log_path))
+        return kind(reason, log_tail(self.log_path))
 
     def _cleanup(self) -> None:
         shutil.rmtree(self._ready_dir, ignore_errors=True)
         shutil.rmtree(self._meter_dir, ignore_errors=True)
 
 
-def _answer(response: httpx.Response) -> str:
+def answer_text(response: httpx.Response) -> str:
     """A response in a line: 'HTTP 404 {"detail":"Not Found"}'."""
     text = " ".join(response.content[:80].decode("utf-8", "replace").split())
     return f"HTTP {response.status_code}" + (f" {text!r}" if text else "")
@@ -277,7 +333,8 @@ def start(argv_for_port: Callable[[int], Sequence[str]], host: str, workers: int
           env: Mapping[str, str] | None = None, readiness: Readiness = Readiness(),
           app_dir: str | None = None) -> Server:
     """A ready server on a free port. A port taken between choosing and binding it is
-    retried on another port; any other failure stops what was started and raises."""
+    retried on another port; any other failure stops what was started and raises (an
+    "address already in use" of the app's own port too: another port would not help)."""
     for attempt in range(1, port_attempts + 1):
         port = free_port(host)
         server = Server(argv_for_port(port), host, port, workers, log_path, ledger, env,
@@ -286,7 +343,8 @@ def start(argv_for_port: Callable[[int], Sequence[str]], host: str, workers: int
             server.wait_ready(start_timeout_s, check)
             return server
         except ServerStartError as e:
-            if attempt == port_attempts or "address already in use" not in e.log_tail.lower():
+            if attempt == port_attempts or "address already in use" not in e.log_tail.lower() \
+                    or not port_held(host, port):
                 raise
         except BaseException:
             server.stop(0.0)

@@ -9,22 +9,23 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lab import services
+from lab import appcheck, services
 from lab.asgi_wrap import APP_DIR_ENV, APP_ENV, SERVED
 from lab.config import KINDS, Cell, Experiment, LabSettings, Matrix
+from lab.endpoint import Endpoint
 from lab.errors import LabError, ServerStartError
 from lab.interrupt import Interrupts
 from lab.load import MULTI_PROCESS, RUNNERS, knee, loop, processes, wrk
 from lab.load.samples import Measurement
 from lab.load.window import quiet_gc
 from lab.monitor import Stalls, Window
-from lab.process import Group, Readiness, Server, log_tail, start
+from lab.process import AppNotReady, Group, Readiness, Server, ServerExited, log_tail, start
 from lab.reaper import Ledger
 from lab.results import RunDir
 from lab.servers import ADAPTERS
@@ -47,7 +48,7 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
     exp = cell.experiment
     adapter = ADAPTERS[cell.server]
     load: dict[str, Any] = {KINDS[exp.kind].load_key: "auto" if cell.searched else cell.load}
-    load |= {k: getattr(exp, k) for k in KINDS[exp.kind].settings}
+    load |= exp.shown_settings()
     return {
         "run_id": run_id, "cell_id": cell.id, "server_id": cell.server_id,
         "server": cell.server, "server_version": adapter.version(), "workers": cell.workers,
@@ -57,6 +58,7 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
         "experiment": exp.name, "kind": exp.kind, "endpoint": cell.endpoint.label,
         "request": cell.endpoint.record(),
         "params": dict(exp.params), "load": load, "engine_requested": exp.engine,
+        "ways": exp.ways,
         "repeat": cell.repeat,
         "cell_key": cell.key(lab),  # what resume matches: the id alone misses a changed config
     }
@@ -167,15 +169,27 @@ def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
 
 class Servers:
     """The server the next cell needs: reused while its configuration and repeat stay the
-    same and it is healthy (``lab.restart = "configuration"``), else started afresh."""
+    same and it is healthy (``lab.restart = "configuration"``), else started afresh.
 
-    def __init__(self, ctx: Context, env: dict[str, str] | None = None) -> None:
+    A start failure that the next start would repeat is not tried again: a wrong answer of
+    the ready path fails every later cell (it is the app's), a server that exited fails the
+    later cells of its configuration; those are failed at once with the first one's reason.
+    The first server that starts is asked each endpoint of ``plan`` once (``appcheck.ask``),
+    and ``out`` gets a warning for each wrong answer and each closed-loop window that few or
+    no responses may fit in."""
+
+    def __init__(self, ctx: Context, env: dict[str, str] | None = None,
+                 plan: Sequence[Cell] = (), out: Callable[[str], None] = print) -> None:
         self.ctx = ctx
         self.env = {**ctx.lab.placement.server_env(), **(env or {})}
         self.server: Server | None = None
         self.key: tuple[object, ...] | None = None
         self.cells: list[str] = []
         self.healthy = False
+        self.plan, self.out = plan, out
+        self.checked = not plan
+        # "app", or a configuration (server, workers, options) → (first cell, its failure)
+        self.refused: dict[object, tuple[str, ServerStartError]] = {}
 
     def get(self, cell: Cell, log_path: Path) -> tuple[Server, bool]:
         """(a ready server for ``cell``, whether it was just started)."""
@@ -185,27 +199,92 @@ class Servers:
             self.cells.append(cell.id)
             return self.server, False
         self.stop()
+        self.cells = []
+        configuration = (cell.server, cell.workers, cell.options)
+        if refused := self.refused.get("app") or self.refused.get(configuration):
+            first, e = refused
+            raise ServerStartError(f"not started: {e.reason} (same as cell {first})",
+                                   e.log_tail)
+        try:
+            self.server = self._start(cell, log_path)
+        except AppNotReady as e:
+            self.refused["app"] = (cell.id, e)
+            raise
+        except ServerExited as e:
+            self.refused[configuration] = (cell.id, e)
+            raise
+        if not self.checked:
+            self.checked = True
+            self._check_app()
+            # Started afresh: the check's requests warmed this server (a thread pool, a
+            # cache) and may have left work in it or ended a worker; the others start cold.
+            self.stop(app_check=True)
+            self.server = self._start(cell, log_path)
+        self.key, self.cells, self.healthy = key, [cell.id], True
+        return self.server, True
+
+    def _start(self, cell: Cell, log_path: Path) -> Server:
         lab, adapter = self.ctx.lab, ADAPTERS[cell.server]
         launch = Launch.of(lab)
-        self.server = start(
+        return start(
             lambda port: adapter.argv(sys.executable, launch.app, lab.host, port,
                                       cell.workers, dict(cell.options)),
             lab.host, cell.workers, log_path, lab.start_timeout_s,
             check=self.ctx.interrupts.check, ledger=self.ctx.ledger,
             env={**self.env, **launch.env}, readiness=launch.readiness,
             app_dir=launch.app_dir)
-        self.key, self.cells, self.healthy = key, [cell.id], True
-        return self.server, True
 
-    def stop(self) -> None:
+    def _check_app(self) -> None:
+        """Ask the running server each endpoint of the plan once and warn about what the
+        answers say."""
+        assert self.server is not None
+        server, pids = self.server, set(self.server.pids())
+        experiments = list({c.experiment.name: c.experiment for c in self.plan}.values())
+        answers = loop.run(self.ctx.interrupts.guard(
+            appcheck.ask(server.base_url, sorted(pids), experiments)))
+        for a in answers:
+            if a.problem:
+                self.out(f"warning: {a.where}: {a.request} → {a.problem}, at the first "
+                         "server start; its cells count every such answer as an error")
+        for line in window_warnings(answers, self.plan):
+            self.out(f"warning: {line}")
+
+    def stop(self, app_check: bool = False) -> None:
         if self.server is None:
             return
         server, self.server = self.server, None
         report = server.stop(self.ctx.lab.stop_grace_s, lambda: self.ctx.interrupts.hurry)
         self.ctx.run.append_server({
-            "argv": server.argv, "port": server.port, "cells": self.cells,
+            "argv": server.argv, "env": server.env, "cwd": str(server.cwd),
+            "command": server.command, "port": server.port, "cells": self.cells,
             "start_to_ready_s": server.ready_s, "stop_s": report.seconds,
-            "killed": report.killed, "exit_code": report.exit_code})
+            "killed": report.killed, "exit_code": report.exit_code, "app_check": app_check})
+
+
+def window_warnings(answers: list[appcheck.Answer], plan: Sequence[Cell]) -> list[str]:
+    """Closed-loop endpoints whose one-request latency says that, with the most users per
+    worker the plan gives them, few or no responses may complete in the window."""
+    busiest: dict[tuple[str, Endpoint], Cell] = {}
+    for c in plan:
+        if c.experiment.kind == "closed":
+            top = busiest.setdefault((c.experiment.name, c.endpoint), c)
+            if c.load / c.workers > top.load / top.workers:
+                busiest[c.experiment.name, c.endpoint] = c
+    lines = []
+    for a in answers:
+        if a.problem or a.max_gap_s > DISTURBED_GAP_S \
+                or (a.experiment.name, a.endpoint) not in busiest:
+            continue  # no latency, or one the lab's own stall made
+        c = busiest[a.experiment.name, a.endpoint]
+        floor = appcheck.window_floor_s(a, c.load / c.workers)
+        if floor > a.experiment.duration_s:
+            lines.append(
+                f"{a.where}: one request took {a.latency_s:.2f} s ({a.server_cpu_s:.2f} s of "
+                f"server CPU): with {c.load} users sharing {c.workers} "
+                f"worker{'s' if c.workers > 1 else ''} a response may take ≈ {floor:.1f} s, "
+                f"longer than the {a.experiment.duration_s:g} s window: few or no responses "
+                "may complete in it (fewer users, more workers or a longer duration_s)")
+    return lines
 
 
 def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
@@ -325,7 +404,7 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
     ctx = Context(matrix.lab, run, interrupts, machine)
     with services.running(matrix.services, matrix.lab, run, interrupts.check,
                           lambda: interrupts.hurry) as env:
-        servers = Servers(ctx, env)
+        servers = Servers(ctx, env, cells, out)
         try:
             return _run_cells(cells, ctx, servers, out, skipped, on_start)
         finally:

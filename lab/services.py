@@ -23,7 +23,7 @@ def running(services: tuple[Service, ...], lab: LabSettings, run: RunDir,
     data folder. The services are stopped on exit, whatever happened inside."""
     data = run.path / "data"
     data.mkdir(exist_ok=True)
-    env = {DATA_DIR_ENV: str(data)}
+    env = {DATA_DIR_ENV: str(data.resolve())}  # the servers run in the app's folder
     with ExitStack() as stack:
         for service in services:
             def argv(port: int, s: Service = service) -> list[str]:

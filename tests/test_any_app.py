@@ -5,15 +5,21 @@ lifespan; and each bad app refused with one line before any server starts."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from lab.load import wrk
 from lab.results import RunDir
-from tests.conftest import TOKEN_ENV, leftovers, run_lab
+from tests.conftest import ROOT, TOKEN_ENV, leftovers, run_lab
 
 SHOP = '''
 from starlette.applications import Starlette
@@ -141,7 +147,7 @@ def test_a_starlette_app_of_ones_own_on_every_server(shop: Path, tmp_path: Path)
     for entry in run.servers():  # ready on the configured path, every worker marked
         assert entry["start_to_ready_s"] is not None
     report = (run.path / "report.md").read_text()
-    assert "### `POST /items`" in report and "{'http_201': 4}" in report
+    assert "### `POST /items`" in report and "4 http_201" in report
 
 
 @pytest.mark.servers
@@ -183,7 +189,16 @@ requests = [6]
 @pytest.mark.servers
 def test_a_server_never_ready_names_the_path_and_the_last_answer(shop: Path,
                                                                  tmp_path: Path) -> None:
-    text = config('app = "shop:app"\napp_dir = "shop"\nstart_timeout_s = 2', "[1]", """
+    """A ready path that answers 503 may still become ready: waited for until the start
+    timeout, and named with its last answer."""
+    (shop / "shop.py").write_text(SHOP + """
+async def warming(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("warming up", status_code=503)
+
+app.router.routes.append(Route("/warming", warming))
+""")
+    text = config('app = "shop:app"\napp_dir = "shop"\nready_path = "/warming"\n'
+                  "start_timeout_s = 2", "[1]", """
 [[experiments]]
 name = "x"
 kind = "burst"
@@ -197,7 +212,8 @@ requests = [1]
     (record,) = run.load().records
     assert record["failure"]["kind"] == "start_failed"
     reason = record["failure"]["reason"]
-    assert "GET /health must answer 200" in reason and "HTTP 404" in reason, reason
+    assert reason.startswith("not ready within 2 s (GET /warming must answer 200") \
+        and "HTTP 503 'warming up'" in reason, reason
 
 
 BAD_APPS = [
@@ -248,3 +264,130 @@ def test_results_name_the_request_and_the_wrap(tmp_path: Path) -> None:
     assert record["endpoint"] == "POST /items" and record["wrap"] is True
     assert json.loads(json.dumps(record["request"]))["json"] is None
     assert record["request"]["body"] == '{"name":"lamp"}'
+
+
+# Writes into the run's data folder at start-up: a relative LAB_DATA_DIR would point into
+# the app's folder (the servers' working directory), not the run's.
+DATA_WRITER = '''
+import os
+from pathlib import Path
+
+if "LAB_DATA_DIR" in os.environ:  # the lab's import check runs without it
+    Path(os.environ["LAB_DATA_DIR"], f"started-{os.getpid()}").touch()
+
+
+async def app(scope, receive, send):
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+
+ONE_BURST = """
+[lab]
+{lab}
+start_timeout_s = 20
+
+[servers.uvicorn]
+workers = [2]
+
+[[experiments]]
+name = "b"
+kind = "burst"
+endpoints = ["{endpoint}"]
+requests = [2]
+params = {{ delay = 0.01 }}
+"""
+
+
+def run_in(cwd: Path, config: Path, out: str) -> tuple[str, RunDir]:
+    """``python -m lab run CONFIG --out OUT`` from ``cwd``, OUT relative to it."""
+    token = uuid.uuid4().hex
+    result = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(config), "--out", out, "--run-id", "rel"],
+        cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=120,
+        env={**os.environ, TOKEN_ENV: token})
+    assert leftovers(token) == []
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr, RunDir(cwd / out / "rel")
+
+
+@pytest.mark.servers
+def test_a_relative_out_folder_from_any_working_directory_starts_every_server(
+        tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = tmp_path / "article.toml"
+    config.write_text(ONE_BURST.format(lab='app = "apps.article:app"',
+                                       endpoint="/non-blocking"))
+    _, run = run_in(elsewhere, config, "relout")
+    assert [r["status"] for r in run.load().records] == ["ok"]
+
+    (tmp_path / "writer").mkdir()
+    (tmp_path / "writer" / "writer.py").write_text(DATA_WRITER)
+    config = tmp_path / "writer.toml"
+    config.write_text(ONE_BURST.format(lab='app = "writer:app"\napp_dir = "writer"\n'
+                                           'ready_path = "/"', endpoint="/"))
+    _, run = run_in(ROOT, config, os.path.relpath(tmp_path / "relout", ROOT))
+    assert [r["status"] for r in run.load().records] == ["ok"]
+    starts = len(run.servers())  # the app check's server and the measured one
+    assert starts == 2
+    assert len(list((run.path / "data").glob("started-*"))) == 2 * starts  # every worker
+
+
+def until_answered(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, f"the pasted command exited with {proc.returncode}"
+        try:
+            if httpx.get(url, trust_env=False, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never answered"
+        time.sleep(0.05)
+
+
+@pytest.mark.servers
+@pytest.mark.skipif(not wrk.available(), reason="wrk is not installed")
+def test_the_recorded_server_and_wrk_commands_reproduce_a_cell_when_pasted(
+        shop: Path, tmp_path: Path, leak_token: str) -> None:
+    text = """
+[lab]
+app = "shop:app"
+app_dir = "shop"
+ready_path = "/"
+
+[servers.uvicorn]
+workers = [1]
+
+[[experiments]]
+name = "load"
+kind = "closed"
+engine = "wrk"
+endpoints = ["/"]
+users = [2]
+duration_s = 1
+warmup_s = 0
+"""
+    code, output, run = lab_run(tmp_path, text, "paste")
+    assert code == 0, output
+    (entry,) = [s for s in run.servers() if not s["app_check"]]
+    assert entry["env"]["LAB_APP"] == "shop:app" and entry["env"]["LAB_APP_DIR"] == str(shop)
+    assert entry["cwd"] == str(shop)
+    command = entry["command"]
+    assert command.startswith(f"cd {shop} && ") and "LAB_APP=shop:app" in command
+    assert f"$ {command}" in (run.logs / "uvicorn-w1-load-root-c2.log").read_text().splitlines()
+    wrk_line = (run.logs / "uvicorn-w1-load-root-c2.wrk.log").read_text().splitlines()[0]
+    server = subprocess.Popen(["bash", "-c", command], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until_answered(f"http://127.0.0.1:{entry['port']}/", server)
+        pasted = subprocess.run(["bash", "-c", wrk_line.removeprefix("$ ")],
+                                capture_output=True, text=True, timeout=30)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(10)
+    assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+    result = json.loads(next(line for line in pasted.stdout.splitlines()
+                             if line.startswith("LABJSON ")).removeprefix("LABJSON "))
+    assert result["requests"] > 0 and result["http"] == {} and result["bad_body"] == 0

@@ -74,6 +74,25 @@ def test_every_response_names_its_worker_and_keeps_its_own_headers(ready_dir: Pa
     assert markers(ready_dir) == [str(os.getpid())]  # the first request marks too
 
 
+
+async def own_worker_header(scope: Any, receive: Any, send: Any) -> None:
+    """An app that sends an x-lab-worker of its own (in another case)."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"X-Lab-Worker", b"1"), (b"x-app", b"1")]})
+    await send({"type": "http.response.body", "body": b"mine"})
+
+
+def test_an_apps_own_worker_header_is_replaced_by_the_wrappers(ready_dir: Path) -> None:
+    async def get() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=Wrapped(
+                own_worker_header)), base_url="http://t") as client:
+            return await client.get("/")
+
+    response = asyncio.run(get())
+    # one value, the worker's pid: every client reads the same worker from it
+    assert response.headers.get_list(WORKER_HEADER) == [str(os.getpid())]
+    assert response.headers["x-app"] == "1" and response.text == "mine"
+
 def test_lifespan_passes_through_and_marks_the_worker_once_started(ready_dir: Path) -> None:
     events: list[str] = []
     answers = asyncio.run(lifespan_of(Wrapped(starlette_app(events)),

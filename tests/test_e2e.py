@@ -153,7 +153,9 @@ def test_servers_started_and_stopped_cleanly(e2e: E2E) -> None:
     each started and stopped cleanly."""
     for r in e2e.records:
         assert r["process"]["argv"][2] == r["server"], r["cell_id"]  # python -m <server>
-    starts = e2e.run.servers()
+    checks = [s for s in e2e.run.servers() if s["app_check"]]
+    starts = [s for s in e2e.run.servers() if not s["app_check"]]
+    assert len(checks) == 1 and checks[0]["cells"] == []  # asked each endpoint, then gone
     assert len(starts) == len(SERVER_IDS)
     served = [cell for s in starts for cell in s["cells"]]
     assert sorted(served) == sorted(r["cell_id"] for r in e2e.records)

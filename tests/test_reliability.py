@@ -17,9 +17,9 @@ import pytest
 
 from lab import pgroup
 from lab.config import LabSettings
-from lab.errors import Interrupted
+from lab.errors import Interrupted, ServerStartError
 from lab.interrupt import Interrupts
-from lab.process import running
+from lab.process import Readiness, running
 from lab.reaper import Ledger, reap
 from lab.results import RunDir
 from lab.servers import ADAPTERS
@@ -253,25 +253,63 @@ def test_a_port_taken_before_the_server_binds_is_retried(tmp_path: Path,
     lab = LabSettings()
     adapter = ADAPTERS["uvicorn"]
     taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    busy_port = taken.getsockname()[1]
     ports: list[int] = []
 
     def argv(port: int) -> list[str]:
-        # The first attempt loses the race: it is handed a port someone else now holds.
-        ports.append(busy_port if not ports else port)
-        return adapter.argv(sys.executable, lab.app, lab.host, ports[-1], 1, {})
+        # The first attempt loses the race: someone else binds the port the lab chose.
+        if not ports:
+            taken.bind(("127.0.0.1", port))
+            taken.listen()
+        ports.append(port)
+        return adapter.argv(sys.executable, lab.app, lab.host, port, 1, {})
 
     try:
         with running(argv, lab.host, 1, tmp_path / "s.log", 20, 2) as server:
-            assert server.argv[server.argv.index("--port") + 1] != str(busy_port)
+            assert server.port == ports[1] != ports[0]
     finally:
         taken.close()
     assert len(ports) == 2
     assert "address already in use" in (tmp_path / "s.log").read_text().lower()
     assert leftovers(leak_token) == []
 
+
+
+# Binds a port of its own at import, one that is already taken.
+BINDS_AT_IMPORT = """
+import os, socket
+socket.socket().bind(("127.0.0.1", int(os.environ["TAKEN_PORT"])))
+from apps.article import app
+"""
+
+
+def test_an_app_whose_own_port_is_taken_is_not_retried_on_other_ports(
+        tmp_path: Path, leak_token: str) -> None:
+    """Only the lab's own port lost to a race is worth another port: the app's "address
+    already in use" fails the start once."""
+    (tmp_path / "binder.py").write_text(BINDS_AT_IMPORT)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    lab = LabSettings()
+    ports: list[int] = []
+
+    def argv(port: int) -> list[str]:
+        ports.append(port)
+        return ADAPTERS["uvicorn"].argv(sys.executable, "lab.asgi_wrap:app", lab.host, port,
+                                        2, {})
+
+    env = {"TAKEN_PORT": str(taken.getsockname()[1]), "LAB_APP": "binder:app",
+           "LAB_APP_DIR": str(tmp_path)}
+    try:
+        with pytest.raises(ServerStartError):
+            with running(argv, lab.host, 2, tmp_path / "s.log", 4, 2, env=env,
+                         readiness=Readiness(markers=True), app_dir=str(tmp_path)):
+                pytest.fail("the server should not have become ready")
+    finally:
+        taken.close()
+    assert "address already in use" in (tmp_path / "s.log").read_text().lower()
+    assert len(ports) == 1
+    assert leftovers(leak_token) == []
 
 # A stand-in lab: starts a real server (under its guard) with a ledger, then idles.
 LAB_WITH_SERVER = """

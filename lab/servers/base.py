@@ -1,7 +1,9 @@
 """What a server adapter is: argv for (app, host, port, workers, options), version, options."""
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata, util
 
 OptionValue = str | int | bool
@@ -42,6 +44,44 @@ def switch(on: list[str], off: list[str], help: str) -> Option:
     return Option(help, lambda v: list(on if v else off), bool)
 
 
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@cache
+def _top_level() -> dict[str, tuple[str, ...]]:
+    """Installed distribution (normalised name) → the top-level modules it provides."""
+    out: dict[str, list[str]] = {}
+    for module, dists in metadata.packages_distributions().items():
+        for dist in dists:
+            out.setdefault(_normal(dist), []).append(module)
+    return {dist: tuple(modules) for dist, modules in out.items()}
+
+
+def imported_modules(distribution: str) -> dict[str, str]:
+    """The top-level modules of ``distribution`` and of every installed distribution it
+    requires, transitively: module → distribution. Its own extras count (uvicorn uses
+    uvloop and httptools when they are installed), its dependencies' extras do not."""
+    found: dict[str, str] = {}
+    todo, seen = [distribution], set()
+    while todo:
+        dist = todo.pop()
+        if _normal(dist) in seen:
+            continue
+        seen.add(_normal(dist))
+        try:
+            requires = metadata.requires(dist) or []
+        except metadata.PackageNotFoundError:
+            continue  # not installed: nothing of it can be imported
+        for module in _top_level().get(_normal(dist), ()):
+            found.setdefault(module, dist)
+        for requirement in requires:
+            name = re.match(r"[A-Za-z0-9][\w.-]*", requirement)
+            if name and (dist == distribution or "extra" not in requirement.partition(";")[2]):
+                todo.append(name.group())
+    return found
+
+
 @dataclass(frozen=True)
 class Adapter:
     """A server the lab can run. A new server is one module that builds one of these."""
@@ -60,6 +100,10 @@ class Adapter:
 
     def installed(self) -> bool:
         return util.find_spec(self.module) is not None
+
+    def modules(self) -> dict[str, str]:
+        """What it imports from installed distributions: top-level module → distribution."""
+        return imported_modules(self.distribution)
 
     def version(self) -> str | None:
         try:
