@@ -11,10 +11,12 @@ import pytest
 from lab import environment, report
 from lab.config import Cell, Matrix, parse
 from lab.load.samples import Sample
+from lab.report.findings import interference_finding, probe_effect
+from lab.report.groups import HEADLINES, Comparison, Row
 from lab.results import RUN_INFO, RunDir
 from lab.runner import describe
 from lab.stats import summarize
-from tests.conftest import ROOT, measurement, run_lab
+from tests.conftest import ROOT, measurement, result, run_lab
 
 DELAY = 0.05
 N = 10
@@ -32,6 +34,7 @@ kind = "burst"
 endpoints = ["/blocking", "/async-blocking"]
 requests = [{N}]
 params = {{ delay = {DELAY} }}
+ways = true
 
 [[experiments]]
 name = "hello"
@@ -515,3 +518,109 @@ def test_how_many_workers_says_the_scaling_and_names_limited_rows(tmp_path: Path
     assert "granian ×1.80 at 2 workers (efficiency 90 %, significant)" in line
     assert ("uvicorn ×1.66 at 2 workers — not comparable: client or machine at its limit"
             in line)
+
+
+def _probe_row(sid: str, idle: tuple[float, float], loaded: tuple[float, float, float]
+               ) -> Row:
+    """An interference row of one repeat: idle probe (p50, p90), loaded (p50, p90, max)."""
+    row = Row(sid, sid.split("-")[0], 1, {}, HEADLINES["interference"])
+    row.results.append(result({
+        "requests": 10, "ok": 10,
+        "idle_latency_ms": {"p50": idle[0], "p90": idle[1]},
+        "latency_ms": dict(zip(("p50", "p90", "max"), loaded, strict=True))}, server_id=sid))
+    return row
+
+
+def test_a_probe_is_as_fast_as_idle_only_within_idle_s_own_spread() -> None:
+    """24.2 ms against 9.22 ms idle is slowed, not as fast as idle (it was, under the old
+    3× idle + 1 ms rule); 4.6 ms within idle's 4.0–5.0 ms is. A max of 1.5 s under a fine
+    median is said, not hidden."""
+    comp = Comparison("stall", "interference", "/db", {"background": 8, "probe": "/hello"},
+                      {"delay": 0.05}, "rawhttp")
+    comp.rows = [_probe_row("uvicorn-w1", (9.22, 10.5), (24.2, 30.0, 41.0)),
+                 _probe_row("granian-w1", (4.0, 5.0), (4.6, 6.0, 1500.0)),
+                 _probe_row("hypercorn-w1", (4.0, 5.0), (40.0, 45.0, 50.0))]
+    effect = {row.server_id: probe_effect(row, comp) for row in comp.rows}
+    assert effect == {"uvicorn-w1": "slowed", "granian-w1": "as idle",
+                      "hypercorn-w1": "stalled"}
+    found = interference_finding(comp)
+    assert found is not None and "1500" in found and "41" in found  # every row's max
+
+
+WAYS = """
+[lab]
+app = "apps.realistic:app"
+repeats = 1
+
+[servers.uvicorn]
+workers = [1]
+
+[[experiments]]
+name = "ways"
+kind = "burst"
+endpoints = ["/blocking", "/async-blocking"]
+requests = [10]
+params = { delay = 0.05 }
+ways = true
+
+[[experiments]]
+name = "mixed"
+kind = "burst"
+endpoints = ["/blocking", "/async-blocking"]
+requests = [10]
+params = { delay = 0.05 }
+"""
+
+
+def test_endpoints_are_ways_only_where_the_config_says_so(tmp_path: Path) -> None:
+    """Two experiments measure the same endpoints; only the one with `ways = true` is
+    ranked as ways of writing one thing (In short's `def` or `async def`)."""
+    matrix = parse(tomllib.loads(WAYS))
+    records = [record_for(c, matrix, "ways") for c in matrix.cells()]
+    md = report.build(make_run(tmp_path, WAYS, "ways", records)).read_text()
+    found = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    short = md.split("## In short", 1)[1].split("\n## ", 1)[0]
+    lines = {x.split("`")[1]: x for x in found.splitlines() if " compared, `" in x}
+    assert lines["ways"].startswith("- **Ways compared")
+    assert lines["mixed"].startswith("- **Endpoints compared")
+    assert "`ways`" in short and "`mixed`" not in short
+
+
+def test_ways_must_be_a_boolean(tmp_path: Path) -> None:
+    path = tmp_path / "ways.toml"
+    path.write_text(WAYS.replace("ways = true", 'ways = "yes"'))
+    result = run_lab("validate", path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: experiments[0].ways: must be true or false, got 'yes'"]
+
+
+@pytest.mark.parametrize(("app", "claimed"), [("apps.article:app", True),
+                                              ("shop.main:app", False)])
+def test_the_thread_pool_is_stated_only_for_an_app_known_to_be_fastapi(
+        tmp_path: Path, app: str, claimed: bool) -> None:
+    config = f'[lab]\napp = "{app}"\n' + CONFIG
+    matrix = parse(tomllib.loads(config))
+    records = [record_for(c, matrix, "pool") for c in matrix.cells()]
+    md = report.build(make_run(tmp_path, config, "pool", records)).read_text()
+    settings = md.split("## Server configurations as run", 1)[1].split("\n## ", 1)[0]
+    assert ("thread pool" in settings) is claimed
+
+
+def test_an_open_model_heading_leaves_out_settings_it_does_not_use(tmp_path: Path) -> None:
+    config = """
+[servers.uvicorn]
+workers = [1]
+
+[[experiments]]
+name = "rate"
+kind = "open"
+endpoints = ["/hello"]
+rates = [100]
+duration_s = 1
+"""
+    matrix = parse(tomllib.loads(config))
+    records = [record_for(c, matrix, "open") for c in matrix.cells()]
+    md = report.build(make_run(tmp_path, config, "open", records)).read_text()
+    (heading,) = [x for x in md.splitlines() if x.startswith("### ")]
+    assert "rates = 100" in heading and "None" not in heading and "slo" not in heading

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.report.groups import HEADLINES, Comparison, Row
-from lab.report.model import Report, verdicts
+from lab.report.model import Report, baseline, verdicts
 from lab.results import RunDir
 from lab.stats import Spread
 from lab.verdict import Verdict, compare, noise_floor_pct
@@ -213,9 +213,12 @@ def test_noise_floor_feeds_the_verdict() -> None:
 # ---- verdicts in a table: limited rows and failed requests -----------------------------
 
 def _rows(kind: str, values: dict[str, list[float]], limited: set[str] = frozenset(),
-          errors: dict[str, int] | None = None) -> Comparison:
+          errors: dict[str, int] | None = None, failed_repeats: dict[str, int] | None = None,
+          usage: dict[str, dict[str, float | bool]] | None = None) -> Comparison:
     """A comparison whose rows have the given headline per repeat; ``limited`` rows had
-    their client at its limit, ``errors`` rows failed that many requests per repeat."""
+    their client at its limit, ``errors`` rows failed that many requests per repeat,
+    ``failed_repeats`` rows also had that many repeats fail, ``usage`` rows these CPU
+    figures (client_cpu_pct, server_cores_used, machine_saturated) in every repeat."""
     comp = Comparison("x", kind, "/e", {"requests": 10}, {}, "wrk")
     key = "rps" if kind == "closed" else "wall_s"
     for sid, vals in values.items():
@@ -224,10 +227,22 @@ def _rows(kind: str, values: dict[str, list[float]], limited: set[str] = frozens
         for v in vals:
             row.results.append(result({
                 key: v, "client_limited": sid in limited, "machine_saturated": False,
-                "requests": 1000, "errors": {"http_500": failed} if failed else {}},
-                server_id=sid))
+                "requests": 1000, "errors": {"http_500": failed} if failed else {},
+                **(usage or {}).get(sid, {})}, server_id=sid))
+        for _ in range((failed_repeats or {}).get(sid, 0)):
+            row.results.append(result(None, "failed", sid, {"kind": "cell_timeout",
+                                                            "reason": "took too long"}))
         comp.rows.append(row)
     return comp
+
+
+def _judged(comp: Comparison, preferred: str | None = None
+            ) -> tuple[str | None, dict[str, Verdict]]:
+    """The baseline the report takes, and the verdict of every measured row."""
+    base = baseline(comp, preferred)
+    v = verdicts(comp, noise_pct=2.0, preferred=preferred)
+    assert set(v) == {row.server_id for row in comp.measured}
+    return (base.server_id if base else None), v
 
 
 def test_a_client_limited_row_is_never_significant_nor_the_winner() -> None:
@@ -249,6 +264,49 @@ def test_a_limited_baseline_makes_every_comparison_not_comparable() -> None:
     v = verdicts(comp, noise_pct=2.0, preferred=None)
     assert not any(x.significant for x in v.values())
     assert v["granian-w1"].text == "not comparable: client at its limit (CPU at its limit)"
+
+
+def test_a_row_without_all_its_repeats_is_never_the_baseline() -> None:
+    """uvicorn's one surviving repeat is the fastest figure, but two of its three repeats
+    failed: granian, with all three, is the baseline; uvicorn gets no verdict."""
+    comp = _rows("closed", {"uvicorn-w1": [20_000], "granian-w1": [10_000, 10_100, 10_050],
+                            "hypercorn-w1": [5_000, 5_050, 5_100]},
+                 failed_repeats={"uvicorn-w1": 2})
+    base, v = _judged(comp)
+    assert base == "granian-w1"
+    assert v["uvicorn-w1"].significant is None
+    assert v["hypercorn-w1"].significant is True
+
+
+def test_a_limited_row_is_not_the_baseline_even_when_named_or_when_every_row_is() -> None:
+    named = _rows("closed", {"uvicorn-w1": [10_000, 10_100, 10_050],
+                             "granian-w1": [5_000, 5_050, 5_100]}, limited={"uvicorn-w1"})
+    assert _judged(named, preferred="uvicorn-w1")[0] == "granian-w1"
+    every = _rows("closed", {"uvicorn-w1": [10_000, 10_100, 10_050],
+                             "granian-w1": [5_000, 5_050, 5_100]},
+                  limited={"uvicorn-w1", "granian-w1"})
+    base, v = _judged(every)
+    assert base is None
+    assert not any("baseline" in x.text or x.significant for x in v.values())
+
+
+def test_a_saturated_machine_withholds_a_verdict_only_when_the_client_took_a_share() -> None:
+    """Both 2-worker rows used every core with the client's. wrk took 9 % of a core beside
+    granian's 1.9 cores: at most ~5 % more CPU for the server had the client not run, so
+    granian's figure is the server's. The Python client took 60 % beside uvicorn's 1.3
+    cores: its figure may be the machine's."""
+    comp = _rows("closed", {"granian-w2": [20_000, 20_100, 20_050],
+                            "uvicorn-w2": [15_000, 15_050, 15_100],
+                            "hypercorn-w1": [5_000, 5_050, 5_100]},
+                 usage={"granian-w2": {"client_cpu_pct": 9.0, "server_cores_used": 1.9,
+                                       "machine_saturated": True},
+                        "uvicorn-w2": {"client_cpu_pct": 60.0, "server_cores_used": 1.3,
+                                       "machine_saturated": True}})
+    base, v = _judged(comp)
+    assert base == "granian-w2"
+    assert v["hypercorn-w1"].significant is True
+    assert v["uvicorn-w2"].significant is None
+    assert "60 % of a core" in v["uvicorn-w2"].text  # the share that could have changed it
 
 
 def test_a_fast_failure_does_not_win_a_time_verdict() -> None:

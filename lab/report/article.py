@@ -7,6 +7,18 @@ from lab.report.fmt import fmt
 from lab.report.groups import Comparison
 
 ARTICLE_APP = "apps.article:app"
+# The lab's own apps that are FastAPI: the report knows an app's framework only from these
+# names (the results hold the app spec, not what it imported).
+FASTAPI_APPS = (ARTICLE_APP, "apps.realistic:app")
+THREAD_POOL = ("FastAPI runs `def` endpoints in anyio's thread pool (40 threads) on every "
+               "server. ")
+
+
+def thread_pool_note(apps: set[str]) -> str:
+    """The thread pool's size, said only of apps known to be FastAPI."""
+    return THREAD_POOL if apps and apps <= set(FASTAPI_APPS) else ""
+
+
 # endpoint → (the code behind it, what the article claims, fan-out: sleeps gathered)
 CLAIMS = {
     "/blocking": ("`def` + `time.sleep`", "it blocks the whole app", 1),

@@ -11,7 +11,7 @@ import math
 import re
 import textwrap
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from lab.histogram import Histogram  # noqa: E402
 from lab.report.groups import Comparison, Row  # noqa: E402
 from lab.report.model import Report, limit_flags  # noqa: E402
+from lab.results import write_atomically  # noqa: E402
 from lab.stats import Spread  # noqa: E402
 
 PREFIX = "chart-"
@@ -48,6 +49,12 @@ class Chart:
     kind: str  # burst, closed, latency, interference, open
     file: str  # beside report.md
     alt: str
+    comparisons: tuple[Comparison, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def judged(self) -> bool:
+        """Some comparison it draws has a baseline: a ranking fit to head the report."""
+        return any(c.baseline is not None for c in self.comparisons)
 
 
 class Styles:
@@ -103,7 +110,8 @@ def _figure(panels: int, width: float = 6.4, height: float = 4.2,
 
 
 def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=100)
+    """Whole or not at all (a `StorageError` when the folder cannot take it)."""
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
 
 
 def _by_experiment(comps: list[Comparison], kind: str) -> dict[str, list[Comparison]]:
@@ -121,15 +129,44 @@ def _by_endpoint(comps: list[Comparison]) -> dict[str, list[Comparison]]:
     return out
 
 
+Point = tuple[float, Spread, Row]  # a load axis value, its figure, the row behind it
+
+
 def _series(comps: list[Comparison], get: Callable[[Row], Spread | None]
-            ) -> dict[str, tuple[Row, list[tuple[float, Spread]]]]:
-    """Per configuration: (load axis value, figure) over the comparisons, by load."""
-    out: dict[str, tuple[Row, list[tuple[float, Spread]]]] = {}
+            ) -> dict[str, tuple[Row, list[Point]]]:
+    """Per configuration: its points over the comparisons, by load."""
+    out: dict[str, tuple[Row, list[Point]]] = {}
     for comp in sorted(comps, key=lambda c: c.n):
         for row in comp.rows:
             if (s := get(row)) is not None:
-                out.setdefault(row.server_id, (row, []))[1].append((comp.n, s))
+                out.setdefault(row.server_id, (row, []))[1].append((comp.n, s, row))
     return out
+
+
+# One limit rule with the tables (`model.limit_flags`, from `Row.limit`): a limited row's
+# bar is pale and its tick marked ⚠, a limited point hollow. Hatch and line style show
+# the worker count only.
+LIMITED = "⚠ pale or hollow: client or machine at its limit, not the server's figure"
+
+
+def _limited(row: Row) -> bool:
+    return bool(limit_flags(row))
+
+
+def _tick(row: Row) -> str:
+    return row.server_id + (" ⚠" if _limited(row) else "")
+
+
+def _line(ax: Axes, xs: list[float], points: list[Point], label: str,
+          style: dict[str, Any]) -> None:
+    """A configuration's medians with their ranges; its limited points hollow."""
+    ss = [s for _, s, _ in points]
+    ax.errorbar(xs, [s.median for s in ss], yerr=_err(ss), label=label, capsize=3, **style)
+    hollow = [(x, s.median) for x, (_, s, row) in zip(xs, points, strict=True) if _limited(row)]
+    if hollow:
+        ax.plot([x for x, _ in hollow], [y for _, y in hollow], linestyle="none",
+                marker=style["marker"], markerfacecolor="white", markeredgecolor=style["color"],
+                markersize=8)
 
 
 def _dodge(xs: list[float], k: int, m: int, span: float) -> list[float]:
@@ -184,10 +221,8 @@ def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
         series = _series(group, lambda r: r.spread())
         span = float(max(ns) - min(ns) or max(ns))
         for k, (sid, (row, points)) in enumerate(series.items()):
-            xs = _dodge([x for x, _ in points], k, len(series), span)
-            ss = [s for _, s in points]
-            ax.errorbar(xs, [s.median for s in ss], yerr=_err(ss), label=sid, capsize=3,
-                        **styles.line(row))
+            _line(ax, _dodge([x for x, _, _ in points], k, len(series), span), points, sid,
+                  styles.line(row))
         if delay:
             ends = [min(ns), max(ns)] if len(ns) > 1 else [ns[0] * 0.8, ns[0] * 1.2]
             ax.plot(ends, [n * delay for n in ends], color="grey", linewidth=2, alpha=0.5,
@@ -202,14 +237,10 @@ def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
         ax.grid(True, which="both", alpha=0.3)
     _shared_legend(fig, axes)
     _suptitle(fig, f"Burst {experiment!r}: time for N simultaneous requests "
-                 "(median, bars: min–max of repeats)")
+                 f"(median, bars: min–max of repeats; {LIMITED})")
     file = f"{PREFIX}burst-{_slug(experiment)}.png"
     _save(fig, out / file)
-    return Chart(experiment, "burst", file, f"burst wall time vs N, {experiment}")
-
-
-def _limit_note(row: Row) -> str:
-    return "".join(f" ({f.value})" for f in limit_flags(row))
+    return Chart(experiment, "burst", file, f"burst wall time vs N, {experiment}", tuple(comps))
 
 
 def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
@@ -228,22 +259,23 @@ def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
         ss = [spreads[r.server_id] for r in shown]
         xs = list(range(len(shown)))
         for x, row, s in zip(xs, shown, ss, strict=True):
-            ax.bar(x, s.median, alpha=0.45 if _limit_note(row) else 0.9,
-                   label=row.server_id + _limit_note(row), **styles.bar(row))
+            ax.bar(x, s.median, alpha=0.45 if _limited(row) else 0.9,
+                   label=row.server_id + "".join(f" ({f.value})" for f in limit_flags(row)),
+                   **styles.bar(row))
         ax.errorbar(xs, [s.median for s in ss], yerr=_err(ss), fmt="none", ecolor="black",
                     capsize=4)
-        ax.set_xticks(xs, [r.server_id for r in shown], rotation=30, ha="right")
+        ax.set_xticks(xs, [_tick(r) for r in shown], rotation=30, ha="right")
         ax.set_ylabel(label.split(" (")[0])
         ax.set_title(label)
         ax.grid(True, axis="y", alpha=0.3)
     _shared_legend(fig, axes[:1])
     _suptitle(fig, f"Closed loop {comp.experiment!r}: {comp.endpoint}, {comp.n} users "
-                 f"(engine {comp.engine}); median, bars: min–max of repeats; pale: client or "
-                 "machine at its limit, not the server's ceiling")
+                 f"(engine {comp.engine}); median, bars: min–max of repeats; hatch: worker "
+                 f"count; {LIMITED}")
     file = f"{PREFIX}closed-{_slug(comp.experiment)}-{_slug(comp.endpoint)}-c{comp.n}.png"
     _save(fig, out / file)
     return Chart(comp.experiment, "closed", file,
-                 f"req/s per configuration, {comp.endpoint}")
+                 f"req/s per configuration, {comp.endpoint}", (comp,))
 
 
 def _merged(row: Row) -> Histogram | None:
@@ -295,7 +327,8 @@ def _percentiles(experiment: str, kind: str, comps: list[Comparison], styles: St
     _suptitle(fig, f"Latency percentiles {experiment!r} ({kind}; all repeats merged)")
     file = f"{PREFIX}latency-{_slug(experiment)}.png"
     _save(fig, out / file)
-    return Chart(experiment, "latency", file, f"latency percentiles, {experiment}")
+    return Chart(experiment, "latency", file, f"latency percentiles, {experiment}",
+                 tuple(comps))
 
 
 def _interference(experiment: str, comps: list[Comparison], styles: Styles, out: Path
@@ -318,24 +351,24 @@ def _interference(experiment: str, comps: list[Comparison], styles: Styles, out:
                 ax.errorbar([x - width / 2], [i.median], yerr=_err([i]), fmt="none",
                             ecolor="black", capsize=3)
             if s is not None:
-                ax.bar(x + width / 2, s.median, width,
+                ax.bar(x + width / 2, s.median, width, alpha=0.45 if _limited(row) else 0.9,
                        label=f"while {comp.endpoint} is busy" if x == 0 else None,
                        **(style | {"color": "#c0392b"}))
                 ax.errorbar([x + width / 2], [s.median], yerr=_err([s]), fmt="none",
                             ecolor="black", capsize=3)
         _log_y(ax)
-        ax.set_xticks(xs, [r.server_id for r in rows], rotation=30, ha="right")
+        ax.set_xticks(xs, [_tick(r) for r in rows], rotation=30, ha="right")
         ax.set_ylabel("probe latency p50 (ms, log scale)")
         probe = comp.load.get("probe", "probe")
         ax.set_title(f"{probe} while {comp.n} users keep {comp.endpoint} busy")
         ax.grid(True, axis="y", which="both", alpha=0.3)
         _legend(ax)
     _suptitle(fig, f"Interference {experiment!r}: does a slow endpoint stall unrelated "
-                 "requests? (median; bars: min–max)")
+                 f"requests? (median; bars: min–max; hatch: worker count; {LIMITED})")
     file = f"{PREFIX}interference-{_slug(experiment)}.png"
     _save(fig, out / file)
     return Chart(experiment, "interference", file,
-                 f"probe latency idle vs loaded, {experiment}")
+                 f"probe latency idle vs loaded, {experiment}", tuple(comps))
 
 
 def _p99_axes(ax: Axes, slo: Any, title: str) -> None:
@@ -358,10 +391,8 @@ def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
         rates = sorted({c.n for c in group})
         span = float(max(rates) - min(rates) or max(rates))
         for k, (sid, (row, points)) in enumerate(series.items()):
-            ss = [s for _, s in points]
-            ax.errorbar(_dodge([x for x, _ in points], k, len(series), span),
-                        [s.median for s in ss], yerr=_err(ss), label=sid, capsize=3,
-                        **styles.line(row))
+            _line(ax, _dodge([x for x, _, _ in points], k, len(series), span), points, sid,
+                  styles.line(row))
             drawn = True
         _p99_axes(ax, next((c.load["slo_p99_ms"] for c in group if c.load.get("slo_p99_ms")),
                            None), f"{endpoint}")
@@ -370,10 +401,11 @@ def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
     if not drawn:
         return None
     _shared_legend(fig, axes)
-    _suptitle(fig, f"Open model {experiment!r}: p99 vs offered rate (median; bars: min–max)")
+    _suptitle(fig, f"Open model {experiment!r}: p99 vs offered rate (median; bars: min–max; "
+                 f"{LIMITED})")
     file = f"{PREFIX}open-{_slug(experiment)}.png"
     _save(fig, out / file)
-    return Chart(experiment, "open", file, f"p99 vs offered rate, {experiment}")
+    return Chart(experiment, "open", file, f"p99 vs offered rate, {experiment}", tuple(comps))
 
 
 def _knee(experiment: str, comps: list[Comparison], styles: Styles, out: Path
@@ -413,7 +445,8 @@ def _knee(experiment: str, comps: list[Comparison], styles: Styles, out: Path
                    "SLO (every probe of the repeat nearest the median)")
     file = f"{PREFIX}knee-{_slug(experiment)}.png"
     _save(fig, out / file)
-    return Chart(experiment, "open", file, f"p99 vs offered rate and the knee, {experiment}")
+    return Chart(experiment, "open", file, f"p99 vs offered rate and the knee, {experiment}",
+                 tuple(comps))
 
 
 def draw(report: Report, out: Path) -> list[Chart]:

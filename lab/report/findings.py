@@ -9,7 +9,7 @@ overlapped. What an endpoint is, and what anyone claimed about it, is for
 from collections.abc import Callable
 
 from lab.report.fmt import fmt
-from lab.report.groups import Comparison, Row, client_limits
+from lab.report.groups import CLIENT_SHARE_BAR, Comparison, Row, client_limits, machine_limits
 from lab.report.records import Figures
 from lab.report.tables import peaks, split
 from lab.stats import Spread
@@ -81,9 +81,6 @@ def _held(row: Row, s: Spread, n: int, delay: float) -> str:
     return f"≈{n * delay / s.median:.0f}× (estimated as N·delay/wall)"
 
 
-SLOWED_FACTOR = 3.0  # probe p50 over 3× idle (+1 ms) but under the stall bar: slowed
-
-
 def _probe_p50(row: Row) -> tuple[Spread, Spread] | None:
     """(probe p50 under load, probe p50 idle) over the repeats, or None without data."""
     loaded = row.spread()
@@ -103,34 +100,45 @@ def stalled(row: Row, comp: Comparison) -> bool | None:
     return None if p50 is None else _stalled(comp, *p50)
 
 
+def probe_effect(row: Row, comp: Comparison) -> str | None:
+    """What the loaded endpoint did to the probe: "stalled" (see ``_stalled``), "as idle"
+    (p50 under load within idle's own spread: no higher than the idle probes' p90, a value
+    one idle probe in ten exceeds anyway; its p50 where no p90 was recorded) or "slowed"
+    (in between). None: no data."""
+    p50 = _probe_p50(row)
+    if p50 is None:
+        return None
+    loaded, idle = p50
+    if _stalled(comp, loaded, idle):
+        return "stalled"
+    idle_p90 = row.spread(lambda f: f.idle_latency_ms.get("p90"))
+    return "as idle" if loaded.median <= (idle_p90 or idle).median else "slowed"
+
+
 def interference_finding(comp: Comparison) -> str | None:
-    """Stalled (see ``_stalled``), slowed (≥ 3× idle + 1 ms, short of a stall) or as fast
-    as idle, per configuration."""
-    stalls, slowed, fine = [], [], []
+    """Stalled, slowed or as fast as idle (see ``probe_effect``), per configuration, with
+    the probe's p90 and max under load: a tail the median hides."""
+    said: dict[str, list[str]] = {"stalled": [], "slowed": [], "as idle": []}
     for row in comp.rows:
-        p50 = _probe_p50(row)
-        if p50 is None:
+        p50, effect = _probe_p50(row), probe_effect(row, comp)
+        if p50 is None or effect is None:
             continue
         loaded, idle = p50
-        text = f"{row.server_id} {fmt(loaded.median)} ms vs {fmt(idle.median)} ms idle"
-        if _stalled(comp, loaded, idle):
-            stalls.append(text)
-        elif loaded.median >= SLOWED_FACTOR * idle.median + 1:
-            slowed.append(text)
-        else:
-            fine.append(text)
-    if not stalls and not slowed and not fine:
+        lat = row.latency()
+        said[effect].append(f"{row.server_id} {fmt(loaded.median)} ms vs {fmt(idle.median)} "
+                            f"ms idle (p90 {fmt(lat.get('p90'))} ms, max {fmt(lat.get('max'))} ms)")
+    if not any(said.values()):
         return None
     probe = comp.load.get("probe", "the probe")
     head = (f"**{comp.endpoint} in the background** ({comp.n} users"
             + (f", delay {fmt(comp.delay)} s" if comp.delay else "") + f"), probe `{probe}` p50: ")
     parts = []
-    if stalls:
-        parts.append("it **stalled unrelated requests** on " + "; ".join(stalls))
-    if slowed:
-        parts.append("it slowed them, short of a stall, on " + "; ".join(slowed))
-    if fine:
-        parts.append("it left them as fast as idle on " + "; ".join(fine))
+    if said["stalled"]:
+        parts.append("it **stalled unrelated requests** on " + "; ".join(said["stalled"]))
+    if said["slowed"]:
+        parts.append("it slowed them, short of a stall, on " + "; ".join(said["slowed"]))
+    if said["as idle"]:
+        parts.append("it left them as fast as idle on " + "; ".join(said["as idle"]))
     return head + "; ".join(parts) + "."
 
 
@@ -161,18 +169,18 @@ def knees(comps: list[Comparison]) -> list[tuple[str, str, float, float | None, 
     return out
 
 
-def _cells(comps: list[Comparison], flag: Callable[[Figures], bool]) -> list[str]:
-    return sorted({r.cell_id for c in comps if c.kind in ("closed", "open")
-                   for row in c.rows for r in row.results if r.ok and r.figures
-                   and flag(r.figures)})
+def _cells(comps: list[Comparison], why: Callable[[Figures, Comparison], list[str]]
+           ) -> list[str]:
+    """Each successful cell with a reason, as "cell id (reasons)"."""
+    return sorted({f"{r.cell_id} ({'; '.join(reasons)})" for c in comps for row in c.rows
+                   for r in row.results if r.ok and r.figures
+                   and (reasons := why(r.figures, c))})
 
 
 def client_limit_finding(comps: list[Comparison]) -> str | None:
-    limited = sorted({f"{r.cell_id} ({'; '.join(why)})" for c in comps for row in c.rows
-                      for r in row.results if r.ok and r.figures
-                      and (why := client_limits(r.figures, c.delay))})
-    saturated = [c for c in _cells(comps, lambda f: f.machine_saturated)
-                 if not any(x.startswith(f"{c} (") for x in limited)]
+    limited = _cells(comps, lambda f, c: client_limits(f, c.delay))
+    saturated = [x for x in _cells(comps, lambda f, _: machine_limits(f))
+                 if x.split(" (")[0] not in {y.split(" (")[0] for y in limited}]
     parts = []
     if limited:
         parts.append(f"**Client-limited:** in {len(limited)} cell(s) the lab's client, not "
@@ -182,9 +190,9 @@ def client_limit_finding(comps: list[Comparison]) -> str | None:
                      "get no verdict: " + ", ".join(limited) + ".")
     if saturated:
         parts.append(f"**Machine saturated:** in {len(saturated)} more cell(s) client and "
-                     "server together used ≥ 90 % of all cores; the server competed with the "
-                     "client for CPU, so more workers cannot show their worth there: "
-                     + ", ".join(saturated) + ".")
+                     "server together used ≥ 90 % of all cores and the client's CPU was ≥ "
+                     f"{100 * CLIENT_SHARE_BAR:.0f} % of the server's: the server might have "
+                     "done better with it, so they get no verdict: " + ", ".join(saturated) + ".")
     return " ".join(parts) or None
 
 

@@ -2,6 +2,7 @@
 flags, and each kind's noise floor — computed once from the results, then read by every
 renderer (markdown tables, charts, findings, `compare`, the merged report)."""
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -27,6 +28,7 @@ class Flag(Enum):
 LIMIT_FLAGS = {"client": Flag.CLIENT_LIMITED, "machine": Flag.MACHINE_SATURATED}
 LIMIT_TEXT = {"client": "not comparable: client at its limit",
               "machine": "not comparable: machine saturated"}
+NO_BASELINE = "no verdict: no configuration can be the baseline (each lacks repeats or was limited)"
 
 
 def noisy(s: Spread) -> bool:
@@ -63,10 +65,16 @@ def _eligible(row: Row, comp: Comparison) -> bool:
     return comp.headline.higher_is_better or row.error_rate() == 0
 
 
+def _complete(row: Row) -> bool:
+    """Every repeat the row ran gave its headline: its range is the whole of it."""
+    return len(row.values()) == len(row.results)
+
+
 def baseline(comp: Comparison, preferred: str | None) -> Row | None:
-    """The row others are compared with: the preferred configuration, else the best of the
-    rows that may win, else the best of all."""
-    rows = comp.measured
+    """The row others are compared with, among those with every repeat ok and a figure that
+    is the server's (not limited): the preferred configuration, else the best of them that
+    may win, else the best of them. None when no row qualifies."""
+    rows = [r for r in comp.measured if _complete(r) and r.limit() is None]
     if not rows:
         return None
     for row in rows:
@@ -80,23 +88,29 @@ def baseline(comp: Comparison, preferred: str | None) -> Row | None:
 def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
              ) -> dict[str, Verdict]:
     """Each row against the baseline (see `judge`)."""
-    base = baseline(comp, preferred)
-    return {} if base is None else judge(comp, base, noise_pct)
+    return judge(comp, baseline(comp, preferred), noise_pct)
 
 
-def judge(comp: Comparison, base: Row, noise_pct: float) -> dict[str, Verdict]:
+def _limit_text(row: Row, limit: str) -> str:
+    reasons = row.limit_reasons()
+    return LIMIT_TEXT[limit] + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def judge(comp: Comparison, base: Row | None, noise_pct: float) -> dict[str, Verdict]:
     """Each row against ``base``; no "significant" from a row or baseline that was limited
-    by the client or the machine, or that won a time figure with failures."""
+    by the client or the machine, or that won a time figure with failures. Without a
+    baseline, no verdict at all: each row says why it could not be one."""
+    if base is None:
+        return {row.server_id: Verdict(math.nan, None, _limit_text(row, limit)
+                                       if (limit := row.limit()) else NO_BASELINE)
+                for row in comp.measured}
     out = {}
     for row in comp.measured:
         v = compare(row.values(), base.values(), comp.headline.higher_is_better, noise_pct)
-        limit = row.limit() or base.limit()
         if row is base:
-            v = Verdict(v.ratio, None, "baseline" + (f"; {LIMIT_TEXT[limit]}" if limit else ""))
-        elif limit is not None:
-            reasons = (row if row.limit() else base).limit_reasons()
-            v = Verdict(v.ratio, None, LIMIT_TEXT[limit] + (f" ({'; '.join(reasons)})"
-                                                             if reasons else ""))
+            v = Verdict(v.ratio, None, "baseline")
+        elif (limit := row.limit()) is not None:
+            v = Verdict(v.ratio, None, _limit_text(row, limit))
         elif v.ratio < 1 and v.significant is not None and not _eligible(row, comp):
             v = Verdict(v.ratio, None, f"no verdict: {100 * row.error_rate():.2g} % of its "
                                        "requests failed")
@@ -117,13 +131,15 @@ class Report:
     def of(cls, lines: Iterable[Mapping[str, Any]], preferred: str | None = None
            ) -> "Report":
         """From the lines `lab.results.RunDir.load` returned."""
-        results = [Result.from_line(line) for line in lines]
+        return cls.of_results([Result.from_line(line) for line in lines], preferred)
+
+    @classmethod
+    def of_results(cls, results: list[Result], preferred: str | None = None) -> "Report":
+        """From typed records (as `lab.results.RunDir.read` streams them)."""
         comps = comparisons(results)
         noise = noise_by_kind(comps)
         for comp in comps:
             comp.baseline = baseline(comp, preferred)
-            if comp.baseline is None:
-                continue
             judged = judge(comp, comp.baseline, noise.get(comp.kind, 0.0))
             for row in comp.rows:
                 row.verdict = judged.get(row.server_id)

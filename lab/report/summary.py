@@ -18,18 +18,18 @@ def _which_server(report: Report) -> list[str]:
     out = []
     for comp in report.comparisons:
         base = comp.baseline
-        if comp.kind != "closed" or base is None:
+        if comp.kind != "closed" or not comp.measured:
             continue
-        s = base.spread()
-        assert s is not None
         head = f"`{comp.endpoint}`, {comp.n} users"
         limited = sorted(row.server_id for row in comp.measured if row.limit() is not None)
         note = (f" Not comparable (client or machine at its limit): {', '.join(limited)}."
                 if limited else "")
-        if base.limit() is not None:
-            out.append(f"{head}: no verdict — every configuration's figure may be the client's "
-                       f"or the machine's, not the server's.{note}")
+        if base is None:
+            out.append(f"{head}: no verdict — no configuration has all its repeats ok and a "
+                       f"figure that is the server's, not the client's or the machine's.{note}")
             continue
+        s = base.spread()
+        assert s is not None
         who = "baseline " if report.preferred == base.server_id else "most req/s on "
         text = f"{head}: {who}{base.server_id} ({fmt(s.median, 4)} req/s)"
         out.append(text + _against(comp, base, limited) + "." + note)
@@ -84,7 +84,7 @@ def _knees(report: Report) -> list[str]:
         if none:
             text += ("; " if held else "") + f"no rate held on {', '.join(none)}"
         base = comp.baseline
-        if base is not None and base.limit() is None:
+        if base is not None:
             limited = sorted(r.server_id for r in comp.measured if r.limit() is not None)
             verdicts = _against(comp, base, limited).lstrip("; ")
             text += f" — against {base.server_id}: {verdicts}" if verdicts else ""

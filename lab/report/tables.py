@@ -3,6 +3,7 @@ range, relative to the baseline, the verdict and the few figures that explain it
 rest (latency beyond p99, errors by kind, per-worker split, CPU, memory, engine) in a
 collapsed detail table under it."""
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -167,6 +168,10 @@ def _verdict(row: Row) -> str:
     return row.verdict.text + (f" ({'; '.join(notes)})" if notes else "")
 
 
+def _relative(ratio: float) -> str:
+    return "–" if math.isnan(ratio) else f"{ratio:.2f}"  # NaN: no baseline to be relative to
+
+
 def _unmeasured(row: Row) -> str:
     """Why a row has no headline figure: its repeats failed, or too few samples."""
     if failed := row.failures():
@@ -197,7 +202,7 @@ def table(comp: Comparison) -> str:
         assert row.verdict is not None
         body.append([row.server_id, fmt_spread(row.spread(), 4 if comp.headline.higher_is_better
                                                else 3),
-                     f"{row.verdict.ratio:.2f}", _verdict(row), *(c.cell(row) for c in main)])
+                     _relative(row.verdict.ratio), _verdict(row), *(c.cell(row) for c in main)])
         more.append([row.server_id, *(c.cell(row) for c in detail)])
     headers = ["configuration", comp.headline.name, "relative", "verdict",
                *(c.header for c in main)]

@@ -1,6 +1,8 @@
-"""When one experiment measures several endpoints — several ways of writing the same thing,
-as apps.realistic's `def` / `async def` / aiosqlite — say per configuration which way did
-best and which stalled, from the data. It assumes nothing about the app."""
+"""When one experiment measures several endpoints, say per configuration how each did and
+which stalled the probe, from the data. Only where the config says they are several ways of
+writing the same thing (`ways = true`, as apps.realistic's `def` / `async def` /
+aiosqlite) are they ranked, best first, and answer "`def` or `async def`?"; otherwise they
+are endpoints compared side by side. It assumes nothing about the app."""
 
 from collections import defaultdict
 
@@ -17,8 +19,13 @@ def ways_findings(comps: list[Comparison]) -> list[str]:
             if (line := _line(experiment, n, group))]
 
 
+def _ways(group: list[Comparison]) -> bool:
+    """The config said these endpoints are ways of one thing (`ways = true`)."""
+    return all(r.ways for comp in group for row in comp.rows for r in row.results)
+
+
 def _groups(comps: list[Comparison]) -> dict[tuple[str, int], list[Comparison]]:
-    """(experiment, load) → its comparisons, where they measured ≥ 2 endpoints (ways)."""
+    """(experiment, load) → its comparisons, where they measured ≥ 2 endpoints."""
     groups: dict[tuple[str, int], list[Comparison]] = defaultdict(list)
     for comp in comps:
         if comp.kind in UNITS:
@@ -34,8 +41,10 @@ def _line(experiment: str, n: int, group: list[Comparison]) -> str | None:
             if (s := row.spread()) is not None:
                 rows[row.server_id].append((s.median, comp.endpoint, row, comp))
     parts = []
+    ranked = _ways(group)
     for sid, ways in rows.items():
-        ways.sort(key=lambda w: w[0])
+        if ranked:
+            ways.sort(key=lambda w: w[0])
         text = ", ".join(f"`{e}` {fmt(v)}{UNITS[kind]}" for v, e, _, _ in ways)
         if kind == "interference":
             stalls = [e for _, e, row, comp in ways if stalled(row, comp)]
@@ -44,10 +53,11 @@ def _line(experiment: str, n: int, group: list[Comparison]) -> str | None:
         parts.append(f"{sid}: {text}")
     if not parts:
         return None
+    title, order = ("Ways", "best first, ") if ranked else ("Endpoints", "")
     what = (f"{n} requests at once, batch wall time" if kind == "burst"
             else f"probe `{group[0].load.get('probe', 'probe')}` p50 while {n} users load "
-                 "each way")
-    return (f"**Ways compared, `{experiment}`** ({what}; best first, medians of the "
+                 f"each {title.lower().rstrip('s')}")
+    return (f"**{title} compared, `{experiment}`** ({what}; {order}medians of the "
             "repeats): " + "; ".join(parts) + ".")
 
 
@@ -56,6 +66,8 @@ def ways_short(comps: list[Comparison]) -> list[str]:
     configurations, best first, and how often it stalled the probe."""
     out = []
     for (experiment, n), group in _groups(comps).items():
+        if not _ways(group):
+            continue
         ways = []
         for comp in group:
             medians = [s.median for row in comp.rows if (s := row.spread()) is not None]
