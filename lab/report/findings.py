@@ -88,10 +88,14 @@ def _probe_p50(row: Row) -> tuple[Spread, Spread] | None:
     return None if loaded is None or idle is None else (loaded, idle)
 
 
+def _stall_bar_ms(comp: Comparison, idle: Spread) -> float:
+    """A probe this slow was stalled: half the delay (10× idle without a delay)."""
+    return 500 * comp.delay if comp.delay else 10 * idle.median
+
+
 def _stalled(comp: Comparison, loaded: Spread, idle: Spread) -> bool:
-    """Probe p50 under load ≥ half the delay (≥ 10× idle without a delay)."""
-    bar = 500 * comp.delay if comp.delay else 10 * idle.median
-    return loaded.median >= bar
+    """Probe p50 under load at the stall bar or above."""
+    return loaded.median >= _stall_bar_ms(comp, idle)
 
 
 def stalled(row: Row, comp: Comparison) -> bool | None:
@@ -113,8 +117,8 @@ def probe_effect(row: Row, comp: Comparison) -> str | None:
     loaded, idle = p50
     if _stalled(comp, loaded, idle):
         return "stalled"
-    tail = row.spread(lambda f: f.latency_ms.get("p90"))
-    if tail is not None and _stalled(comp, tail, idle):
+    tail = row.latency().get("p90")  # of every repeat's probes merged, as the finding says
+    if tail is not None and tail >= _stall_bar_ms(comp, idle):
         return "stalled some"
     idle_p90 = row.spread(lambda f: f.idle_latency_ms.get("p90"))
     return "as idle" if loaded.median <= (idle_p90 or idle).median else "slowed"
