@@ -195,9 +195,16 @@ def test_rates_auto_finds_the_knee_that_a_known_cost_per_request_implies(
         capacity = figures_of(one_user, server)["rps"]
         f = figures_of(cell, server)
     assert capacity < 100  # physics: 10 ms each, one at a time
-    assert f["knee_bound"] == "found", f["knee_probes"]
-    assert 0.85 * capacity <= f["knee_rps"] <= 1.15 * capacity, (capacity, f["knee_probes"])
     probes = f["knee_probes"]
+    if f["knee_bound"] == "client":
+        # Seen with two test suites and two CPU hogs on 2 cores: the client could not keep
+        # the schedule, and the search said so instead of charging it to the server. Its
+        # knee is then a floor, and no more than the server's capacity.
+        assert any(p["client_limited"] for p in probes), probes
+        assert f["knee_rps"] is None or f["knee_rps"] <= 1.15 * capacity, probes
+        return
+    assert f["knee_bound"] == "found", probes
+    assert 0.85 * capacity <= f["knee_rps"] <= 1.15 * capacity, (capacity, probes)
     assert probes[-1]["confirming"] and probes[-1]["holds"]
     assert probes[-1]["window_s"] == 1.5  # the confirming window is the configured one
     assert any(not p["holds"] and p["rate"] > f["knee_rps"] for p in probes)
