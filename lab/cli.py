@@ -16,7 +16,6 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,7 +41,15 @@ from lab.reaper import reap
 from lab.report.compare import EXIT_REGRESSED, compare_runs
 from lab.report.compare import render as render_comparison
 from lab.report.merge import merge
-from lab.results import PLANNED, RUN_INFO, RunDir, config_hash, new_run_id, write_atomically
+from lab.results import (
+    PLANNED,
+    RUN_INFO,
+    RunDir,
+    config_hash,
+    new_run_id,
+    timestamp,
+    write_atomically,
+)
 from lab.runner import remaining, run_matrix
 from lab.servers import ADAPTERS
 
@@ -291,10 +298,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_REGRESSED if result.regressions else 0
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _take_measuring_lock(args: argparse.Namespace, run_dir: Path | None,
                          interrupts: Interrupts) -> FileLock:
     """The machine's measuring lock: wait for it (saying for whom) or, with --no-wait,
@@ -395,7 +398,7 @@ def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
     measuring.name(run.path)
     info = {"config": str(args.config), "config_dir": str(args.config.resolve().parent),
             "config_hash": config_hash(text),
-            "started_at": _now(), "argv": sys.argv, "order": matrix.lab.order,
+            "started_at": timestamp(), "argv": sys.argv, "order": matrix.lab.order,
             "seed": matrix.lab.seed, "baseline": matrix.lab.baseline,
             "repeats": matrix.lab.repeats}
     return run, info, matrix
@@ -442,7 +445,7 @@ def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], mat
               f"{run.path}", file=sys.stderr)
         code = e.exit_code
     finally:
-        info["finished_at"] = _now()
+        info["finished_at"] = timestamp()
         try:
             run.write_json(RUN_INFO, info)
             print(f"report: {report.build(run)}", flush=True)

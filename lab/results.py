@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +36,11 @@ RUN_INFO = "run.json"
 PLANNED = "planned"  # run.json's list of the keys of the current config's cells
 
 T = TypeVar("T")
+
+
+def timestamp() -> str:
+    """Now, as every file of a run states a time: UTC, ISO 8601, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def new_run_id(config_path: Path) -> str:

@@ -11,7 +11,6 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from lab.load.window import quiet_gc
 from lab.monitor import Stalls, Window
 from lab.process import AppNotReady, Group, Readiness, Server, ServerExited, log_tail, start
 from lab.reaper import Ledger
-from lab.results import RunDir
+from lab.results import RunDir, timestamp
 from lab.servers import ADAPTERS
 from lab.stats import MachineShare, summarize
 
@@ -37,10 +36,6 @@ class Outcome:
     ran: int
     failed: int
     skipped: int  # already finished (resume)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
@@ -289,7 +284,7 @@ def window_warnings(answers: list[appcheck.Answer], plan: Sequence[Cell]) -> lis
 
 def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
     record = describe(cell, ctx.lab, ctx.run.path.name) | {
-        "started_at": _now(), "failure": None, "figures": None,
+        "started_at": timestamp(), "failure": None, "figures": None,
         "engine": engine_for(cell), "placement": ctx.lab.placement.as_record()}
     log_path = ctx.run.logs / f"{cell.id}.log"
     figures: dict[str, Any] | None = None
@@ -297,7 +292,7 @@ def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
         server, fresh = servers.get(cell, log_path)
     except ServerStartError as e:
         record["failure"] = _failure("start_failed", e.reason, e.log_tail)
-        record |= {"status": "failed", "finished_at": _now()}
+        record |= {"status": "failed", "finished_at": timestamp()}
         return record
     log_path = server.log_path
     pids_before = set(server.pids())
@@ -338,7 +333,7 @@ def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
             record["failure"] = _failure("all_requests_failed", _no_answer(figures, cell),
                                          log_tail(log_path))
     record["status"] = "failed" if record["failure"] else "ok"
-    record["finished_at"] = _now()
+    record["finished_at"] = timestamp()
     return record
 
 
@@ -427,8 +422,8 @@ def _run_cells(cells: list[Cell], ctx: Context, servers: Servers, out: Callable[
         except Exception as e:  # a defect of the lab in one cell: that cell's failure
             servers.healthy = False
             record = describe(cell, ctx.lab, ctx.run.path.name) | {
-                "status": "failed", "figures": None, "started_at": _now(),
-                "finished_at": _now(), "failure": _failure(
+                "status": "failed", "figures": None, "started_at": timestamp(),
+                "finished_at": timestamp(), "failure": _failure(
                     "lab_error", f"{type(e).__name__}: {e}",
                     "".join(traceback.format_exception(e))[-4000:])}
         if ctx.lab.restart == "cell":

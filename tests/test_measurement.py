@@ -9,6 +9,7 @@ takes N × delay for N requests), never a tight absolute time.
 
 import asyncio
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -244,9 +245,12 @@ def test_monitor_watches_every_process_of_a_two_worker_server(
     assert usage.server_peak_rss_mb is not None
     assert usage.server_peak_rss_mb >= 10 * len(workers)  # Python processes: tens of MB
 
-    assert f["server_cpu_pct"] == pytest.approx(100 * usage.server_cpu_s / usage.wall_s)
-    assert f["server_cpu_pct"] > 0
-    assert f["server_cpu_s_per_1000"] == pytest.approx(1000 * usage.server_cpu_s / f["ok"])
+    # the figures against the loop's own cost, measured here in-process: each request
+    # costs at least half of it, and two workers use at most the machine's cores
+    loop_s = cpu_seconds_per_call(CPU_N)
+    assert f["server_cpu_s_per_1000"] >= 500 * loop_s
+    assert 0 < f["server_cpu_pct"] <= 100 * len(os.sched_getaffinity(0)) * 1.05
+    assert f["rps_per_server_core"] <= 2 / loop_s
     assert f["server_peak_rss_mb"] == usage.server_peak_rss_mb
     assert f["server_processes"] == usage.server_processes
     assert 0 < f["wall_s"] == usage.wall_s

@@ -12,9 +12,9 @@ import asyncio
 
 from lab.config import Experiment
 from lab.endpoint import Endpoint
-from lab.histogram import Histogram, latency_figures
+from lab.histogram import latency_figures
 from lab.load.engines import ENGINES, Client, close_all
-from lab.load.samples import Measurement, Sample
+from lab.load.samples import Measurement, Sample, Tally
 from lab.monitor import Window
 
 
@@ -61,16 +61,13 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int,
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)  # each ends after one request
         await close_all(clients)
-    idle_hist = Histogram()
-    for s in idle:
-        if s.error is None:
-            idle_hist.record(s.latency_s)
+    idle_tally = Tally.of(idle)
     return Measurement(loaded, usage, {
         "probe": exp.probe.label,
         "probe_connect": exp.probe_connect,
-        "idle_errors": sum(s.error is not None for s in idle),
-        "idle_histogram": idle_hist.to_json(),
-        "idle_latency_ms": latency_figures(idle_hist),
+        "idle_errors": sum(idle_tally.errors.values()),
+        "idle_histogram": idle_tally.histogram.to_json(),
+        "idle_latency_ms": latency_figures(idle_tally.histogram),
         "background_requests": len(background),
         "background_errors": sum(s.error is not None for s in background),
     })

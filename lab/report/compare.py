@@ -22,14 +22,17 @@ from lab.report.groups import HEADLINES, Comparison, Row, noise_by_kind
 from lab.report.model import LIMIT_TEXT, Report
 from lab.report.records import Result
 from lab.results import ENVIRONMENT, RunDir
+from lab.servers import ADAPTERS
 from lab.stats import Spread
 from lab.verdict import MIN_REPEATS, compare
 
 EXIT_REGRESSED = 4  # a regression beyond --threshold: for CI gates
 
 IMPROVED, REGRESSED, UNCLEAR = "improved", "regressed", "no clear difference"
-ENV_FACTS = ("CPU", "logical cores", "usable cores", "Python", "uvicorn", "hypercorn",
-             "granian", "fastapi", "lab commit")
+# What of two environments can change a comparison: the machine, Python, each server the lab
+# knows (its registry, not a list of names here), the framework, the lab itself.
+ENV_FACTS = ("CPU", "logical cores", "usable cores", "Python",
+             *sorted({a.distribution for a in ADAPTERS.values()}), "fastapi", "lab commit")
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ class Figures:
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # e.g. server_start, cell_timeout
+    kind: str  # e.g. start_failed, cell_timeout (as `lab.runner` writes it)
     reason: str
     log_tail: str = ""
 
