@@ -13,14 +13,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Query
 
-from lab.asgi_wrap import mark_ready
+from lab.servers.asgi_wrap import mark_ready
 
 DEFAULT_DELAY_S = 5.0
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    # One marker per worker that finished start-up, as lab.asgi_wrap writes for any app:
+    # One marker per worker that finished start-up, as lab.servers.asgi_wrap writes for any app:
     # served unwrapped (wrap = false), the lab still waits for *every* worker.
     mark_ready()
     yield

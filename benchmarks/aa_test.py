@@ -14,9 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lab.load.stats import Spread
 from lab.report.model import Report
-from lab.results import RunDir
-from lab.stats import Spread
+from lab.store.results import RunDir
 
 CONFIG = """
 [lab]

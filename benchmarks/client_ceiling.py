@@ -15,15 +15,15 @@ from tempfile import TemporaryDirectory
 
 from tabulate import tabulate
 
-from lab.config import Cell, Experiment, LabSettings
-from lab.endpoint import Endpoint
-from lab.interrupt import Interrupts
 from lab.load import wrk
-from lab.process import running
-from lab.results import RunDir
-from lab.runner import Context, Launch, measure
+from lab.load.stats import MachineShare
+from lab.matrix.config import Cell, Experiment, LabSettings
+from lab.matrix.endpoint import Endpoint
+from lab.run.runner import Context, Launch, measure
 from lab.servers import ADAPTERS, Adapter
-from lab.stats import MachineShare
+from lab.store.results import RunDir
+from lab.supervise.interrupt import Interrupts
+from lab.supervise.process import running
 
 ENGINES = (("aiohttp", 1), ("aiohttp", 2), ("httpx", 1), ("wrk", 1))  # (engine, processes)
 

@@ -5,7 +5,7 @@ writes the requests of a burst.
     .venv/bin/python benchmarks/client_cost.py [--server uvicorn] [--seconds 2]
         [--bursts 3] [--rounds 2] [--candidate NAME ...] [--json PATH]
 
-The server is started with the lab's supervisor (``lab.process.running``), 1 worker,
+The server is started with the lab's supervisor (``lab.supervise.process.running``), 1 worker,
 ``apps.article:app`` unwrapped, on uvloop (and httptools for uvicorn). For every candidate
 client, on asyncio and on uvloop where it runs on an event loop:
 
@@ -66,13 +66,13 @@ import h11
 import uvloop
 from tabulate import tabulate
 
-from lab.config import LabSettings
-from lab.endpoint import Endpoint
 from lab.load.engines import ENGINES
 from lab.load.samples import Sample
 from lab.load.window import quiet_gc
-from lab.process import Readiness, running
+from lab.matrix.config import LabSettings
+from lab.matrix.endpoint import Endpoint
 from lab.servers import ADAPTERS
+from lab.supervise.process import Readiness, running
 
 T = TypeVar("T")
 

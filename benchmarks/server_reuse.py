@@ -20,7 +20,7 @@ from statistics import median
 
 from lab.report.groups import HEADLINES
 from lab.report.model import Report
-from lab.results import RunDir
+from lab.store.results import RunDir
 
 MODES = ("cell", "configuration")
 

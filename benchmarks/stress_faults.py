@@ -30,7 +30,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from lab.results import RUN_INFO, RunDir
+from lab.store.results import RUN_INFO, RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "LAB_STRESS_TOKEN"

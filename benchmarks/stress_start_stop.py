@@ -12,11 +12,11 @@ from tempfile import TemporaryDirectory
 import httpx
 from tabulate import tabulate
 
-from lab import pgroup
-from lab.config import LabSettings
 from lab.errors import ServerStartError
-from lab.process import running
+from lab.matrix.config import LabSettings
 from lab.servers import ADAPTERS, Adapter
+from lab.supervise import pgroup
+from lab.supervise.process import running
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,4 +1,4 @@
-"""What does lab.asgi_wrap cost? For each server at 1 worker, /hello of apps.article with
+"""What does lab.servers.asgi_wrap cost? For each server at 1 worker, /hello of apps.article with
 wrk, served wrapped and unwrapped, side by side in alternating rounds: req/s, and the
 server's CPU per request (less sensitive than req/s to other load on the machine).
 
@@ -31,17 +31,17 @@ from typing import Any
 
 from tabulate import tabulate
 
-from lab.asgi_wrap import METER_DIR_ENV, Wrapped
-from lab.config import Cell, Experiment, LabSettings
-from lab.endpoint import Endpoint
-from lab.interrupt import Interrupts
 from lab.load import wrk
-from lab.lock import FileLock, measuring_lock
-from lab.process import running
-from lab.results import RunDir
-from lab.runner import Context, Launch, measure
+from lab.load.stats import MachineShare, Spread
+from lab.matrix.config import Cell, Experiment, LabSettings
+from lab.matrix.endpoint import Endpoint
+from lab.run.runner import Context, Launch, measure
 from lab.servers import ADAPTERS
-from lab.stats import MachineShare, Spread
+from lab.servers.asgi_wrap import METER_DIR_ENV, Wrapped
+from lab.store.results import RunDir
+from lab.supervise.interrupt import Interrupts
+from lab.supervise.lock import FileLock, measuring_lock
+from lab.supervise.process import running
 
 
 def _measure(name: str, lab: LabSettings, exp: Experiment, users: int, tmp: str

@@ -10,50 +10,33 @@ import argparse
 import io
 import math
 import os
-import re
 import shutil
 import signal
 import sys
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import NoReturn
 
-from lab import config as config_mod
-from lab import environment, placement, progress, report
-from lab.appcheck import check_app
-from lab.config import KINDS, Matrix
+from lab import report
 from lab.errors import (
-    Busy,
-    ConfigError,
-    Interrupted,
     LabError,
-    ServiceError,
     StorageError,
     UsageError,
 )
-from lab.estimate import Estimate
-from lab.interrupt import Interrupts
 from lab.load import wrk
-from lab.lock import FileLock, Holder, measuring_lock, writer_lock
-from lab.process import PROJECT_ROOT
-from lab.reaper import reap
+from lab.matrix import placement
+from lab.matrix.config import KINDS
 from lab.report.compare import EXIT_REGRESSED, compare_runs
 from lab.report.compare import render as render_comparison
 from lab.report.merge import merge
-from lab.results import (
-    PLANNED,
-    RUN_INFO,
+from lab.run import session
+from lab.run.estimate import Estimate
+from lab.servers import ADAPTERS
+from lab.store.results import (
     RunDir,
-    config_hash,
-    new_run_id,
-    timestamp,
     write_atomically,
 )
-from lab.runner import remaining, run_matrix
-from lab.servers import ADAPTERS
 
-EXIT_CELLS_FAILED = 3
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # the shell's code for a tool SIGPIPE ended
 DEFAULT_MAX_MINUTES = 15.0
 
@@ -180,40 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _matrix(args: argparse.Namespace, path: Path, base_dir: Path | None = None) -> Matrix:
-    """``base_dir``: what ``lab.app_dir`` is relative to (default: the config's folder)."""
-    matrix = config_mod.load(path, args.allow_non_loopback, base_dir)
-    matrix = matrix.only(set(args.server or ()) or None, set(args.workers or ()) or None,
-                         set(args.experiment or ()) or None)
-    for spec in matrix.servers:
-        if not ADAPTERS[spec.name].installed():
-            raise ConfigError(f"servers.{spec.name}", f"{spec.name} is not installed "
-                              f"(pip install 'asgi-lab[{spec.name}]', or --server to skip it)")
-    for i, exp in enumerate(matrix.experiments):
-        if exp.engine == "wrk" and not wrk.available():
-            raise ConfigError(f"experiments[{i}].engine", "wrk is not installed "
-                              "(apt-get install wrk), or use engine = \"rawhttp\"")
-    check_app(matrix.lab.app, timeout_s=matrix.lab.start_timeout_s,
-              app_dir=matrix.lab.app_dir, wrap=matrix.lab.wrap,
-              servers=[spec.name for spec in matrix.servers])
-    return matrix
-
-
-def _warn_about_cores(matrix: Matrix) -> None:
-    """More workers than usable cores is allowed (it is a question the lab can answer), but
-    rarely meant: say so before the time is spent."""
-    cores = len(os.sched_getaffinity(0))
-    for spec in matrix.servers:
-        for w in spec.workers:
-            if w > cores:
-                print(f"warning: servers.{spec.name}.workers: {w} is more than this "
-                      f"machine's {cores} usable cores: the workers share them, and starting "
-                      "them takes longer", file=sys.stderr)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    matrix = _matrix(args, args.config)
-    _warn_about_cores(matrix)
+    matrix = session.checked_matrix(session.Filters.of(args), args.config)
+    session.warn_about_cores(matrix)
     cells = matrix.cells()
     for cell in cells:
         print(cell.id)
@@ -298,176 +250,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_REGRESSED if result.regressions else 0
 
 
-def _take_measuring_lock(args: argparse.Namespace, run_dir: Path | None,
-                         interrupts: Interrupts) -> FileLock:
-    """The machine's measuring lock: wait for it (saying for whom) or, with --no-wait,
-    refuse. A signal while waiting raises ``Interrupted``."""
-    lock = measuring_lock()
-
-    def say_waiting(holder: Holder | None) -> None:
-        print(f"waiting for the measuring lock held by {holder or 'another lab process'} "
-              f"… (one measuring run per machine; Ctrl-C to give up)", file=sys.stderr,
-              flush=True)
-
-    if not lock.acquire(run_dir, not args.no_wait, say_waiting, interrupts.check):
-        raise Busy(f"the measuring lock ({lock.path}) is held by "
-                   f"{lock.holder() or 'another lab process'}: one measuring run per "
-                   "machine; run again without --no-wait to wait for it")
-    return lock
-
-
-def _take_writer_lock(run_dir: Path) -> FileLock:
-    lock = writer_lock(run_dir)
-    if not lock.acquire(run_dir, wait=False):
-        holder = lock.holder()
-        who = f"pid {holder.pid}" if holder else "another lab process"
-        raise Busy(f"{run_dir} is being written by {who}; wait for it or stop it")
-    return lock
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    # Before any wait for a lock, so that Ctrl-C or SIGTERM while waiting exits cleanly.
-    interrupts = Interrupts()
-    interrupts.install()
-    locks = ExitStack()
-    try:
-        try:
-            run, info, matrix = _open_run(args, interrupts, locks)
-        except Interrupted as e:
-            print(f"interrupted by signal {e.signum} while waiting for the measuring lock; "
-                  "nothing was run", file=sys.stderr)
-            return e.exit_code
-        return _measure(args, run, info, matrix, interrupts)
-    finally:
-        locks.close()  # the kernel would drop them at exit too, even after SIGKILL
-
-
-def _open_run(args: argparse.Namespace, interrupts: Interrupts, locks: ExitStack
-              ) -> tuple[RunDir, dict[str, object], Matrix]:
-    """Check the arguments and take the locks: the run folder's writer lock, which never
-    waits, and the machine's measuring lock. A resume takes them in that order; a new run
-    takes the measuring lock first and creates its folder after, so that a run that waits,
-    gives up or is refused writes nothing."""
-    if args.resume:
-        run = RunDir.existing(args.resume)
-        locks.callback(_take_writer_lock(run.path).release)
-        info = run.read_json(RUN_INFO)
-        if args.run_id:
-            raise UsageError("--run-id: not with --resume (the run keeps its folder's name)")
-        if not info and (run.path / RUN_INFO).exists():
-            raise UsageError(f"{run.path / RUN_INFO}: corrupt, so the config it ran with "
-                             "cannot be checked; start a new run")
-        path = args.config or run.path / "config.toml"
-        text = path.read_text(encoding="utf-8") if path.is_file() else ""
-        changed = bool(args.config) and config_hash(text) != info.get("config_hash")
-        if changed and not args.force:
-            raise UsageError(f"{args.config}: changed since {run.path.name} started "
-                             "(config hash differs); use --force to resume anyway")
-        # The run's copy of its config is in the run folder: its app_dir stays relative to
-        # the folder of the config the run was started with.
-        base = None if args.config else Path(str(info["config_dir"])) \
-            if info.get("config_dir") else None
-        matrix = _matrix(args, path, base)
-        if changed:  # the run goes on with this config: a later plain --resume too
-            kept = run.replace_config(text)
-            info |= {"config": str(args.config), "config_hash": config_hash(text),
-                     "config_dir": str(args.config.resolve().parent)}
-            print(f"config changed: cells whose measurement changed run again; the previous "
-                  f"config is kept as {kept}", flush=True)
-        locks.callback(_take_measuring_lock(args, run.path, interrupts).release)
-        return run, info, matrix
-    if args.config is None:
-        raise UsageError("run: CONFIG is required (or --resume RUN_DIR)")
-    if args.run_id and not re.fullmatch(r"[\w.-]{1,100}", args.run_id) \
-            or args.run_id in (".", ".."):
-        raise UsageError(f"--run-id: {args.run_id[:100]!r} must be 1 to 100 letters, digits, "
-                         "'.', '-' or '_' (it names a folder under --out)")
-    if args.run_id:
-        RunDir.check_new(args.out / args.run_id)  # before waiting, not after
-    matrix = _matrix(args, args.config)
-    _warn_about_cores(matrix)
-    text = args.config.read_text(encoding="utf-8")
-    estimate = Estimate.of(matrix.cells(), matrix.lab.restart).minutes
-    if not estimate <= args.max_minutes and not args.yes:  # nan asks too
-        raise UsageError(f"{args.config}: estimated {estimate:.1f} min exceeds "
-                         f"--max-minutes {args.max_minutes:g}; pass --yes to run it")
-    measuring = _take_measuring_lock(args, None, interrupts)
-    locks.callback(measuring.release)
-    run = RunDir.create(args.out, args.run_id or new_run_id(args.config), text)
-    locks.callback(_take_writer_lock(run.path).release)  # a new folder: free at once
-    measuring.name(run.path)
-    info = {"config": str(args.config), "config_dir": str(args.config.resolve().parent),
-            "config_hash": config_hash(text),
-            "started_at": timestamp(), "argv": sys.argv, "order": matrix.lab.order,
-            "seed": matrix.lab.seed, "baseline": matrix.lab.baseline,
-            "repeats": matrix.lab.repeats}
-    return run, info, matrix
-
-
-def _measure(args: argparse.Namespace, run: RunDir, info: dict[str, object], matrix: Matrix,
-             interrupts: Interrupts) -> int:
-    for message in reap(args.out if not args.resume else run.path.parent, writing=run.path):
-        print(message, file=sys.stderr)
-    cells = matrix.cells()
-    todo = remaining(matrix, run)
-    info |= {"cells_total": len(cells), PLANNED: sorted({c.key(matrix.lab) for c in cells})}
-    if args.resume and not todo:
-        run.write_json(RUN_INFO, info)  # the plan of a config changed with --force
-        print(f"nothing to do: all {len(cells)} cells of {run.path} have results; "
-              f"report: {report.build(run)}", flush=True)
-        return _planned_outcome(run, len(cells))
-    info["state"] = "running"
-    run.write_json(RUN_INFO, info)
-    run.record_environment(environment.collect(PROJECT_ROOT))
-    if not args.quiet:
-        print(f"running {len(todo)} cells"
-              + (f" of {len(cells)}" if len(todo) < len(cells) else "")
-              + f" ({Estimate.of(todo, matrix.lab.restart).text()}) → {run.path}/",
-              flush=True)
-    code = 0
-    shown = progress.display(todo, matrix.lab.restart, args.quiet)
-    try:
-        try:
-            outcome = run_matrix(matrix, run, interrupts, out=shown.line,
-                                 on_start=shown.started)
-        finally:
-            shown.close()
-        info["state"] = "finished"
-        code = _planned_outcome(run, len(cells), outcome.failed)
-    except Interrupted as e:
-        info |= {"state": "interrupted", "signal": e.signum}
-        print(f"interrupted by signal {e.signum}: servers stopped, finished cells kept; "
-              f"resume with: python -m lab run --resume {run.path}", file=sys.stderr)
-        code = e.exit_code
-    except (StorageError, ServiceError) as e:
-        info |= {"state": "failed", "error": str(e)}
-        print(f"error: {e}; servers stopped; resume with: python -m lab run --resume "
-              f"{run.path}", file=sys.stderr)
-        code = e.exit_code
-    finally:
-        info["finished_at"] = timestamp()
-        try:
-            run.write_json(RUN_INFO, info)
-            print(f"report: {report.build(run)}", flush=True)
-        except (StorageError, OSError) as e:  # the disk that failed the run may fail these
-            print(f"error: could not write run.json or report.md ({e}); the results are "
-                  f"in {run.results}", file=sys.stderr)
-            code = code or StorageError.exit_code
-    return code
-
-
-def _planned_outcome(run: RunDir, planned: int, failed_now: int = 0) -> int:
-    """The exit code says whether every planned cell is ok, also those that failed in an
-    earlier session of a resumed run (and stay failed: a failure is a result)."""
-    loaded = run.load()
-    loaded.stale(run.read_json(RUN_INFO).get(PLANNED))
-    failed = loaded.failed()
-    if not failed:
-        return 0
-    earlier = f" ({failed - failed_now} in an earlier session)" if failed > failed_now else ""
-    print(f"{failed} of {planned} cells failed{earlier}; see the report's 'Failed cells'",
-          file=sys.stderr)
-    return EXIT_CELLS_FAILED
+    return session.run(session.Request.of(args))
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from lab.load.monitor import Usage
 from lab.load.samples import Measurement, Sample
-from lab.lock import LOCK_DIR_ENV
-from lab.monitor import Usage
 from lab.report.records import Result
+from lab.supervise.lock import LOCK_DIR_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from lab.load import wrk
-from lab.results import RunDir
+from lab.store.results import RunDir
 from tests.conftest import ROOT, TOKEN_ENV, leftovers, run_lab
 
 SHOP = '''
@@ -159,7 +159,7 @@ def test_the_same_app_unwrapped_has_no_per_worker_split(shop: Path, tmp_path: Pa
     for r in run.load().records:
         assert r["status"] == "ok", (r["cell_id"], r["failure"])
         assert r["figures"]["pids"] == {} and r["wrap"] is False
-        assert "lab.asgi_wrap" not in " ".join(r["process"]["argv"])
+        assert "lab.servers.asgi_wrap" not in " ".join(r["process"]["argv"])
     report = (run.path / "report.md").read_text()
     assert "No per-worker split" in report and "not wrapped: wrap = false" in report
 
@@ -256,8 +256,8 @@ def test_results_name_the_request_and_the_wrap(tmp_path: Path) -> None:
     """describe() writes what the report and a reader need to know the request."""
     import tomllib
 
-    from lab.config import parse
-    from lab.runner import describe
+    from lab.matrix.config import parse
+    from lab.run.runner import describe
     m = parse(tomllib.loads(config("", "[1]", SHOP_EXPERIMENTS)))
     cell = next(c for c in m.cells() if c.endpoint.method == "POST")
     record = describe(cell, m.lab, "r")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lab.results import RunDir
+from lab.store.results import RunDir
 from tests.conftest import leftovers, run_lab
 
 APP = '''

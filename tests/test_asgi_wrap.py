@@ -1,4 +1,4 @@
-"""lab.asgi_wrap in process: the worker header on every response, lifespan passed through,
+"""lab.servers.asgi_wrap in process: the worker header on every response, lifespan passed through,
 and the ready marker for apps with and without lifespan support."""
 
 import asyncio
@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from lab.asgi_wrap import READY_DIR_ENV, WORKER_HEADER, Wrapped
+from lab.servers.asgi_wrap import READY_DIR_ENV, WORKER_HEADER, Wrapped
 
 
 async def lifespan_of(app: Any, messages: list[str]) -> list[str]:

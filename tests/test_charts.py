@@ -9,11 +9,11 @@ import pytest
 from matplotlib.figure import Figure
 
 from lab import report
-from lab.config import parse
+from lab.matrix.config import parse
 from lab.report import charts
 from lab.report.groups import HEADLINES, Comparison, Row
 from lab.report.model import Report
-from lab.results import RunDir
+from lab.store.results import RunDir
 from tests.conftest import ROOT, result
 from tests.test_report import CONFIG, make_run, record_for
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.endpoint import Endpoint
 from lab.load import loop, open_model
 from lab.load.engines import ENGINES
+from lab.load.monitor import Window
 from lab.load.samples import Measurement
-from lab.monitor import Window
+from lab.load.stats import summarize
+from lab.matrix.endpoint import Endpoint
 from lab.report.model import Report
-from lab.stats import summarize
 from tests.test_measurement import figures_of, make_cell, serve
 
 DELAY = 0.2

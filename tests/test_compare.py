@@ -4,10 +4,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from lab.config import parse
+from lab.load.stats import summarize
+from lab.matrix.config import parse
 from lab.report.compare import EXIT_REGRESSED, compare_runs
-from lab.results import RunDir
-from lab.stats import summarize
+from lab.store.results import RunDir
 from tests.conftest import measurement, run_lab
 from tests.test_report import CONFIG, burst_samples, make_run, record_for
 

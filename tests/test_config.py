@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import Matrix, parse
 from lab.errors import ConfigError
+from lab.matrix.config import Matrix, parse
 from lab.servers import ADAPTERS
 from tests.conftest import ROOT, run_lab
 

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from lab.results import RunDir
+from lab.store.results import RunDir
 from tests.conftest import CONFIGS, ROOT, TOKEN_ENV, carrying, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
@@ -52,7 +52,7 @@ def cmdline(pid: int) -> bytes:
 
 def stray_processes(token: str, run_id: str) -> list[str]:
     """Processes of this run still alive: any carrying the run's environment token (the
-    lab, its ``lab.guard`` processes, servers, workers) or naming the run in their command
+    lab, its ``lab.supervise.guard`` processes, servers, workers) or naming the run in their command
     line. Guards of other sessions on this machine lack the token and are not counted."""
     mine = set(carrying(token))
     found = []

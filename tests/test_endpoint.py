@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import Cell, Matrix, parse
-from lab.endpoint import Endpoint, is_subset
 from lab.errors import ConfigError
 from lab.load.samples import check
 from lab.load.wrk import script_args
-from lab.results import RunDir
+from lab.matrix.config import Cell, Matrix, parse
+from lab.matrix.endpoint import Endpoint, is_subset
+from lab.store.results import RunDir
 from tests.conftest import TOKEN_ENV, leftovers, run_lab
 
 SERVERS = """

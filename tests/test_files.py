@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.results import RunDir
+from lab.store.results import RunDir
 from tests.conftest import ROOT, leftovers, run_lab
 from tests.test_hostile import one_line_error
 from tests.test_report import make_run

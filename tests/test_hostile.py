@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.results import RunDir
+from lab.store.results import RunDir
 from tests.conftest import ROOT, leftovers, run_lab
 
 pytestmark = pytest.mark.servers

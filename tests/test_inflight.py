@@ -1,5 +1,5 @@
-"""Requests in flight, counted inside each worker by lab.asgi_wrap and read by lab.inflight:
-in process around a bare app, then on every real server at 1 and 2 workers.
+"""Requests in flight, counted inside each worker by lab.servers.asgi_wrap and read by
+lab.load.inflight: in process around a bare app, then on every real server at 1 and 2 workers.
 
 A burst here is the reference's: N keep-alive connections opened and each checked by one
 GET first, then the N requests written in one loop turn, so the N are in the server at once
@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from lab.asgi_wrap import METER_DIR_ENV, WORKER_HEADER, Wrapped
-from lab.config import LabSettings
-from lab.inflight import InFlightMeter
-from lab.process import Server, running
-from lab.runner import Launch
+from lab.load.inflight import InFlightMeter
+from lab.matrix.config import LabSettings
+from lab.run.runner import Launch
 from lab.servers import ADAPTERS
+from lab.servers.asgi_wrap import METER_DIR_ENV, WORKER_HEADER, Wrapped
+from lab.supervise.process import Server, running
 from tests.conftest import ROOT
 
 LAB = LabSettings(start_timeout_s=20.0, stop_grace_s=5.0)

@@ -13,10 +13,10 @@ from typing import IO
 
 import pytest
 
-from lab import pgroup
-from lab.lock import writer_lock
-from lab.reaper import LEDGER, TOKEN_ENV, Ledger, reap
-from lab.results import RunDir
+from lab.store.results import RunDir
+from lab.supervise import pgroup
+from lab.supervise.lock import writer_lock
+from lab.supervise.reaper import LEDGER, TOKEN_ENV, Ledger, reap
 from tests.conftest import CONFIGS, ROOT, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
@@ -124,7 +124,7 @@ def test_resume_of_a_run_still_being_written_is_refused(tmp_path: Path,
 OWNER = """
 import os, subprocess, sys, time
 from pathlib import Path
-from lab.reaper import TOKEN_ENV, Ledger
+from lab.supervise.reaper import TOKEN_ENV, Ledger
 token = sys.argv[2]
 child = subprocess.Popen(["sleep", "30"], env={**os.environ, TOKEN_ENV: token},
                          start_new_session=True, stdout=subprocess.DEVNULL)

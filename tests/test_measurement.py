@@ -24,18 +24,18 @@ from typing import Any
 
 import pytest
 
-from lab.config import DEFAULT_ENGINE, Cell, Experiment, LabSettings, Scalar
-from lab.histogram import Histogram, latency_figures
-from lab.interrupt import Interrupts
 from lab.load import closed, open_model
+from lab.load.histogram import Histogram, latency_figures
+from lab.load.monitor import Window
 from lab.load.samples import Sample
-from lab.monitor import Window
-from lab.process import Server, running
+from lab.load.stats import MachineShare, summarize
+from lab.matrix.config import DEFAULT_ENGINE, Cell, Experiment, LabSettings, Scalar
 from lab.report.groups import HEADLINES, Row
-from lab.results import RunDir
-from lab.runner import Context, Launch, Servers, measure, run_cell
+from lab.run.runner import Context, Launch, Servers, measure, run_cell
 from lab.servers import ADAPTERS
-from lab.stats import MachineShare, summarize
+from lab.store.results import RunDir
+from lab.supervise.interrupt import Interrupts
+from lab.supervise.process import Server, running
 from tests.conftest import measurement, result
 
 LAB = LabSettings(start_timeout_s=20.0, stop_grace_s=5.0, cell_timeout_s=60.0)
@@ -64,7 +64,7 @@ def make_cell(server: str, workers: int, kind: str, endpoint: str, load: int,
 
 
 def context(run_path: Path | None = None) -> Context:
-    """What lab.runner gives every cell: settings, a run folder (wrk's logs), interrupts."""
+    """What lab.run.runner gives every cell: settings, a run folder (wrk's logs), interrupts."""
     path = run_path or Path(tempfile.mkdtemp(prefix="lab-test-run-"))
     (path / "logs").mkdir(parents=True, exist_ok=True)
     return Context(LAB, RunDir(path), Interrupts(), MachineShare(2, shared=True))
@@ -258,7 +258,7 @@ def test_monitor_watches_every_process_of_a_two_worker_server(
 
 @pytest.mark.servers
 def test_runner_figures_carry_the_server_resources(tmp_path: Path, leak_token: str) -> None:
-    """Through lab.runner.measure, as a cell runs: the server's resources are in the
+    """Through lab.run.runner.measure, as a cell runs: the server's resources are in the
     figures with the watched process count of the whole server."""
     cell = make_cell("uvicorn", 2, "closed", "/cpu", 2, {"n": CPU_N}, duration_s=0.4,
                      warmup_s=0.1)
@@ -286,7 +286,7 @@ time.sleep(0.3)  # alive, idle, for a few of the monitor's samples
 def test_monitor_keeps_the_cpu_of_a_process_that_exits_inside_the_window(
         leak_token: str) -> None:
     """A worker that exits (crash, recycling) during the window used CPU until then; the
-    server's CPU figure must not lose it (lab.monitor: "a worker that exited keeps only
+    server's CPU figure must not lose it (lab.load.monitor: "a worker that exited keeps only
     the CPU seen until then")."""
     with subprocess.Popen([sys.executable, "-c", BURNER], stdout=subprocess.PIPE,
                           text=True) as proc:
@@ -313,7 +313,7 @@ def test_monitor_keeps_the_cpu_of_a_process_that_exits_inside_the_window(
 @pytest.mark.servers
 def test_two_client_processes_on_a_closed_loop_merge_their_samples(
         tmp_path: Path, client_leak_token: str) -> None:
-    """A whole cell through lab.runner.run_cell with clients = 2: the samples of both
+    """A whole cell through lab.run.runner.run_cell with clients = 2: the samples of both
     processes merge into one set of figures, and no client process is left."""
     cell = make_cell("uvicorn", 1, "closed", "/hello", 4, engine="aiohttp", duration_s=0.5,
                      warmup_s=0.2,

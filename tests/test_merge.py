@@ -5,8 +5,8 @@ import shutil
 import tomllib
 from pathlib import Path
 
-from lab.config import parse
-from lab.results import RunDir
+from lab.matrix.config import parse
+from lab.store.results import RunDir
 from tests.conftest import run_lab
 from tests.test_report import CONFIG, make_run, record_for, section_for, table_rows
 

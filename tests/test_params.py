@@ -4,9 +4,9 @@ experiment's params with the endpoint's own winning."""
 
 import pytest
 
-from lab.endpoint import Endpoint
 from lab.load.params import request_target
 from lab.load.rawhttp import request_bytes
+from lab.matrix.endpoint import Endpoint
 
 
 @pytest.mark.parametrize(("path", "target"), [

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from lab.errors import ConfigError
-from lab.placement import Placement, format_cpuset, parse_cpuset
+from lab.matrix.placement import Placement, format_cpuset, parse_cpuset
 from tests.conftest import ROOT, carrying, run_lab
 
 USABLE = frozenset(os.sched_getaffinity(0))

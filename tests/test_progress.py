@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import progress
-from lab.config import Cell, parse
+from lab.matrix.config import Cell, parse
+from lab.run import progress
 from tests.conftest import run_lab
 
 CONFIG = """

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from lab.results import RunDir
+from lab.store.results import RunDir
 from tests.conftest import TOKEN_ENV, leftovers, run_lab
 
 pytestmark = pytest.mark.servers

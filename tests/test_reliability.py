@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from lab import pgroup
-from lab.config import LabSettings
 from lab.errors import Interrupted, ServerStartError
-from lab.interrupt import Interrupts
-from lab.process import Readiness, running
-from lab.reaper import Ledger, reap
-from lab.results import RunDir
+from lab.matrix.config import LabSettings
 from lab.servers import ADAPTERS
+from lab.store.results import RunDir
+from lab.supervise import pgroup
+from lab.supervise.interrupt import Interrupts
+from lab.supervise.process import Readiness, running
+from lab.supervise.reaper import Ledger, reap
 from tests.conftest import ROOT, carrying, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
@@ -295,7 +295,7 @@ def test_an_app_whose_own_port_is_taken_is_not_retried_on_other_ports(
 
     def argv(port: int) -> list[str]:
         ports.append(port)
-        return ADAPTERS["uvicorn"].argv(sys.executable, "lab.asgi_wrap:app", lab.host, port,
+        return ADAPTERS["uvicorn"].argv(sys.executable, "lab.servers.asgi_wrap:app", lab.host, port,
                                         2, {})
 
     env = {"TAKEN_PORT": str(taken.getsockname()[1]), "LAB_APP": "binder:app",
@@ -315,11 +315,11 @@ def test_an_app_whose_own_port_is_taken_is_not_retried_on_other_ports(
 LAB_WITH_SERVER = """
 import sys, time
 from pathlib import Path
-from lab.config import LabSettings
+from lab.matrix.config import LabSettings
 from lab.errors import Interrupted
-from lab.interrupt import Interrupts
-from lab.process import Server
-from lab.reaper import Ledger
+from lab.supervise.interrupt import Interrupts
+from lab.supervise.process import Server
+from lab.supervise.reaper import Ledger
 from lab.servers import ADAPTERS
 lab = LabSettings()
 server = Server(ADAPTERS["uvicorn"].argv(sys.executable, lab.app, lab.host, 0, 1, {}),

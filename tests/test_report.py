@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from lab import environment, report
-from lab.config import Cell, Matrix, parse
+from lab import report
 from lab.load.samples import Sample
+from lab.load.stats import summarize
+from lab.matrix.config import Cell, Matrix, parse
 from lab.report.findings import interference_finding, probe_effect, stalled
 from lab.report.groups import HEADLINES, Comparison, Row
-from lab.results import RUN_INFO, RunDir
-from lab.runner import describe
-from lab.stats import summarize
+from lab.run.runner import describe
+from lab.store import environment
+from lab.store.results import RUN_INFO, RunDir
 from tests.conftest import ROOT, measurement, result, run_lab
 
 DELAY = 0.05
@@ -68,7 +69,7 @@ def burst_samples(cell: Cell, wall: float) -> list[Sample]:
 
 
 def record_for(cell: Cell, matrix: Matrix, run_id: str) -> dict[str, Any]:
-    """A results line as lab.runner.run_cell builds it."""
+    """A results line as lab.run.runner.run_cell builds it."""
     record = describe(cell, matrix.lab, run_id) | {
         "started_at": "2025-11-26T10:00:00+00:00", "finished_at": "2025-11-26T10:00:01+00:00",
         "failure": None, "figures": None, "cell_wall_s": 1.0,

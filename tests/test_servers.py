@@ -1,4 +1,4 @@
-"""Every server at 1 and 2 workers, started for real on 127.0.0.1 through lab.process."""
+"""Every server at 1 and 2 workers, started for real on 127.0.0.1 through lab.supervise.process."""
 
 import asyncio
 import sys
@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lab import pgroup
-from lab.config import bind_address
 from lab.errors import ServerStartError
-from lab.process import running
+from lab.matrix.config import bind_address
 from lab.servers import ADAPTERS
+from lab.supervise import pgroup
+from lab.supervise.process import running
 from tests.conftest import carrying, leftovers
 
 pytestmark = pytest.mark.servers
@@ -111,7 +111,8 @@ def test_stop_after_the_server_exited_by_itself(tmp_path: Path, leak_token: str)
 @pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
 def test_every_loopback_host_the_config_accepts_works(name: str, host: str, tmp_path: Path,
                                                        leak_token: str) -> None:
-    """lab.config accepts localhost, ::1 and [::1] as loopback: each must work on every server."""
+    """lab.matrix.config accepts localhost, ::1 and [::1] as loopback: each must work on every
+    server."""
     adapter = ADAPTERS[name]
     host = bind_address(host)
     with running(lambda port: adapter.argv(sys.executable, APP, host, port, 1, {}), host, 1,

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from lab.histogram import Histogram, latency_figures
+from lab.load.histogram import Histogram, latency_figures
 from lab.load.samples import Sample
-from lab.stats import Spread, median, summarize
+from lab.load.stats import Spread, median, summarize
 from tests.conftest import measurement
 
 ONE_TO_THOUSAND_MS = [i / 1000 for i in range(1, 1001)]  # seconds

@@ -1,4 +1,4 @@
-"""lab.verdict: when is a difference between two rows real? Pure, synthetic repeats.
+"""lab.report.verdict: when is a difference between two rows real? Pure, synthetic repeats.
 
 A verdict needs both non-overlapping ranges over repeats and a difference beyond the noise
 floor (the median spread of repeated cells); otherwise "no clear difference". The ratio is
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.load.stats import Spread
 from lab.report.groups import HEADLINES, Comparison, Row
 from lab.report.model import Report, baseline, verdicts
-from lab.results import RunDir
-from lab.stats import Spread
-from lab.verdict import Verdict, compare, noise_floor_pct
+from lab.report.verdict import Verdict, compare, noise_floor_pct
+from lab.store.results import RunDir
 from tests.conftest import result, run_lab
 
 # Higher is better (req/s) and lower is better (seconds), each with a row that is clearly

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.results import RunDir
+from lab.store.results import RunDir
 from tests.conftest import leftovers, run_lab
 
 pytestmark = [pytest.mark.servers,

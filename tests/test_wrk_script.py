@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from lab.endpoint import Endpoint
 from lab.load.samples import check
 from lab.load.wrk import SCRIPT, script_args
+from lab.matrix.endpoint import Endpoint
 
 LUA_GLOBALSINDEX = -10002
 

@@ -10,11 +10,11 @@ request were written (the send spread) is recorded: a client that spread its sen
 measured itself, not the server.
 """
 
-from lab.config import Experiment
-from lab.endpoint import Endpoint
 from lab.load.engines import ENGINES
+from lab.load.monitor import Window
 from lab.load.samples import Measurement, Sample
-from lab.monitor import Window
+from lab.matrix.config import Experiment
+from lab.matrix.endpoint import Endpoint
 
 
 async def run(base_url: str, exp: Experiment, endpoint: Endpoint, n: int,

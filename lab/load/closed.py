@@ -7,12 +7,12 @@ and every loop stops by itself at its end (plus one request timeout at most).
 import asyncio
 import time
 
-from lab.config import Experiment
-from lab.endpoint import Endpoint
 from lab.load.engines import ENGINES, Client, close_all
+from lab.load.monitor import Window
 from lab.load.samples import Measurement, Sample
 from lab.load.window import measure
-from lab.monitor import Window
+from lab.matrix.config import Experiment
+from lab.matrix.endpoint import Endpoint
 
 
 async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: Window,

@@ -17,11 +17,11 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 
-from lab.asgi_wrap import WORKER_HEADER
-from lab.endpoint import Endpoint
 from lab.load.params import Params, request_query
 from lab.load.rawhttp import Done, RawClient
 from lab.load.samples import Sample, check
+from lab.matrix.endpoint import Endpoint
+from lab.servers.asgi_wrap import WORKER_HEADER
 
 
 class Client(Protocol):

@@ -10,12 +10,12 @@ connection is opened and answered once before the probe is timed. This shows `as
 
 import asyncio
 
-from lab.config import Experiment
-from lab.endpoint import Endpoint
-from lab.histogram import latency_figures
 from lab.load.engines import ENGINES, Client, close_all
+from lab.load.histogram import latency_figures
+from lab.load.monitor import Window
 from lab.load.samples import Measurement, Sample, Tally
-from lab.monitor import Window
+from lab.matrix.config import Experiment
+from lab.matrix.endpoint import Endpoint
 
 
 async def _probe(base_url: str, exp: Experiment, interval_s: float) -> list[Sample]:

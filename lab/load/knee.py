@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lab.histogram import latency_figures
+from lab.load.histogram import latency_figures
 from lab.load.samples import Measurement
 
 KNEE_START_RPS = 250.0

@@ -9,12 +9,12 @@ schedule, the cell says so.
 import asyncio
 import time
 
-from lab.config import Experiment
-from lab.endpoint import Endpoint
 from lab.load.engines import ENGINES
+from lab.load.monitor import Window
 from lab.load.samples import Measurement, Sample
 from lab.load.window import measure
-from lab.monitor import Window
+from lab.matrix.config import Experiment
+from lab.matrix.endpoint import Endpoint
 
 BEHIND_P99_MS = 10.0  # the client's send lag beyond which its schedule is not trusted
 EARLY_S = 0.001  # a timer tick: how early a request may go out with its batch

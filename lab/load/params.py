@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
-from lab.endpoint import Endpoint
+from lab.matrix.endpoint import Endpoint
 
 Params = Mapping[str, str | int | float | bool]
 # RFC 3986 path characters stay as they are; anything else (a space, "é") is

@@ -15,12 +15,12 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from lab.config import Experiment
-from lab.endpoint import Endpoint
 from lab.load import loop
+from lab.load.monitor import Usage, Window
 from lab.load.samples import Measurement
 from lab.load.window import quiet_gc
-from lab.monitor import Usage, Window
+from lab.matrix.config import Experiment
+from lab.matrix.endpoint import Endpoint
 
 READY_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from lab.asgi_wrap import WORKER_HEADER
-from lab.endpoint import Endpoint
 from lab.load.params import Params, request_target
 from lab.load.samples import Sample, check
+from lab.matrix.endpoint import Endpoint
+from lab.servers.asgi_wrap import WORKER_HEADER
 
 _WORKER = WORKER_HEADER.encode()
 

@@ -4,9 +4,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.endpoint import Endpoint
-from lab.histogram import Histogram
-from lab.monitor import Usage
+from lab.load.histogram import Histogram
+from lab.load.monitor import Usage
+from lab.matrix.endpoint import Endpoint
 
 
 @dataclass(slots=True)

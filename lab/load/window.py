@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from lab.monitor import Usage, Window
+from lab.load.monitor import Usage, Window
 
 
 async def sleep_until(t: float) -> None:

@@ -16,7 +16,7 @@ local function unhex(text)
   return (text:gsub("..", function(h) return string.char(tonumber(h, 16)) end))
 end
 
--- A small JSON decoder, for the JSON-subset check (lab.endpoint.is_subset's rules).
+-- A small JSON decoder, for the JSON-subset check (lab.matrix.endpoint.is_subset's rules).
 local NULL, ARRAY = {}, {}  -- JSON null; the key that holds an array's length
 local ESCAPES = {['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n',
                  r = '\r', t = '\t'}

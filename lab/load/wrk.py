@@ -3,13 +3,13 @@
 A C client spends a fraction of the CPU a Python one does (~25–30 % of a core at 18k req/s
 here, where aiohttp needs a whole core for half that), so its figure is the server's, not
 the client's. The Lua script sends the endpoint's request (method, headers, body) and checks
-every response as the lab's own clients do (``lab.endpoint``: the expected status, the body
+every response as the lab's own clients do (``lab.matrix.endpoint``: the expected status, the body
 check; the worker from the wrapper's header): a failed check is an error of its kind, never
 a success; the script carries a small JSON decoder for the JSON-subset check. Latencies come
 from wrk's own histogram (1 µs buckets), folded into the lab's mergeable one; wrk records a
 latency for every response, so a row with errors says its latencies include them.
 
-wrk runs like a server: under ``lab.guard`` in a process group of its own, in the run's
+wrk runs like a server: under ``lab.supervise.guard`` in a process group of its own, in the run's
 ledger, on the client's CPUs, bounded by the cell's timeout and stopped by Ctrl-C. It counts
 whole seconds only, so durations are rounded up.
 """
@@ -24,13 +24,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lab.config import Experiment
-from lab.endpoint import Endpoint
-from lab.histogram import Histogram
+from lab.load.histogram import Histogram
+from lab.load.monitor import Window
 from lab.load.params import request_target
 from lab.load.samples import Measurement, Tally
-from lab.monitor import Window
-from lab.process import Group
+from lab.matrix.config import Experiment
+from lab.matrix.endpoint import Endpoint
+from lab.supervise.process import Group
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
 STOP_GRACE_S = 1.0

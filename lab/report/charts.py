@@ -23,11 +23,11 @@ from matplotlib.axes import Axes  # noqa: E402  (after the backend is chosen)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from lab.histogram import Histogram  # noqa: E402
+from lab.load.histogram import Histogram  # noqa: E402
+from lab.load.stats import Spread  # noqa: E402
 from lab.report.groups import Comparison, Row  # noqa: E402
 from lab.report.model import Report, limit_flags  # noqa: E402
-from lab.results import write_atomically  # noqa: E402
-from lab.stats import Spread  # noqa: E402
+from lab.store.results import write_atomically  # noqa: E402
 
 PREFIX = "chart-"
 SERVER_COLOURS = {"uvicorn": "#1f77b4", "hypercorn": "#ff7f0e", "granian": "#2ca02c"}

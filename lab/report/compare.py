@@ -2,7 +2,7 @@
 
 Cells are matched by their id without the repeat suffix (``uvicorn-w1-hello-hello-c64``);
 the repeats of a cell on each side give two ranges, and the verdict is the report's rule
-(`lab.verdict.compare`): "improved" or "regressed" only with ≥ 3 repeats per side, ranges
+(`lab.report.verdict.compare`): "improved" or "regressed" only with ≥ 3 repeats per side, ranges
 that do not overlap and a change beyond the noise floor, else "no clear difference" — or
 "no verdict (…)" when the rule cannot speak. Two runs are weaker evidence than repeats that
 ran side by side: a machine that was busier during one run moves every figure of it, so the
@@ -15,16 +15,16 @@ from typing import Any
 
 from tabulate import tabulate
 
-from lab.environment import changes, facts
 from lab.errors import UsageError
+from lab.load.stats import Spread
 from lab.report.fmt import fmt_spread
 from lab.report.groups import HEADLINES, Comparison, Row, noise_by_kind
 from lab.report.model import LIMIT_TEXT, Report
 from lab.report.records import Result
-from lab.results import ENVIRONMENT, RunDir
+from lab.report.verdict import MIN_REPEATS, compare
 from lab.servers import ADAPTERS
-from lab.stats import Spread
-from lab.verdict import MIN_REPEATS, compare
+from lab.store.environment import changes, facts
+from lab.store.results import ENVIRONMENT, RunDir
 
 EXIT_REGRESSED = 4  # a regression beyond --threshold: for CI gates
 

@@ -8,11 +8,11 @@ overlapped. What an endpoint is, and what anyone claimed about it, is for
 
 from collections.abc import Callable
 
+from lab.load.stats import Spread
 from lab.report.fmt import fmt
 from lab.report.groups import CLIENT_SHARE_BAR, Comparison, Row, client_limits, machine_limits
 from lab.report.records import Figures
 from lab.report.tables import peaks, split
-from lab.stats import Spread
 
 SERIAL_FRACTION = 0.8  # wall ≥ 80 % of (busiest worker's share × delay) counts as serialised
 

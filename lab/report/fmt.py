@@ -1,9 +1,9 @@
 """Numbers as the report writes them: three significant digits, never an exponent, and
 a repeated figure as ``median (min–max)``."""
 
+from lab.load.stats import Spread
 from lab.report.groups import MIN_SAMPLES
 from lab.report.model import noisy
-from lab.stats import Spread
 
 
 def fmt(x: float | None, digits: int = 3) -> str:

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.config import KINDS
-from lab.histogram import Histogram, latency_figures
+from lab.load.histogram import Histogram, latency_figures
+from lab.load.stats import Spread
+from lab.matrix.config import KINDS
 from lab.report.records import Figures, Result
-from lab.stats import Spread
-from lab.verdict import Verdict, noise_floor_pct
+from lab.report.verdict import Verdict, noise_floor_pct
 
 Getter = Callable[[Figures], float | None]
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lab.environment import changes
 from lab.errors import UsageError
-from lab.results import ENVIRONMENT, RESULTS, RUN_INFO, SERVERS, RunDir, write_atomically
+from lab.store.environment import changes
+from lab.store.results import ENVIRONMENT, RESULTS, RUN_INFO, SERVERS, RunDir, write_atomically
 
 MERGED_FROM = "merged_from"
 

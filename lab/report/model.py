@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from lab.load.stats import Spread
 from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
 from lab.report.records import Result
-from lab.stats import Spread
-from lab.verdict import Verdict, compare
+from lab.report.verdict import Verdict, compare
 
 NOISY_SPREAD_PCT = 10.0
 
@@ -130,12 +130,12 @@ class Report:
     @classmethod
     def of(cls, lines: Iterable[Mapping[str, Any]], preferred: str | None = None
            ) -> "Report":
-        """From the lines `lab.results.RunDir.load` returned."""
+        """From the lines `lab.store.results.RunDir.load` returned."""
         return cls.of_results([Result.from_line(line) for line in lines], preferred)
 
     @classmethod
     def of_results(cls, results: list[Result], preferred: str | None = None) -> "Report":
-        """From typed records (as `lab.results.RunDir.read` streams them)."""
+        """From typed records (as `lab.store.results.RunDir.read` streams them)."""
         comps = comparisons(results)
         noise = noise_by_kind(comps)
         for comp in comps:

@@ -1,7 +1,7 @@
 """A line of results.jsonl, typed: what every renderer (tables, charts, findings, compare,
 the merged report) reads instead of a JSON dict.
 
-`lab.results` has already checked the keys every reader relies on; the figures differ by
+`lab.store.results` has already checked the keys every reader relies on; the figures differ by
 kind and by the lab's version that wrote them, so each is optional here and older lines
 still read (a line without ``latency_samples`` counts its successful requests).
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.histogram import Histogram
+from lab.load.histogram import Histogram
 
 
 def _num(value: Any) -> float | None:
@@ -47,7 +47,7 @@ def _histogram(value: Any) -> Histogram | None:
 
 @dataclass(frozen=True)
 class Figures:
-    """One cell's measured figures (see `lab.stats.summarize`)."""
+    """One cell's measured figures (see `lab.load.stats.summarize`)."""
 
     requests: int = 0
     ok: int = 0
@@ -113,7 +113,7 @@ class Figures:
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # e.g. start_failed, cell_timeout (as `lab.runner` writes it)
+    kind: str  # e.g. start_failed, cell_timeout (as `lab.run.runner` writes it)
     reason: str
     log_tail: str = ""
 
@@ -139,7 +139,7 @@ class Result:
     failure: Failure | None
     figures: Figures | None  # a failed cell may still have partial figures
     engine: str | None = None  # the load generator that ran (closed: wrk, aiohttp, …)
-    wrap: bool = True  # served inside lab.asgi_wrap (per-worker split known)
+    wrap: bool = True  # served inside lab.servers.asgi_wrap (per-worker split known)
     ways: bool = False  # the experiment's endpoints are ways of one thing (config `ways`)
     placement: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)  # as run, for "as run"
@@ -148,7 +148,7 @@ class Result:
 
     @classmethod
     def from_line(cls, r: Mapping[str, Any]) -> "Result":
-        """From a line `lab.results.RunDir.load` accepted."""
+        """From a line `lab.store.results.RunDir.load` accepted."""
         failure = _table(r.get("failure"))
         process = _table(r.get("process"))
         return cls(

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from lab.config import KINDS, PYTHON_ENGINES
+from lab.load.stats import Spread
+from lab.matrix.config import KINDS, PYTHON_ENGINES
 from lab.report import article
 from lab.report.findings import findings, knees
 from lab.report.fmt import fmt
@@ -17,9 +18,8 @@ from lab.report.records import Result
 from lab.report.summary import in_short
 from lab.report.tables import table
 from lab.report.ways import ways_findings
-from lab.results import ENVIRONMENT, PLANNED, RUN_INFO, RunDir, write_atomically
 from lab.servers.base import FACTS
-from lab.stats import Spread
+from lab.store.results import ENVIRONMENT, PLANNED, RUN_INFO, RunDir, write_atomically
 
 if TYPE_CHECKING:
     from lab.report.charts import Chart
@@ -159,12 +159,12 @@ HOW_TO_READ = f"""## How to read this report
   checked ready (`lab.ready_path` answered `lab.ready_status` and every worker had
   started); one start served all cells of a configuration and repeat (checked between
   cells, restarted after a failed cell) unless `lab.restart = "cell"`. Unless
-  `wrap = false`, the app ran inside lab.asgi_wrap, whose `x-lab-worker` header names the
+  `wrap = false`, the app ran inside lab.servers.asgi_wrap, whose `x-lab-worker` header names the
   worker of each response.
 - **Burst**: N requests written at once (`connect = "warm"`: on N connections opened and
   checked before the window; `"cold"`: a new connection per request inside it); *wall s*
   runs from the first request written to the last response read. *peak in flight per
-  worker* is counted inside each worker by lab.asgi_wrap: N on one worker means fully
+  worker* is counted inside each worker by lab.servers.asgi_wrap: N on one worker means fully
   concurrent, 1 means one after another. *send spread* is how far apart the client wrote
   the first and the last request.
 - **Closed**: c users each send the next request when the last one answered; *req/s* over
@@ -357,7 +357,7 @@ def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[
 
 def _read(run: RunDir, planned: object) -> tuple[list[Result], list[str], list[str]]:
     """The run's results typed as they are read, the ids of its stale ones (see
-    `lab.results.Loaded.stale`) and the warnings."""
+    `lab.store.results.Loaded.stale`) and the warnings."""
     current = set(planned) if isinstance(planned, list) else None
 
     def typed(line: dict[str, Any]) -> Result | str:

@@ -7,8 +7,8 @@ from lab.report import article
 from lab.report.fmt import fmt
 from lab.report.groups import Comparison, Row
 from lab.report.model import Report
+from lab.report.verdict import compare
 from lab.report.ways import ways_short
-from lab.verdict import compare
 
 
 def _which_server(report: Report) -> list[str]:

@@ -1,4 +1,4 @@
-"""``python -m lab.guard ARGV...``: run one server so that it cannot outlive the lab.
+"""``python -m lab.supervise.guard ARGV...``: run one server so that it cannot outlive the lab.
 
 The lab starts this guard as the leader of a new process group, with a pipe on its stdin.
 The guard runs the server in the same group and waits. When the pipe closes without the
@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 
-from lab.pgroup import children, signal_group, terminate, wait_gone
-from lab.placement import apply_from_env
+from lab.matrix.placement import apply_from_env
+from lab.supervise.pgroup import children, signal_group, terminate, wait_gone
 
 GRACE_ENV = "LAB_GUARD_GRACE_S"
 RUSAGE_ENV = "LAB_RUSAGE_FILE"  # where the guard writes its child's CPU seconds

@@ -16,7 +16,7 @@ than 3 repeats on either side give no verdict at all.
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from lab.stats import Spread, median
+from lab.load.stats import Spread, median
 
 MIN_REPEATS = 3
 

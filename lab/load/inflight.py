@@ -1,4 +1,4 @@
-"""Requests in flight inside each worker, as ``lab.asgi_wrap`` counts them: the lab's side.
+"""Requests in flight inside each worker, as ``lab.servers.asgi_wrap`` counts them: the lab's side.
 
 Each wrapped worker keeps, in a file of the server's meter folder named by its pid, how many
 HTTP requests are inside the app's call now, the most at once since the lab's window began,
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.asgi_wrap import (
+from lab.servers.asgi_wrap import (
     CURRENT,
     GENERATION,
     GENERATION_FILE,

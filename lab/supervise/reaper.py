@@ -12,8 +12,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import pgroup
-from lab.lock import writer_lock
+from lab.supervise import pgroup
+from lab.supervise.lock import writer_lock
 
 LEDGER = "pgroups.jsonl"
 TOKEN_ENV = "LAB_GROUP_TOKEN"  # set in every server's environment; proves a group is ours

@@ -4,7 +4,7 @@ A throughput figure is the server's only if the client did not take the server's
 machine with ≥ 4 usable cores the default gives the client a quarter of them (at least one)
 and the servers the rest; on 2–3 cores both share every core, and the report says so.
 
-The server's CPUs are applied by ``lab.guard`` before it starts the server, so the whole
+The server's CPUs are applied by ``lab.supervise.guard`` before it starts the server, so the whole
 process group (workers, granian's runtime threads) inherits them; the client's CPUs are
 applied to the lab process itself (in-process engines, client processes it spawns) and, by
 the guard, to wrk. Client and servers on different hosts would be another placement with
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from lab.errors import ConfigError
 
-CPUS_ENV = "LAB_CPUS"  # read by lab.guard: the cpuset its child gets
+CPUS_ENV = "LAB_CPUS"  # read by lab.supervise.guard: the cpuset its child gets
 PARTITION_MIN_CORES = 4
 
 
@@ -101,7 +101,7 @@ class Placement:
 
 
 def apply_from_env() -> None:
-    """In ``lab.guard``: restrict this process (and so its children) to ``LAB_CPUS``."""
+    """In ``lab.supervise.guard``: restrict this process (and so its children) to ``LAB_CPUS``."""
     text = os.environ.pop(CPUS_ENV, "")
     if text:  # checked by the lab against its CPUs; this process may be pinned elsewhere
         os.sched_setaffinity(0, parse_cpuset(text, CPUS_ENV, frozenset(range(os.cpu_count()

@@ -6,14 +6,14 @@ apps.article's endpoints use it: a burst of /async-blocking takes N × delay (se
 send every request to one worker), other sleeping endpoints a delay per 40 requests (the
 thread pool); a probe stalled by /async-blocking waits for the background users' requests,
 a few rounds of them. Other bursts and probes count only their overhead, and the estimate
-says it is a floor: a real app's took twice as long. The live ETA (``lab.progress``)
+says it is a floor: a real app's took twice as long. The live ETA (``lab.run.progress``)
 learns the pace from the cells measured.
 """
 
 import math
 from dataclasses import dataclass
 
-from lab.config import Cell
+from lab.matrix.config import Cell
 
 SERVER_OVERHEAD_S = 0.9  # start-to-ready ~0.3-0.4 s, stop up to ~0.5 s, bookkeeping
 CELL_OVERHEAD_S = 0.05  # a reused server: a /health check and the results line

@@ -3,7 +3,7 @@ And, once it is served, does it answer each endpoint as the config expects?
 
 An app module runs arbitrary code at import: it may call ``sys.exit(0)``, close fd 1,
 sleep forever or print megabytes. In the lab's own process any of these would end or hang
-the run with no clear word; in a supervised child (``lab.guard``: its own process group,
+the run with no clear word; in a supervised child (``lab.supervise.guard``: its own process group,
 gone when the lab dies) each becomes one line: the key, the cause, exit code 2. The same
 child finds the app's modules that would hide the lab's or a server's own imports.
 
@@ -23,15 +23,15 @@ from pathlib import Path
 
 import httpx
 
-from lab.asgi_wrap import WORKER_HEADER
-from lab.config import Experiment
-from lab.endpoint import Endpoint
 from lab.errors import ConfigError
+from lab.load.monitor import Window
 from lab.load.params import request_target
 from lab.load.samples import check
-from lab.monitor import Window
-from lab.process import PROJECT_ROOT, Group, answer_text, log_tail
+from lab.matrix.config import Experiment
+from lab.matrix.endpoint import Endpoint
 from lab.servers import ADAPTERS
+from lab.servers.asgi_wrap import WORKER_HEADER
+from lab.supervise.process import PROJECT_ROOT, Group, answer_text, log_tail
 
 CHECK_TIMEOUT_S = 30.0
 # The child, started where the servers start (the app's folder): check that neither the
@@ -47,7 +47,7 @@ spec = importlib.util.find_spec("lab")
 found = list(spec.submodule_search_locations or []) if spec else []
 if lab_dir and [os.path.realpath(p) for p in found] != [os.path.realpath(lab_dir)]:
     verdict(f"has a package or module named 'lab' ({', '.join(found)}) that hides the "
-            "lab's own, which the servers import (lab.asgi_wrap); rename it, or set "
+            "lab's own, which the servers import (lab.servers.asgi_wrap); rename it, or set "
             "lab.wrap = false", "lab.app_dir")
     sys.exit(0)
 here = os.path.realpath(os.getcwd()) + os.sep  # the app's folder: what would hide them

@@ -6,12 +6,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
-from lab.config import LabSettings, Service
 from lab.errors import ServerStartError, ServiceError
-from lab.process import start, url_host
-from lab.reaper import Ledger
-from lab.results import RunDir
+from lab.matrix.config import LabSettings, Service
 from lab.servers import ADAPTERS
+from lab.store.results import RunDir
+from lab.supervise.process import start, url_host
+from lab.supervise.reaper import Ledger
 
 DATA_DIR_ENV = "LAB_DATA_DIR"  # a folder of the run the app may write to (its database)
 

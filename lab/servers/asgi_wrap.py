@@ -1,6 +1,6 @@
 """The apps' contract with the lab, and the thin ASGI wrapper that fulfils it for any app.
 
-Servers serve ``lab.asgi_wrap:app``; the user's app (``LAB_APP = "module:attr"``, imported
+Servers serve ``lab.servers.asgi_wrap:app``; the user's app (``LAB_APP = "module:attr"``, imported
 from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
 
 - adds ``x-lab-worker: <pid>`` to every HTTP response, in place of any the app sent, so
@@ -14,7 +14,7 @@ from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
   also marks a worker at its first request (a server that runs no lifespan at all);
 - counts the HTTP requests in flight in the worker (inside the app's call) and their peak
   over the lab's measurement window, in the worker's meter file ``LAB_METER_DIR/<pid>``
-  (``Meter``; the lab reads it with ``lab.inflight``), when the lab names that folder.
+  (``Meter``; the lab reads it with ``lab.load.inflight``), when the lab names that folder.
 
 One module that both sides import: the lab reads the header's name and the environment's
 names from here, the servers the wrapper. It imports only the standard library at module
@@ -38,7 +38,7 @@ APP_ENV = "LAB_APP"  # the user's app, "module:attr"
 APP_DIR_ENV = "LAB_APP_DIR"  # the folder it is imported from (optional)
 READY_DIR_ENV = "LAB_READY_DIR"  # one marker file per worker that finished start-up
 METER_DIR_ENV = "LAB_METER_DIR"  # one meter file per worker, and the window's generation
-SERVED = "lab.asgi_wrap:app"  # what the servers are given when the lab wraps the app
+SERVED = "lab.servers.asgi_wrap:app"  # what the servers are given when the lab wraps the app
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -126,7 +126,7 @@ def open_meter() -> Meter | None:
     try:
         return Meter(folder)
     except (OSError, ValueError) as e:
-        print(f"lab.asgi_wrap: no in-flight meter in {folder} ({type(e).__name__}: {e})",
+        print(f"lab.servers.asgi_wrap: no in-flight meter in {folder} ({type(e).__name__}: {e})",
               file=sys.stderr, flush=True)
         return None
 
@@ -204,7 +204,7 @@ class Wrapped:
         except Exception as e:
             if state["answered"]:
                 raise  # failed start-up (already told) or a failure at shutdown: the app's
-            print(f"lab.asgi_wrap: the app does not support lifespan ({type(e).__name__}: "
+            print(f"lab.servers.asgi_wrap: the app does not support lifespan ({type(e).__name__}: "
                   f"{e}); starting without it", file=sys.stderr, flush=True)
         if state["answered"]:
             return

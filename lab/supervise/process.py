@@ -1,6 +1,6 @@
 """Start a server in its own process group, wait until it answers, stop it, leave nothing.
 
-Each server runs under ``lab.guard`` (leader of a fresh process group, pipe on stdin) so
+Each server runs under ``lab.supervise.guard`` (leader of a fresh process group, pipe on stdin) so
 that it dies with the lab even when the lab is SIGKILLed. Stopping signals the server's
 main process first and then the group: hypercorn's workers have no SIGTERM handler, so
 signalling the whole group at once would abort requests its main process would drain.
@@ -23,15 +23,15 @@ from pathlib import Path
 
 import httpx
 
-from lab import pgroup
-from lab.asgi_wrap import METER_DIR_ENV, READY_DIR_ENV
 from lab.errors import ServerStartError
-from lab.guard import GRACE_ENV, RUSAGE_ENV
-from lab.inflight import InFlightMeter
-from lab.placement import CPUS_ENV
-from lab.reaper import TOKEN_ENV, Ledger
+from lab.load.inflight import InFlightMeter
+from lab.matrix.placement import CPUS_ENV
+from lab.servers.asgi_wrap import METER_DIR_ENV, READY_DIR_ENV
+from lab.supervise import pgroup
+from lab.supervise.guard import GRACE_ENV, RUSAGE_ENV
+from lab.supervise.reaper import TOKEN_ENV, Ledger
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.02
 # An app that answers its ready path wrongly may log a traceback per request (≈ 1 MB per
 # 30 s at 20 ms): its polls back off, doubling up to this.
@@ -89,7 +89,7 @@ class StopReport:
 
 
 class Group:
-    """A command run under ``lab.guard``: leader of its own process group, recorded in the
+    """A command run under ``lab.supervise.guard``: leader of its own process group, recorded in the
     run's ledger, stopped with SIGTERM then SIGKILL, and gone when the lab dies."""
 
     def __init__(self, argv: Sequence[str], log_path: Path, ledger: Ledger | None = None,
@@ -121,7 +121,7 @@ class Group:
             # -P: the guard finds the lab on PYTHONPATH, never a `lab` in an app's folder
             # (cwd); the command it runs (python -m <server>) has the cwd first, as usual.
             self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "lab.guard", *self.argv],
+                [sys.executable, "-P", "-m", "lab.supervise.guard", *self.argv],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd=self.cwd, env=full_env,
             )
@@ -205,7 +205,7 @@ class Group:
 @dataclass(frozen=True)
 class Readiness:
     """When a server counts as ready: ``path`` answers ``status`` and, with ``markers``
-    (the app is wrapped: lab.asgi_wrap writes them), every worker has written its marker.
+    (the app is wrapped: lab.servers.asgi_wrap writes them), every worker has written its marker.
     Without ``markers`` an app that writes its own (apps.article) is still waited for."""
 
     path: str = "/health"
@@ -243,7 +243,8 @@ class Server(Group):
 
     @property
     def meter(self) -> InFlightMeter:
-        """The requests in flight in each worker, counted by lab.asgi_wrap (wrapped apps)."""
+        """The requests in flight in each worker, counted by lab.servers.asgi_wrap (wrapped
+        apps)."""
         return self._meter
 
     def wait_ready(self, timeout_s: float, check: Callable[[], None] = lambda: None) -> float:

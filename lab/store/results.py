@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lab.environment import differences
 from lab.errors import StorageError, UsageError
+from lab.store.environment import differences
 
 SCHEMA_VERSION = 1
 RESULTS = "results.jsonl"

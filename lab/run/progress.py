@@ -4,7 +4,7 @@ On a terminal: a live display (rich) of cells done of total, the current cell, t
 elapsed and an ETA, with each finished cell's line printed above it. Elsewhere (CI, a pipe,
 a file): the plain line per finished cell, nothing redrawn. ``--quiet``: neither.
 
-The ETA is the estimate of the cells left (`lab.estimate`) scaled by how long the cells
+The ETA is the estimate of the cells left (`lab.run.estimate`) scaled by how long the cells
 done so far really took against their estimate, so it learns this machine's pace.
 Signals are not touched: the lab's handlers stay in charge, and a second Ctrl-C still
 skips the grace period.
@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Protocol, TextIO
 
-from lab.config import Cell
-from lab.estimate import matrix_s
+from lab.matrix.config import Cell
+from lab.run.estimate import matrix_s
 
 
 class Display(Protocol):

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lab.endpoint import Endpoint
 from lab.errors import ConfigError
-from lab.placement import Placement, parse_cpuset, usable_cpus
+from lab.matrix.endpoint import Endpoint
+from lab.matrix.placement import Placement, parse_cpuset, usable_cpus
 from lab.servers import ADAPTERS, OptionValue
 
 Scalar = str | int | float | bool
@@ -77,7 +77,7 @@ AXIS_SETTINGS = ("connect", "probe_connect")  # a list of them is an axis of exp
 class LabSettings:
     app: str = "apps.article:app"
     app_dir: str | None = None  # absolute; None: the lab's project root
-    wrap: bool = True  # serve lab.asgi_wrap around the app (worker header, ready markers)
+    wrap: bool = True  # serve lab.servers.asgi_wrap around the app (worker header, ready markers)
     ready_path: str = "/health"  # ready once it answers ready_status (and every worker
     ready_status: int = 200  # has started, when the app is wrapped)
     repeats: int = 1

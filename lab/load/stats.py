@@ -5,9 +5,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lab.histogram import latency_figures
+from lab.load.histogram import latency_figures
+from lab.load.monitor import Usage
 from lab.load.samples import Measurement
-from lab.monitor import Usage
 
 CLIENT_LIMITED_CPU_PCT = 90.0  # of one core, for the busiest client process
 SATURATED_PCT = 90.0  # of all usable cores, client and server together

@@ -29,7 +29,7 @@ class Usage:
 
 
 class Meter(Protocol):
-    """What the workers count from inside (``lab.inflight``): a window begins, its peaks."""
+    """What the workers count from inside (``lab.load.inflight``): a window begins, its peaks."""
 
     def begin(self) -> None: ...
 

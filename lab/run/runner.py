@@ -14,21 +14,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lab import appcheck, services
-from lab.asgi_wrap import APP_DIR_ENV, APP_ENV, SERVED
-from lab.config import KINDS, Cell, Experiment, LabSettings, Matrix
-from lab.endpoint import Endpoint
 from lab.errors import LabError, ServerStartError
-from lab.interrupt import Interrupts
 from lab.load import MULTI_PROCESS, RUNNERS, knee, loop, processes, wrk
+from lab.load.monitor import Stalls, Window
 from lab.load.samples import Measurement
+from lab.load.stats import MachineShare, summarize
 from lab.load.window import quiet_gc
-from lab.monitor import Stalls, Window
-from lab.process import AppNotReady, Group, Readiness, Server, ServerExited, log_tail, start
-from lab.reaper import Ledger
-from lab.results import RunDir, timestamp
+from lab.matrix.config import KINDS, Cell, Experiment, LabSettings, Matrix
+from lab.matrix.endpoint import Endpoint
+from lab.run import services
 from lab.servers import ADAPTERS
-from lab.stats import MachineShare, summarize
+from lab.servers.asgi_wrap import APP_DIR_ENV, APP_ENV, SERVED
+from lab.store.results import RunDir, timestamp
+from lab.supervise import appcheck
+from lab.supervise.interrupt import Interrupts
+from lab.supervise.process import (
+    AppNotReady,
+    Group,
+    Readiness,
+    Server,
+    ServerExited,
+    log_tail,
+    start,
+)
+from lab.supervise.reaper import Ledger
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""What a run leaves on disk: the results store and the environment it ran in."""
