@@ -560,6 +560,12 @@ def test_a_probe_whose_tail_stalled_is_not_as_fast_as_idle() -> None:
     assert [stalled(row, comp) for row in comp.rows] == [True, False]
     found = interference_finding(comp)
     assert found is not None and "stalled some of them" in found
+    # Without a delay the bar is 10× idle: a `def` sqlite query's 4.4 ms p90 beside a
+    # 0.38 ms idle p50 (0.8 ms idle p90) is a wait behind the GIL, not a stall.
+    db = Comparison("db-stall", "interference", "/db/def", {"background": 8, "probe": "/hello"},
+                    {}, "rawhttp")
+    db.rows = [_probe_row("uvicorn-w1", (0.38, 0.8), (0.99, 4.42, 26.9))]
+    assert [probe_effect(row, db) for row in db.rows] == ["slowed"]
 
 
 WAYS = """

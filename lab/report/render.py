@@ -177,9 +177,10 @@ HOW_TO_READ = f"""## How to read this report
   endpoint busy; each probe is a new connection, as an unrelated user's would be, opened
   and answered once before the probe is timed (`probe_connect = "warm"`). The findings
   call a probe *stalled* when its p50 under load is ≥ half the delay (≥ 10× idle without
-  one), *stalled some* when only its p90 is (one probe in ten or more waited: with two
-  workers, those that reached the blocked one), *as fast as idle* when its p50 is no
-  higher than the idle probes' p90 (within idle's own spread), and *slowed* in between.
+  one), *stalled some* when only its p90 is, and is also ≥ 10× idle's p90 (one probe in
+  ten or more waited: with two workers, those that reached the blocked one), *as fast as
+  idle* when its p50 is no higher than the idle probes' p90 (within idle's own spread), and
+  *slowed* in between.
 - Each table shows the headline figure, its verdict and the few figures that explain it;
   *More figures* under it (collapsed) holds the rest: latency percentiles over all repeats
   merged, errors by kind, *requests per worker* (how the server split requests across its
