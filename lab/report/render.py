@@ -19,7 +19,14 @@ from lab.report.summary import in_short
 from lab.report.tables import table
 from lab.report.ways import ways_findings
 from lab.servers.base import FACTS
-from lab.store.results import ENVIRONMENT, PLANNED, RUN_INFO, RunDir, write_atomically
+from lab.store.results import (
+    ENVIRONMENT,
+    PLANNED,
+    RUN_INFO,
+    RunDir,
+    current,
+    write_atomically,
+)
 
 if TYPE_CHECKING:
     from lab.report.charts import Chart
@@ -358,13 +365,11 @@ def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[
 
 def _read(run: RunDir, planned: object) -> tuple[list[Result], list[str], list[str]]:
     """The run's results typed as they are read, the ids of its stale ones (see
-    `lab.store.results.Loaded.stale`) and the warnings."""
-    current = set(planned) if isinstance(planned, list) else None
+    `lab.store.results.current`) and the warnings."""
+    is_current = current(planned)
 
     def typed(line: dict[str, Any]) -> Result | str:
-        if current is None or line.get("cell_key", "") in current:
-            return Result.from_line(line)
-        return str(line["cell_id"])
+        return Result.from_line(line) if is_current(line) else str(line["cell_id"])
 
     read, warnings = run.read(typed)
     return ([r for r in read if isinstance(r, Result)], [r for r in read if isinstance(r, str)],

@@ -88,6 +88,16 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
+def current(planned: object) -> Callable[[Mapping[str, Any]], bool]:
+    """Is a line of a cell the run's current config has? ``planned`` is run.json's list of
+    the current cells' keys; a load axis edited before ``--resume --force`` leaves lines of
+    cells it no longer has. Without the list (older and merged runs) every line is."""
+    if not isinstance(planned, list):
+        return lambda _: True
+    keys = set(planned)
+    return lambda line: line.get("cell_key", "") in keys
+
+
 @dataclass(frozen=True)
 class Finished:
     """The cells a run has lines for."""
@@ -105,14 +115,11 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
 
     def stale(self, planned: object) -> list[dict[str, Any]]:
-        """Take out the results of cells that the run's current config no longer has (a
-        load axis edited before ``--resume --force``), and return them; ``planned`` is
-        run.json's list of the current cells' keys (absent in older and merged runs)."""
-        if not isinstance(planned, list):
-            return []
-        keys = set(planned)
-        out = [r for r in self.records if r.get("cell_key", "") not in keys]
-        self.records = [r for r in self.records if r.get("cell_key", "") in keys]
+        """Take out the results of cells that the run's current config no longer has (see
+        `current`), and return them."""
+        is_current = current(planned)
+        out = [r for r in self.records if not is_current(r)]
+        self.records = [r for r in self.records if is_current(r)]
         return out
 
     def failed(self) -> int:
