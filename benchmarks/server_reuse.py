@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from statistics import median
 
-from lab.report.groups import HEADLINES
+from lab.kinds import get
 from lab.report.model import Report
 from lab.store.results import RunDir
 
@@ -54,7 +54,7 @@ def main() -> int:
             walls[mode].append(time.monotonic() - t0)
             for rec in Report.of(RunDir(out / f"{mode}-{r}").load().records).results:
                 if rec.ok and rec.figures:
-                    value = HEADLINES[rec.kind].get(rec.figures)
+                    value = get(rec.kind).headline.get(rec.figures)
                     if value:
                         figures[mode].setdefault(rec.cell_id, []).append(value)
     print(f"{'cell':58} {'fresh':>10} {'reused':>10} {'ratio':>7} {'spread %':>9}")

@@ -23,9 +23,9 @@ from lab.errors import (
     StorageError,
     UsageError,
 )
+from lab.kinds import kinds
 from lab.load import wrk
 from lab.matrix import placement
-from lab.matrix.config import KINDS
 from lab.report.compare import EXIT_REGRESSED, compare_runs
 from lab.report.compare import render as render_comparison
 from lab.report.merge import merge
@@ -184,7 +184,7 @@ def cmd_list(_: argparse.Namespace) -> int:
             default = f" (lab default {a.defaults[key]})" if key in a.defaults else ""
             print(f"      {key:22} {allowed:26} {opt.help}{default}")
     print("experiment kinds:")
-    for name, kind in KINDS.items():
+    for name, kind in kinds().items():
         print(f"  {name:10} {kind.help} (axis: {kind.load_key})")
     wrk_state = (f"installed ({shutil.which('wrk')}): closed loops use it by default"
                  if wrk.available() else

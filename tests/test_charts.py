@@ -9,9 +9,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from lab import report
+from lab.kinds import get
 from lab.matrix.config import parse
 from lab.report import charts
-from lab.report.groups import HEADLINES, Comparison, Row
+from lab.report.groups import Comparison, Row
 from lab.report.model import Report
 from lab.store.results import RunDir
 from tests.conftest import ROOT, result
@@ -86,7 +87,7 @@ def test_the_headline_chart_is_of_a_comparison_with_a_baseline(tmp_path: Path) -
 
 
 def _limited_row(sid: str, workers: int, kind: str, limited: bool) -> Row:
-    row = Row(sid, sid.split("-")[0], workers, {}, HEADLINES[kind])
+    row = Row(sid, sid.split("-")[0], workers, {}, get(kind).headline)
     for v in (10.0, 11.0, 12.0):
         row.results.append(result({
             "requests": 100, "ok": 100, "rps": 100 * v, "client_limited": limited,

@@ -24,13 +24,14 @@ from typing import Any
 
 import pytest
 
+from lab.kinds import get
 from lab.load import closed, open_model
 from lab.load.histogram import Histogram, latency_figures
 from lab.load.monitor import Window
 from lab.load.samples import Sample
 from lab.load.stats import MachineShare, summarize
-from lab.matrix.config import DEFAULT_ENGINE, Cell, Experiment, LabSettings, Scalar
-from lab.report.groups import HEADLINES, Row
+from lab.matrix.config import Cell, Experiment, LabSettings, Scalar
+from lab.report.groups import Row
 from lab.run.runner import Context, Launch, Servers, measure, run_cell
 from lab.servers import ADAPTERS
 from lab.store.results import RunDir
@@ -59,7 +60,7 @@ def make_cell(server: str, workers: int, kind: str, endpoint: str, load: int,
               params: dict[str, Scalar] | None = None, engine: str | None = None,
               timeout_s: float = 10.0, **settings: Any) -> Cell:
     exp = Experiment(f"measure-{kind}", kind, (endpoint,), (load,), dict(params or {}),
-                     engine or DEFAULT_ENGINE[kind], timeout_s, **settings)
+                     engine or get(kind).default_engine, timeout_s, **settings)
     return Cell(server, workers, (), exp, endpoint, load, 1)
 
 
@@ -452,7 +453,7 @@ def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
         [0.050 + 0.0001 * i for i in range(100)],        # 50–60 ms
         [0.100 + 0.001 * i for i in range(51)],          # 100–150 ms
     ]
-    row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"],
+    row = Row("uvicorn-w1", "uvicorn", 1, {}, get("closed").headline,
               [result(_figures(r)) for r in repeats])
     # a failed repeat is not part of the latency
     row.results.append(result(None, "failed", failure={"kind": "x", "reason": "y"}))
@@ -486,7 +487,7 @@ def test_row_latency_without_histograms_shows_the_typical_repeat() -> None:
     for f, rps in zip(figures, (100.0, 200.0, 300.0), strict=True):
         f["histogram"] = None
         f["rps"] = rps
-    row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"], [result(f) for f in figures])
+    row = Row("uvicorn-w1", "uvicorn", 1, {}, get("closed").headline, [result(f) for f in figures])
     got = row.latency()
     assert got["p50"] == pytest.approx(figures[1]["latency_ms"]["p50"])
     assert got["n"] == 10 and got["p99"] is None  # 10 samples: no p99
@@ -496,7 +497,7 @@ def test_row_latency_without_histograms_shows_the_typical_repeat() -> None:
     (999, False, False), (1000, True, False), (9999, True, False), (10_000, True, True)])
 def test_percentiles_are_stated_only_from_enough_samples(
         n: int, p99_stated: bool, p999_stated: bool) -> None:
-    row = Row("uvicorn-w1", "uvicorn", 1, {}, HEADLINES["closed"],
+    row = Row("uvicorn-w1", "uvicorn", 1, {}, get("closed").headline,
               [result(_figures([0.001 + 1e-6 * i for i in range(n)]))])
     got = row.latency()
     assert (got["p99"] is not None, got["p99.9"] is not None) == (p99_stated, p999_stated)

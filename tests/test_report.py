@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from lab import report
+from lab.kinds import get
 from lab.load.samples import Sample
 from lab.load.stats import summarize
 from lab.matrix.config import Cell, Matrix, parse
 from lab.report.findings import interference_finding, probe_effect, stalled
-from lab.report.groups import HEADLINES, Comparison, Row
+from lab.report.groups import Comparison, Row
 from lab.run.runner import describe
 from lab.store import environment
 from lab.store.results import RUN_INFO, RunDir
@@ -524,7 +525,7 @@ def test_how_many_workers_says_the_scaling_and_names_limited_rows(tmp_path: Path
 def _probe_row(sid: str, idle: tuple[float, float], loaded: tuple[float, float, float]
                ) -> Row:
     """An interference row of one repeat: idle probe (p50, p90), loaded (p50, p90, max)."""
-    row = Row(sid, sid.split("-")[0], 1, {}, HEADLINES["interference"])
+    row = Row(sid, sid.split("-")[0], 1, {}, get("interference").headline)
     row.results.append(result({
         "requests": 10, "ok": 10,
         "idle_latency_ms": {"p50": idle[0], "p90": idle[1]},

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.kinds import get
 from lab.load.stats import Spread
-from lab.report.groups import HEADLINES, Comparison, Row
+from lab.report.groups import Comparison, Row
 from lab.report.model import Report, baseline, verdicts
 from lab.report.verdict import Verdict, compare, noise_floor_pct
 from lab.store.results import RunDir
@@ -222,7 +223,7 @@ def _rows(kind: str, values: dict[str, list[float]], limited: set[str] = frozens
     comp = Comparison("x", kind, "/e", {"requests": 10}, {}, "wrk")
     key = "rps" if kind == "closed" else "wall_s"
     for sid, vals in values.items():
-        row = Row(sid, sid.split("-")[0], 1, {}, HEADLINES[kind])
+        row = Row(sid, sid.split("-")[0], 1, {}, get(kind).headline)
         failed = (errors or {}).get(sid, 0)
         for v in vals:
             row.results.append(result({

@@ -15,6 +15,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from lab.kinds import get
 from lab.load import loop
 from lab.load.monitor import Usage, Window
 from lab.load.samples import Measurement
@@ -30,18 +31,16 @@ def _child(conn: Connection, kind: str, base_url: str, exp: Experiment, endpoint
            load: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    from lab.load import RUNNERS  # here, not at module level: lab.load imports this module
-
     conn.send("ready")
     begin = conn.recv()
     with quiet_gc():
-        m = loop.run(RUNNERS[kind](base_url, exp, endpoint, load, Window(), begin))
+        m = loop.run(get(kind).runner(base_url, exp, endpoint, load, Window(), begin))
     conn.send(m)
 
 
 def shares(load: float, k: int, kind: str) -> list[float]:
     """Users split as evenly as integers allow; a rate split exactly."""
-    if kind == "open":
+    if get(kind).split == "rate":
         return [load / k] * k
     load = int(load)
     return [float(load // k + (i < load % k)) for i in range(k) if load // k + (i < load % k)]

@@ -19,56 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError
+from lab.kinds import get, kinds
 from lab.matrix.endpoint import Endpoint
 from lab.matrix.placement import Placement, parse_cpuset, usable_cpus
 from lab.servers import ADAPTERS, OptionValue
 
 Scalar = str | int | float | bool
 
-
-@dataclass(frozen=True)
-class KindSchema:
-    """What an experiment kind reads from the config besides the common keys."""
-
-    load_key: str  # the list axis: "requests" for burst, "users" for closed, ...
-    load_letter: str  # in the cell id: n50, c64, rps200, bg10
-    settings: tuple[str, ...]  # which of SETTINGS the kind accepts
-    help: str
-
-
-KINDS: dict[str, KindSchema] = {
-    "burst": KindSchema(
-        "requests", "n", ("connect",),
-        "N requests written at once on open connections; batch wall time, send spread and "
-        "the peak in flight in each worker",
-    ),
-    "closed": KindSchema(
-        "users", "c", ("duration_s", "warmup_s", "clients"),
-        "c users loop on the endpoint for duration_s after warmup_s; req/s and percentiles",
-    ),
-    "open": KindSchema(
-        "rates", "rps", ("duration_s", "warmup_s", "clients", "max_connections", "slo_p99_ms",
-                         "knee_window_s", "knee_max_rps"),
-        "a fixed arrival rate (req/s) whatever the answers; latency from the scheduled time; "
-        'rates = "auto" finds the highest rate within slo_p99_ms',
-    ),
-    "interference": KindSchema(
-        "background", "bg", ("probe", "probes", "probe_interval_s", "settle_s",
-                             "probe_connect"),
-        "latency of a probe endpoint idle, then while c users load the slow endpoint",
-    ),
-}
 AUTO = 0  # the load of an open-model cell whose rate is searched for (rates = "auto")
 MAX_CELLS = 100_000  # a bigger matrix is a mistake (and would take days); refuse it unbuilt
 FILE_NAME_BYTES = 255  # NAME_MAX: each cell's server log is logs/<cell id>.log
 ENGINE_NAMES = ("rawhttp", "httpx", "aiohttp", "wrk")
 PYTHON_ENGINES = ("rawhttp", "httpx", "aiohttp")
-# "auto" (closed loops): wrk when it is installed, else rawhttp — decided per cell and
-# recorded, so a report always says which client produced a throughput figure.
-KIND_ENGINES = {"burst": PYTHON_ENGINES, "closed": ("auto", *ENGINE_NAMES),
-                "open": PYTHON_ENGINES, "interference": PYTHON_ENGINES}
-DEFAULT_ENGINE = {"burst": "rawhttp", "closed": "auto", "open": "rawhttp",
-                  "interference": "rawhttp"}
 CONNECT = ("warm", "cold")  # connections opened before the window, or one per request in it
 AXIS_SETTINGS = ("connect", "probe_connect")  # a list of them is an axis of experiments
 
@@ -139,7 +101,7 @@ class Experiment:
 
     def shown_settings(self) -> dict[str, Any]:
         """The kind's settings as a results line shows them: the probe by its label."""
-        shown = {k: getattr(self, k) for k in KINDS[self.kind].settings}
+        shown = {k: getattr(self, k) for k in get(self.kind).settings}
         return {k: v.label if isinstance(v, Endpoint) else v for k, v in shown.items()}
 
 
@@ -179,15 +141,15 @@ class Cell:
 
     @property
     def id(self) -> str:
-        letter = KINDS[self.experiment.kind].load_letter
+        letter = get(self.experiment.kind).letter
         slug = self.endpoint.slug
         cid = f"{self.server_id}-{self.experiment.name}-{slug}-{letter}{self.load_label}"
         return f"{cid}-r{self.repeat}" if self.label_repeat else cid
 
     @property
     def searched(self) -> bool:
-        """An open-model cell whose rate is searched for (rates = "auto")."""
-        return self.experiment.kind == "open" and self.load == AUTO
+        """A cell whose load is searched for (an open model's rates = "auto")."""
+        return self.load == AUTO and get(self.experiment.kind).searchable
 
     @property
     def load_label(self) -> str:
@@ -205,7 +167,7 @@ class Cell:
             "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint.record(),
             "load": self.load, "params": dict(exp.params), "engine": exp.engine,
             "timeout_s": exp.timeout_s, "repeat": self.repeat,
-            "settings": {k: _recorded(getattr(exp, k)) for k in KINDS[exp.kind].settings},
+            "settings": {k: _recorded(getattr(exp, k)) for k in get(exp.kind).settings},
         }
         text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -638,11 +600,11 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
     common = {"name", "kind", "endpoints", "params", "engine", "timeout_s", "ways"}
     kind = _open_table(raw, path).get("kind")
     if kind is None:
-        raise ConfigError(f"{path}.kind", f"is required (one of: {', '.join(KINDS)})")
-    if not isinstance(kind, str) or kind not in KINDS:
+        raise ConfigError(f"{path}.kind", f"is required (one of: {', '.join(kinds())})")
+    if not isinstance(kind, str) or kind not in kinds():
         raise ConfigError(f"{path}.kind", f"unknown experiment kind {kind!r} "
-                                          f"(known: {', '.join(KINDS)})")
-    schema = KINDS[kind]
+                                          f"(known: {', '.join(kinds())})")
+    schema = get(kind)
     t = _table(raw, path, common | {schema.load_key} | set(schema.settings),
                {"name", "endpoints", schema.load_key})
     name = _string(t["name"], f"{path}.name")
@@ -650,10 +612,10 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
         raise ConfigError(f"{path}.name", f"must be letters, digits, - or _, got {name!r}")
     endpoints = tuple(_endpoint_spec(e, f"{path}.endpoints[{j}]")
                       for j, e in enumerate(_list(t["endpoints"], f"{path}.endpoints")))
-    if kind == "open" and t[schema.load_key] == "auto":
+    if schema.searchable and t[schema.load_key] == "auto":
         if "slo_p99_ms" not in t:
-            raise ConfigError(f"{path}.rates", '"auto" searches for the highest rate within '
-                                               "slo_p99_ms: set slo_p99_ms too")
+            raise ConfigError(f"{path}.{schema.load_key}", '"auto" searches for the highest '
+                              "rate within slo_p99_ms: set slo_p99_ms too")
         loads: tuple[int, ...] = (AUTO,)
     else:
         loads = tuple(_number(n, f"{path}.{schema.load_key}[{j}]", 1, integer=True)
@@ -667,7 +629,7 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
         if key in ("delay", "n"):
             _number(value, f"{path}.params.{key}", 0)
         _query_value(value, f"{path}.params.{key}")  # a TOML date or time is neither
-    engine = _choice(t.get("engine", DEFAULT_ENGINE[kind]), f"{path}.engine", KIND_ENGINES[kind])
+    engine = _choice(t.get("engine", schema.default_engine), f"{path}.engine", schema.engines)
     extra = {k: SETTINGS[k](t[k], f"{path}.{k}") for k in schema.settings
              if k in t and k not in AXIS_SETTINGS}
     exp = Experiment(

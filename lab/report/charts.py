@@ -23,6 +23,7 @@ from matplotlib.axes import Axes  # noqa: E402  (after the backend is chosen)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from lab.kinds import kinds  # noqa: E402
 from lab.load.histogram import Histogram  # noqa: E402
 from lab.load.stats import Spread  # noqa: E402
 from lab.report.groups import Comparison, Row  # noqa: E402
@@ -449,6 +450,31 @@ def _knee(experiment: str, comps: list[Comparison], styles: Styles, out: Path
                  tuple(comps))
 
 
+def burst_charts(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+                 ) -> list[Chart | None]:
+    return [_burst(experiment, comps, styles, out)]
+
+
+def interference_charts(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+                        ) -> list[Chart | None]:
+    return [_interference(experiment, comps, styles, out)]
+
+
+def closed_charts(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+                  ) -> list[Chart | None]:
+    return [*(_closed(c, styles, out) for c in comps),
+            _percentiles(experiment, "closed", comps, styles, out)]
+
+
+def open_charts(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+                ) -> list[Chart | None]:
+    fixed = [c for c in comps if not c.searched]
+    searched = [c for c in comps if c.searched]
+    return [*([_open(experiment, fixed, styles, out)] if fixed else []),
+            *([_knee(experiment, searched, styles, out)] if searched else []),
+            _percentiles(experiment, "open", comps, styles, out)]
+
+
 def draw(report: Report, out: Path) -> list[Chart]:
     """Draw every chart of the report into ``out`` (replacing those of an earlier build)
     and say which experiment each belongs to."""
@@ -457,20 +483,7 @@ def draw(report: Report, out: Path) -> list[Chart]:
         old.unlink()
     styles = Styles(row for comp in comps for row in comp.rows)
     charts: list[Chart | None] = []
-    for kind in ("burst", "interference", "closed", "open"):
-        for experiment, group in _by_experiment(comps, kind).items():
-            if kind == "burst":
-                charts.append(_burst(experiment, group, styles, out))
-            elif kind == "interference":
-                charts.append(_interference(experiment, group, styles, out))
-            elif kind == "closed":
-                charts += [_closed(c, styles, out) for c in group]
-                charts.append(_percentiles(experiment, kind, group, styles, out))
-            else:
-                fixed = [c for c in group if not c.searched]
-                if fixed:
-                    charts.append(_open(experiment, fixed, styles, out))
-                if searched := [c for c in group if c.searched]:
-                    charts.append(_knee(experiment, searched, styles, out))
-                charts.append(_percentiles(experiment, kind, group, styles, out))
+    for kind in kinds().values():
+        for experiment, group in _by_experiment(comps, kind.name).items():
+            charts += kind.charts(experiment, group, styles, out)
     return [c for c in charts if c is not None]

@@ -18,7 +18,7 @@ from tabulate import tabulate
 from lab.errors import UsageError
 from lab.load.stats import Spread
 from lab.report.fmt import fmt_spread
-from lab.report.groups import HEADLINES, Comparison, Row, noise_by_kind
+from lab.report.groups import Comparison, Row, noise_by_kind
 from lab.report.model import LIMIT_TEXT, Report
 from lab.report.records import Result
 from lab.report.verdict import MIN_REPEATS, compare
@@ -40,7 +40,7 @@ class CellChange:
     """One cell in both runs: its headline figure over the repeats on each side."""
 
     cell: str  # the cell id without the repeat suffix
-    kind: str
+    headline: str  # its figure's name: "req/s", "knee req/s"…
     base: Spread | None  # None: no usable figure (the cell failed on that side)
     new: Spread | None
     verdict: str  # improved, regressed, no clear difference, no verdict (…), failed in NEW…
@@ -115,14 +115,14 @@ def _change(name: str, comp: Comparison, base: Row, new: Row, noise_pct: float,
     b, n = base.values(), new.values()
     bs, ns = (Spread.of(b) if b else None), (Spread.of(n) if n else None)
     if (why := _differently(_setup(base), _setup(new))) is not None:
-        return CellChange(name, comp.kind, bs, ns, f"no verdict (measured differently: "
+        return CellChange(name, comp.headline.name, bs, ns, f"no verdict (measured differently: "
                           f"{why})", None, False)
     if bs is None or ns is None:
         if bs is not None:  # worked in BASE, not in NEW: a regression whatever the threshold
-            return CellChange(name, comp.kind, bs, None, f"failed in NEW ({_failure(new)})",
-                              None, True)
+            return CellChange(name, comp.headline.name, bs, None,
+                              f"failed in NEW ({_failure(new)})", None, True)
         where = "both" if ns is None else "BASE"
-        return CellChange(name, comp.kind, bs, ns, f"no verdict (failed in {where})", None,
+        return CellChange(name, comp.headline.name, bs, ns, f"no verdict (failed in {where})", None,
                           False)
     v = compare(n, b, comp.headline.higher_is_better, noise_pct)
     worse_pct = 100.0 * (v.ratio - 1) if v.ratio != float("inf") else None
@@ -143,7 +143,7 @@ def _change(name: str, comp: Comparison, base: Row, new: Row, noise_pct: float,
         verdict = IMPROVED
     gates = verdict == REGRESSED and (threshold_pct is None or
                                       (worse_pct is not None and worse_pct > threshold_pct))
-    return CellChange(name, comp.kind, bs, ns, verdict, worse_pct, gates)
+    return CellChange(name, comp.headline.name, bs, ns, verdict, worse_pct, gates)
 
 
 def _cells(rows: dict[str, tuple[Comparison, Row]]) -> str:
@@ -224,7 +224,7 @@ def render(rc: RunComparison) -> str:
               f"≥ {MIN_REPEATS} repeats per side, ranges that do not overlap and a change "
               "beyond the noise floor (" + ", ".join(
                   f"{k} {v:.1f} %" for k, v in sorted(rc.noise.items())) + ").", ""]
-    body = [[f"`{c.cell}`", HEADLINES[c.kind].name, fmt_spread(c.base, 4),
+    body = [[f"`{c.cell}`", c.headline, fmt_spread(c.base, 4),
              fmt_spread(c.new, 4), _pct(c.change_pct),
              f"**{c.verdict}**" if c.gates else c.verdict] for c in rc.cells]
     lines += [tabulate(body, headers=["cell", "headline", "BASE", "NEW", "change", "verdict"],

@@ -8,40 +8,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.kinds import Headline, get
 from lab.load.histogram import Histogram, latency_figures
 from lab.load.stats import Spread
-from lab.matrix.config import KINDS
 from lab.report.records import Figures, Result
 from lab.report.verdict import Verdict, noise_floor_pct
 
 Getter = Callable[[Figures], float | None]
 
-
-@dataclass(frozen=True)
-class Headline:
-    """The one figure a kind's rows are ranked by."""
-
-    name: str  # as a column header: "req/s"
-    get: Getter
-    higher_is_better: bool
-
-
 # A percentile is stated only from enough samples: the 1 % above p99 must be ≥ 10 of them.
 MIN_SAMPLES = {"p99": 1_000, "p99.9": 10_000}
 
-
-def _p99(f: Figures) -> float | None:
-    return f.latency_ms.get("p99") if f.latency_samples >= MIN_SAMPLES["p99"] else None
-
-
-KNEE = Headline("knee req/s", lambda f: f.knee_rps, True)  # open, rates = "auto"
-HEADLINES = {
-    "burst": Headline("wall s", lambda f: f.wall_s, False),
-    "closed": Headline("req/s", lambda f: f.rps, True),
-    "open": Headline("p99 ms", _p99, False),
-    "interference": Headline("probe p50 ms (loaded)", lambda f: f.latency_ms.get("p50"),
-                             False),
-}
 
 
 SPREAD_SHARE = 0.05  # a burst's sends may spread over 5 % of its delay...
@@ -220,12 +197,15 @@ class Comparison:
 
     @property
     def headline(self) -> Headline:
-        return KNEE if self.searched else HEADLINES[self.kind]
+        kind = get(self.kind)
+        return kind.searched_headline if self.searched and kind.searched_headline \
+            else kind.headline
 
     @property
     def searched(self) -> bool:
-        """An open-model comparison of knees (rates = "auto")."""
-        return self.kind == "open" and self.load.get("rates") == "auto"
+        """A comparison of searched loads (an open model's rates = "auto"): its knees."""
+        kind = get(self.kind)
+        return kind.searchable and self.load.get(kind.load_key) == "auto"
 
     @property
     def delay(self) -> float | None:
@@ -234,7 +214,7 @@ class Comparison:
     @property
     def n(self) -> int:
         """The load axis value: N, users, rate or background users (0: a searched rate)."""
-        value = self.load[KINDS[self.kind].load_key]
+        value = self.load[get(self.kind).load_key]
         return value if isinstance(value, int) else 0
 
     @property

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
+from lab.kinds import get, kinds
 from lab.load.stats import Spread
-from lab.matrix.config import KINDS, PYTHON_ENGINES
+from lab.matrix.config import PYTHON_ENGINES
 from lab.report import article
 from lab.report.findings import findings, knees
 from lab.report.fmt import fmt
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 REPORT = "report.md"
 SETTINGS = (*FACTS, "other options")  # the results store sorts keys: restore the order
-HEADLINE_CHARTS = ("closed", "interference", "burst", "open")  # the first drawn is In short's
 
 
 def _title(comp: Comparison) -> str:
@@ -224,7 +224,7 @@ def _sections(report: Report, drawn: list["Chart"]) -> list[str]:
         if comp.experiment != experiment:
             experiment = comp.experiment
             lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
-                      f"{KINDS[comp.kind].help})", ""]
+                      f"{get(comp.kind).help})", ""]
             lines += [f"![{c.alt}]({c.file})\n" for c in drawn if c.experiment == experiment]
         lines += [f"### {_title(comp)}", "", table(comp), ""]
     return lines
@@ -357,8 +357,11 @@ def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[
         lines += [f"**{question}**", "", *(f"- {x}" for x in answers), ""]
     if not lines:
         return []
-    chart = next((c for kind in HEADLINE_CHARTS for c in drawn if c.kind == kind and c.judged),
-                 None)
+    # The first judged chart of the kind that shows the most at a glance (`Kind.in_short`);
+    # a percentile chart (its kind "latency") is a detail, never the headline.
+    rank = {name: k.in_short for name, k in kinds().items()}
+    chart = min((c for c in drawn if c.judged and c.kind in rank),
+                key=lambda c: rank[c.kind], default=None)
     return ["## In short", "", *lines,
             *([f"![{chart.alt}]({chart.file})", ""] if chart else [])]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
+from lab.kinds import get
 from lab.report.fmt import fmt, fmt_spread, pct, rate
 from lab.report.groups import Comparison, Getter, Row
 from lab.report.model import Flag, flags, limit_flags
@@ -78,7 +79,7 @@ def _spread_ms(row: Row) -> str:
     return fmt(worst, 2)
 
 
-def _burst(comp: Comparison) -> list[Column]:
+def burst_columns(comp: Comparison) -> list[Column]:
     def estimate(row: Row) -> str:
         s = row.spread()
         return fmt(comp.n * comp.delay / s.median, 2) if s and comp.delay else "–"
@@ -91,7 +92,7 @@ def _burst(comp: Comparison) -> list[Column]:
             Column("requests per worker", split), Column("client CPU %", _cpu)]
 
 
-def _closed(comp: Comparison) -> list[Column]:
+def closed_columns(comp: Comparison) -> list[Column]:
     one = {r.variant: r.spread() for r in comp.measured if r.workers == 1}
 
     def scaling(row: Row) -> str:
@@ -110,7 +111,7 @@ def _closed(comp: Comparison) -> list[Column]:
             Column("client CPU %", _cpu), _resources()[2]]
 
 
-def _open(comp: Comparison) -> list[Column]:
+def open_columns(comp: Comparison) -> list[Column]:
     def lag(row: Row) -> str:
         worst = max((f.send_lag_p99_ms for f in row.ok if f.send_lag_p99_ms is not None),
                     default=None)
@@ -138,7 +139,7 @@ def _bound(row: Row) -> str:
     return ", ".join(sorted({BOUND_TEXT.get(f.knee_bound or "", "?") for f in row.ok}))
 
 
-def _interference(comp: Comparison) -> list[Column]:
+def interference_columns(comp: Comparison) -> list[Column]:
     def idle(row: Row) -> str:
         return fmt_spread(row.spread(lambda f: f.idle_latency_ms.get("p50")))
 
@@ -152,11 +153,6 @@ def _interference(comp: Comparison) -> list[Column]:
             *_latency("p90", "max"), Column("errors by kind", errors),
             Column("background requests",
                    lambda r: str(sum(f.background_requests for f in r.ok)))]
-
-
-KIND_COLUMNS: dict[str, Callable[[Comparison], list[Column]]] = {
-    "burst": _burst, "closed": _closed, "open": _open, "interference": _interference,
-}
 
 
 def _verdict(row: Row) -> str:
@@ -188,7 +184,7 @@ def table(comp: Comparison) -> str:
     """The main table, then the detail table in a collapsed block. In a merged report, a
     *run* column says where each row was measured: rows of different runs did not run side
     by side."""
-    columns = KIND_COLUMNS[comp.kind](comp)
+    columns = get(comp.kind).columns(comp)
     if any(r.source_run for row in comp.rows for r in row.results):
         columns.append(Column("run", _runs, main=True, always=True))
     main = [c for c in columns if c.main]

@@ -10,9 +10,9 @@ says it is a floor: a real app's took twice as long. The live ETA (``lab.run.pro
 learns the pace from the cells measured.
 """
 
-import math
 from dataclasses import dataclass
 
+from lab.kinds import get
 from lab.matrix.config import Cell
 
 SERVER_OVERHEAD_S = 0.9  # start-to-ready ~0.3-0.4 s, stop up to ~0.5 s, bookkeeping
@@ -26,9 +26,21 @@ KNEE_PROBES = 13  # a search from 250 req/s to a few thousand, bisected to 10 %,
 STALLED_ROUNDS = 3  # measured here: a stalled probe waited ~2.7 × users × delay
 
 
-def _delay(cell: Cell) -> float:
+def delay_s(cell: Cell) -> float:
+    """The cell's ``delay`` parameter (0 when it has none)."""
     d = cell.experiment.params.get("delay", 0)
     return float(d) if isinstance(d, int | float) else 0.0
+
+
+def window_s(cell: Cell) -> float:
+    """A closed or open window: its warm-up and duration, and the client processes' start."""
+    exp = cell.experiment
+    return CELL_OVERHEAD_S + exp.warmup_s + exp.duration_s + (0.5 if exp.clients > 1 else 0.0)
+
+
+def blocks_loop(cell: Cell) -> bool:
+    """apps.article's endpoint that blocks its worker's event loop for the delay."""
+    return cell.endpoint.path == "/async-blocking"
 
 
 def _server_s(cell: Cell) -> float:
@@ -38,30 +50,12 @@ def _server_s(cell: Cell) -> float:
 
 def cell_s(cell: Cell) -> float:
     """The cell's own time, its server's start and stop not included."""
-    exp = cell.experiment
-    if exp.kind == "closed" and exp.engine in ("auto", "wrk"):  # wrk counts whole seconds
-        return CELL_OVERHEAD_S + 2 * WRK_START_S + math.ceil(exp.warmup_s) \
-            + math.ceil(exp.duration_s)
-    if cell.searched:  # about ten short probes, then the confirming window
-        return CELL_OVERHEAD_S + KNEE_PROBES * (exp.warmup_s + exp.knee_window_s) \
-            + exp.warmup_s + exp.duration_s
-    if exp.kind in ("closed", "open"):
-        return CELL_OVERHEAD_S + exp.warmup_s + exp.duration_s + (0.5 if exp.clients > 1
-                                                                   else 0.0)
-    delay = _delay(cell)
-    if exp.kind == "interference":
-        stall = STALLED_ROUNDS * cell.load * delay if cell.endpoint.path == "/async-blocking" \
-            else 0.01
-        return (CELL_OVERHEAD_S + exp.settle_s + 2 * exp.probes * exp.probe_interval_s
-                + exp.probes * stall + delay)
-    if cell.endpoint.path == "/async-blocking":
-        return CELL_OVERHEAD_S + cell.load * delay
-    return CELL_OVERHEAD_S + delay * math.ceil(cell.load / 40)
+    return get(cell.experiment.kind).estimate_s(cell)
 
 
 def unknown(cell: Cell) -> bool:
     """Does the cell last as long as its endpoint takes, which the config does not say?"""
-    return cell.experiment.kind in ("burst", "interference") and _delay(cell) == 0
+    return get(cell.experiment.kind).lasts_as_endpoint and delay_s(cell) == 0
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError, ServerStartError
-from lab.load import MULTI_PROCESS, RUNNERS, knee, loop, processes, wrk
+from lab.kinds import get
+from lab.load import knee, loop, processes, wrk
 from lab.load.monitor import Stalls, Window
 from lab.load.samples import Measurement
 from lab.load.stats import MachineShare, summarize
 from lab.load.window import quiet_gc
-from lab.matrix.config import KINDS, Cell, Experiment, LabSettings, Matrix
+from lab.matrix.config import Cell, Experiment, LabSettings, Matrix
 from lab.matrix.endpoint import Endpoint
 from lab.run import services
 from lab.servers import ADAPTERS
@@ -51,7 +52,7 @@ def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
     """The identifying part of a cell's results line."""
     exp = cell.experiment
     adapter = ADAPTERS[cell.server]
-    load: dict[str, Any] = {KINDS[exp.kind].load_key: "auto" if cell.searched else cell.load}
+    load: dict[str, Any] = {get(exp.kind).load_key: "auto" if cell.searched else cell.load}
     load |= exp.shown_settings()
     return {
         "run_id": run_id, "cell_id": cell.id, "server_id": cell.server_id,
@@ -143,10 +144,10 @@ def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
                          ctx.machine)
     def at(load: float, e: Experiment, window: Window) -> Measurement:
         with quiet_gc():
-            if e.clients > 1 and e.kind in MULTI_PROCESS:
+            if e.clients > 1:  # only a kind that splits its load accepts clients = k
                 return processes.run(e.kind, server.base_url, e, cell.endpoint, load, window,
                                      check)
-            coro = RUNNERS[e.kind](server.base_url, e, cell.endpoint, load, window)
+            coro = get(e.kind).runner(server.base_url, e, cell.endpoint, load, window)
             left = max(0.0, deadline - time.monotonic())
             return loop.run(ctx.interrupts.guard(asyncio.wait_for(coro, left)))
 
