@@ -208,11 +208,20 @@ def _placement_text(p: placement.Placement) -> str:
             f"{placement.format_cpuset(p.client_set())} by default")
 
 
+def _with_results(path: Path) -> RunDir:
+    """A run folder with a line some report can read; else why not, in one line."""
+    run = RunDir.existing(path)
+    if not run.has_results():
+        problems = run.load().warnings
+        why = f"{problems[0]}" + (f" (and {len(problems) - 1} more lines)"
+                                  if len(problems) > 1 else "") if problems \
+            else "results.jsonl is empty"
+        raise UsageError(f"{run.path}: has no results yet ({why})")
+    return run
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    runs = [RunDir.existing(path) for path in args.run_dirs]
-    for run in runs:
-        if not run.has_results():
-            raise UsageError(f"{run.path}: has no results yet (results.jsonl is empty)")
+    runs = [_with_results(path) for path in args.run_dirs]
     if len(runs) > 1 and args.out is None:
         raise UsageError("report: several RUN_DIRs need --out DIR (where the merged report "
                          "goes)")
@@ -231,10 +240,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    base, new = RunDir.existing(args.base), RunDir.existing(args.new)
-    for run in (base, new):
-        if not run.has_results():
-            raise UsageError(f"{run.path}: has no results yet (results.jsonl is empty)")
+    base, new = _with_results(args.base), _with_results(args.new)
     result = compare_runs(base, new, threshold_pct=args.threshold)
     text = render_comparison(result)
     if args.out:

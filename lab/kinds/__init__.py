@@ -12,10 +12,14 @@ from lab.kinds.base import Headline, Kind, Runner
 
 BUILT_IN = ("burst", "closed", "open", "interference")
 _KINDS: dict[str, Kind] = {}
+_loading = False  # the built-in modules are being imported: each registers itself
 
 
 def register(kind: Kind) -> Kind:
-    if kind.name in _KINDS and _KINDS[kind.name] is not kind:
+    """Add a kind (a built-in one registers itself as its module is imported); a name taken
+    by another kind is an error."""
+    known = _KINDS if _loading else kinds()
+    if kind.name in known and known[kind.name] is not kind:
         raise ValueError(f"experiment kind {kind.name!r} is registered already")
     _KINDS[kind.name] = kind
     return kind
@@ -24,9 +28,14 @@ def register(kind: Kind) -> Kind:
 def kinds() -> dict[str, Kind]:
     """Every kind by name, the built-in ones first. Their modules are imported on the first
     call, not with this package: each uses the layers (config, load, report) that call it."""
-    if not all(name in _KINDS for name in BUILT_IN):
-        for name in BUILT_IN:
-            importlib.import_module(f"lab.kinds.{name}")
+    global _loading
+    if not _loading and not all(name in _KINDS for name in BUILT_IN):
+        _loading = True
+        try:
+            for name in BUILT_IN:
+                importlib.import_module(f"lab.kinds.{name}")
+        finally:
+            _loading = False
     return _KINDS
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.errors import StorageError, UsageError
+from lab.kinds import kinds
 from lab.store.environment import differences
 
 SCHEMA_VERSION = 1
@@ -289,6 +290,8 @@ def _malformed(record: Mapping[str, Any]) -> str | None:
     for key, kind in REQUIRED.items():
         if not isinstance(record.get(key), kind):
             return f"has no valid {key!r}"
+    if record["kind"] not in kinds():  # a team's own kind, read without its module
+        return f"is of experiment kind {record['kind']!r}, which this lab has not registered"
     if record["status"] not in ("ok", "failed"):
         return "has an unknown status"
     if record["status"] == "ok" and not isinstance(record.get("figures"), dict):
