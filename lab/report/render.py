@@ -131,9 +131,14 @@ def _merged_runs(info: dict[str, Any], records: list[Result]) -> list[str]:
 
 
 
+def _could_use_wrk(r: Result) -> bool:
+    """A throughput kind (closed loops): its figure is wrk's, or a Python client's."""
+    return "wrk" in get(r.kind).engines
+
+
 def _client_warnings(records: list[Result]) -> list[str]:
     """Loud, first: throughput measured with a Python client ranks the client."""
-    python = sorted({str(r.engine) for r in records if r.kind == "closed"
+    python = sorted({str(r.engine) for r in records if _could_use_wrk(r)
                      and r.engine in PYTHON_ENGINES})
     if not python:
         return []
@@ -285,7 +290,7 @@ def _settings(records: list[Result], servers: list[dict[str, Any]]) -> list[str]
         place = first.placement
         cores = place.get("server_cores")
         flag = " ⚠ more workers than server cores" if cores and first.workers > cores else ""
-        engines = ", ".join(sorted({r.engine or "?" for r in rs if r.kind == "closed"}))
+        engines = ", ".join(sorted({r.engine or "?" for r in rs if _could_use_wrk(r)}))
         body.append([sid, first.server_version, f"{first.workers}{flag}",
                      *(first.settings.get(k, "–") for k in SETTINGS),
                      place.get("server_cpus", "all"), place.get("client_cpus", "all"),

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from lab.errors import ConfigError
+from lab.kinds import get
 from lab.load.monitor import Window
 from lab.load.params import request_target
 from lab.load.samples import check
@@ -146,7 +147,7 @@ def endpoints_of(experiments: Sequence[Experiment]) -> list[tuple[Experiment, En
     out = [(e, ep, f"experiment {e.name!r}, endpoints[{j}]")
            for e in experiments for j, ep in enumerate(e.endpoints)]
     return out + [(e, e.probe, f"experiment {e.name!r}, probe") for e in experiments
-                  if e.kind == "interference"]
+                  if "probe" in get(e.kind).settings]
 
 
 async def ask(base_url: str, server_pids: list[int], experiments: Sequence[Experiment]
