@@ -706,3 +706,24 @@ duration_s = 1
     md = report.build(make_run(tmp_path, config, "open", records)).read_text()
     (heading,) = [x for x in md.splitlines() if x.startswith("### ")]
     assert "rates = 100" in heading and "None" not in heading and "slo" not in heading
+
+
+def _open_line(sid: str, rate: int, p99: float, errors: int = 0) -> dict[str, Any]:
+    return {"cell_id": f"{sid}-rate-hello-rps{rate}-r1", "repeat": 1, "experiment": "rate",
+            "kind": "open", "endpoint": "/hello", "load": {"rates": rate, "slo_p99_ms": 20},
+            "params": {}, "server_id": sid, "server": sid.split("-")[0], "workers": 1,
+            "options": {}, "server_version": "1", "status": "ok", "failure": None,
+            "figures": {"requests": 2000, "ok": 2000 - errors, "latency_samples": 2000,
+                        "latency_ms": {"p99": p99},
+                        "errors": {"http_500": errors} if errors else {}}}
+
+
+def test_a_fixed_rate_knee_is_the_last_rate_within_the_slo_before_the_first_over_it() -> None:
+    """uvicorn met the 20 ms SLO at 100 and 200 req/s, not at 400; granian's 200 req/s
+    failed requests, so its 400 (within the SLO again) does not count."""
+    facts = Report.of([_open_line("uvicorn-w1", 100, 5.0), _open_line("uvicorn-w1", 200, 15.0),
+                       _open_line("uvicorn-w1", 400, 80.0), _open_line("granian-w1", 100, 4.0),
+                       _open_line("granian-w1", 200, 6.0, errors=3),
+                       _open_line("granian-w1", 400, 9.0)])
+    assert {(k.server_id, k.held, k.over) for k in facts.knees} == {
+        ("uvicorn-w1", 200, 400), ("granian-w1", 100, 200)}
