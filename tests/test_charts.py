@@ -13,7 +13,7 @@ from lab.kinds import get
 from lab.matrix.config import parse
 from lab.report import charts
 from lab.report.groups import Comparison, Row
-from lab.report.model import Report
+from lab.report.model import Report, judged
 from lab.store.results import RunDir
 from tests.conftest import ROOT, result
 from tests.test_report import CONFIG, make_run, record_for
@@ -87,13 +87,10 @@ def test_the_headline_chart_is_of_a_comparison_with_a_baseline(tmp_path: Path) -
 
 
 def _limited_row(sid: str, workers: int, kind: str, limited: bool) -> Row:
-    row = Row(sid, sid.split("-")[0], workers, {}, get(kind).headline)
-    for v in (10.0, 11.0, 12.0):
-        row.results.append(result({
-            "requests": 100, "ok": 100, "rps": 100 * v, "client_limited": limited,
-            "client_cpu_pct": 95.0 if limited else 20.0, "latency_ms": {"p50": v},
-            "idle_latency_ms": {"p50": 2.0}}, server_id=sid))
-    return row
+    return Row(sid, sid.split("-")[0], workers, {}, get(kind).headline, tuple(result({
+        "requests": 100, "ok": 100, "rps": 100 * v, "client_limited": limited,
+        "client_cpu_pct": 95.0 if limited else 20.0, "latency_ms": {"p50": v},
+        "idle_latency_ms": {"p50": 2.0}}, server_id=sid) for v in (10.0, 11.0, 12.0)))
 
 
 def test_charts_mark_the_rows_the_tables_flag_as_limited(
@@ -101,16 +98,16 @@ def test_charts_mark_the_rows_the_tables_flag_as_limited(
     """The 1-worker rows' client was at its limit, the 2-worker rows' not: every bar chart
     marks exactly the rows whose table says "not comparable" (hatching shows workers)."""
     closed = Comparison("hello", "closed", "/hello", {"users": 4}, {}, "wrk",
-                        [_limited_row("granian-w1", 1, "closed", True),
-                         _limited_row("granian-w2", 2, "closed", False)])
+                        (_limited_row("granian-w1", 1, "closed", True),
+                         _limited_row("granian-w2", 2, "closed", False)))
     stall = Comparison("stall", "interference", "/slow", {"background": 4, "probe": "/hello"},
-                       {}, "rawhttp", [_limited_row("uvicorn-w1", 1, "interference", True),
-                                       _limited_row("uvicorn-w2", 2, "interference", False)])
+                       {}, "rawhttp", (_limited_row("uvicorn-w1", 1, "interference", True),
+                                       _limited_row("uvicorn-w2", 2, "interference", False)))
     drawn: dict[str, Figure] = {}
     save = charts._save
     monkeypatch.setattr(charts, "_save", lambda fig, path: (drawn.update({path.name: fig}),
                                                             save(fig, path)))
-    charts.draw(Report([], [closed, stall], {}, None), tmp_path)
+    charts.draw(Report((), (judged(closed, 0.0), judged(stall, 0.0)), {}, None, ()), tmp_path)
     for name, comp in (("chart-closed-hello-hello-c4.png", closed),
                        ("chart-interference-stall.png", stall)):
         ticks = {t.get_text() for ax in drawn[name].axes for t in ax.get_xticklabels()}

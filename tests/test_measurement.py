@@ -454,9 +454,9 @@ def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
         [0.100 + 0.001 * i for i in range(51)],          # 100–150 ms
     ]
     row = Row("uvicorn-w1", "uvicorn", 1, {}, get("closed").headline,
-              [result(_figures(r)) for r in repeats])
-    # a failed repeat is not part of the latency
-    row.results.append(result(None, "failed", failure={"kind": "x", "reason": "y"}))
+              (*(result(_figures(r)) for r in repeats),
+               # a failed repeat is not part of the latency
+               result(None, "failed", failure={"kind": "x", "reason": "y"})))
 
     everything = Histogram()
     for r in repeats:
@@ -487,7 +487,8 @@ def test_row_latency_without_histograms_shows_the_typical_repeat() -> None:
     for f, rps in zip(figures, (100.0, 200.0, 300.0), strict=True):
         f["histogram"] = None
         f["rps"] = rps
-    row = Row("uvicorn-w1", "uvicorn", 1, {}, get("closed").headline, [result(f) for f in figures])
+    row = Row("uvicorn-w1", "uvicorn", 1, {}, get("closed").headline,
+              tuple(result(f) for f in figures))
     got = row.latency()
     assert got["p50"] == pytest.approx(figures[1]["latency_ms"]["p50"])
     assert got["n"] == 10 and got["p99"] is None  # 10 samples: no p99
@@ -498,7 +499,7 @@ def test_row_latency_without_histograms_shows_the_typical_repeat() -> None:
 def test_percentiles_are_stated_only_from_enough_samples(
         n: int, p99_stated: bool, p999_stated: bool) -> None:
     row = Row("uvicorn-w1", "uvicorn", 1, {}, get("closed").headline,
-              [result(_figures([0.001 + 1e-6 * i for i in range(n)]))])
+              (result(_figures([0.001 + 1e-6 * i for i in range(n)])),))
     got = row.latency()
     assert (got["p99"] is not None, got["p99.9"] is not None) == (p99_stated, p999_stated)
     assert got["p50"] is not None and got["n"] == n

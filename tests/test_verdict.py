@@ -14,7 +14,7 @@ import pytest
 from lab.kinds import get
 from lab.load.stats import Spread
 from lab.report.groups import Comparison, Row
-from lab.report.model import Report, baseline, verdicts
+from lab.report.model import Report, judged
 from lab.report.verdict import Verdict, compare, noise_floor_pct
 from lab.store.results import RunDir
 from tests.conftest import result, run_lab
@@ -220,30 +220,27 @@ def _rows(kind: str, values: dict[str, list[float]], limited: set[str] = frozens
     their client at its limit, ``errors`` rows failed that many requests per repeat,
     ``failed_repeats`` rows also had that many repeats fail, ``usage`` rows these CPU
     figures (client_cpu_pct, server_cores_used, machine_saturated) in every repeat."""
-    comp = Comparison("x", kind, "/e", {"requests": 10}, {}, "wrk")
     key = "rps" if kind == "closed" else "wall_s"
+    rows = []
     for sid, vals in values.items():
-        row = Row(sid, sid.split("-")[0], 1, {}, get(kind).headline)
         failed = (errors or {}).get(sid, 0)
-        for v in vals:
-            row.results.append(result({
-                key: v, "client_limited": sid in limited, "machine_saturated": False,
-                "requests": 1000, "errors": {"http_500": failed} if failed else {},
-                **(usage or {}).get(sid, {})}, server_id=sid))
-        for _ in range((failed_repeats or {}).get(sid, 0)):
-            row.results.append(result(None, "failed", sid, {"kind": "cell_timeout",
-                                                            "reason": "took too long"}))
-        comp.rows.append(row)
-    return comp
+        results = [result({key: v, "client_limited": sid in limited, "machine_saturated": False,
+                           "requests": 1000, "errors": {"http_500": failed} if failed else {},
+                           **(usage or {}).get(sid, {})}, server_id=sid) for v in vals]
+        results += [result(None, "failed", sid, {"kind": "cell_timeout",
+                                                 "reason": "took too long"})
+                    for _ in range((failed_repeats or {}).get(sid, 0))]
+        rows.append(Row(sid, sid.split("-")[0], 1, {}, get(kind).headline, tuple(results)))
+    return Comparison("x", kind, "/e", {"requests": 10}, {}, "wrk", tuple(rows))
 
 
 def _judged(comp: Comparison, preferred: str | None = None
             ) -> tuple[str | None, dict[str, Verdict]]:
     """The baseline the report takes, and the verdict of every measured row."""
-    base = baseline(comp, preferred)
-    v = verdicts(comp, noise_pct=2.0, preferred=preferred)
+    facts = judged(comp, noise_pct=2.0, preferred=preferred)
+    v = {row.server_id: row.verdict for row in facts.measured if row.verdict}
     assert set(v) == {row.server_id for row in comp.measured}
-    return (base.server_id if base else None), v
+    return (facts.baseline.server_id if facts.baseline else None), v
 
 
 def test_a_client_limited_row_is_never_significant_nor_the_winner() -> None:
@@ -251,7 +248,7 @@ def test_a_client_limited_row_is_never_significant_nor_the_winner() -> None:
     comp = _rows("closed", {"uvicorn-w1": [10_000, 10_100, 10_050],
                             "granian-w1": [5_000, 5_050, 5_100],
                             "hypercorn-w1": [3_000, 3_050, 3_020]}, limited={"granian-w1"})
-    v = verdicts(comp, noise_pct=2.0, preferred=None)
+    v = _judged(comp)[1]
     assert v["uvicorn-w1"].text == "baseline"
     assert v["granian-w1"].significant is None
     assert v["granian-w1"].text == "not comparable: client at its limit (CPU at its limit)"
@@ -262,7 +259,7 @@ def test_a_limited_baseline_makes_every_comparison_not_comparable() -> None:
     comp = _rows("closed", {"uvicorn-w1": [10_000, 10_100, 10_050],
                             "granian-w1": [5_000, 5_050, 5_100]},
                  limited={"uvicorn-w1", "granian-w1"})
-    v = verdicts(comp, noise_pct=2.0, preferred=None)
+    v = _judged(comp)[1]
     assert not any(x.significant for x in v.values())
     assert v["granian-w1"].text == "not comparable: client at its limit (CPU at its limit)"
 
@@ -314,7 +311,7 @@ def test_a_fast_failure_does_not_win_a_time_verdict() -> None:
     # uvicorn answers the burst fastest, but 10 % of its requests failed
     comp = _rows("burst", {"uvicorn-w1": [0.10, 0.11, 0.10], "granian-w1": [0.50, 0.51, 0.52]},
                  errors={"uvicorn-w1": 100})
-    v = verdicts(comp, noise_pct=2.0, preferred=None)
+    v = _judged(comp)[1]
     assert v["granian-w1"].text == "baseline"
     assert v["uvicorn-w1"].significant is None
     assert v["uvicorn-w1"].text == "no verdict: 10 % of its requests failed"

@@ -18,12 +18,15 @@ from lab.load.samples import Measurement
 if TYPE_CHECKING:  # named for the type checker only: these modules import lab.kinds
     from lab.matrix.config import Cell
     from lab.report.charts import Chart, Styles
-    from lab.report.groups import Comparison
+    from lab.report.model import ComparisonFacts
     from lab.report.records import Figures
     from lab.report.tables import Column
 
 # (base_url, exp, endpoint, load, window[, begin]) → the cell's raw samples
 Runner = Callable[..., Coroutine[Any, Any, Measurement]]
+Columns = Callable[["ComparisonFacts"], list["Column"]]  # a comparison → its own columns
+# (experiment, its comparisons, styles, folder) → its charts (None: nothing worth drawing)
+Charts = Callable[[str, list["ComparisonFacts"], "Styles", Path], list["Chart | None"]]
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,9 @@ class Kind:
     default_engine: str
     headline: Headline
     estimate_s: "Callable[[Cell], float]"  # the cell's own time (`lab.run.estimate`)
-    run_at: str  # "module:function", a `Runner`
-    columns_at: str  # (comparison) → its table's own columns
-    charts_at: str  # (experiment, its comparisons, styles, folder) → its charts
+    run_at: str  # "module:function": a `Runner`
+    columns_at: str  # "module:function": `Columns`
+    charts_at: str  # "module:function": `Charts`
     # How ``clients = k`` processes share the load: users in whole numbers, a rate exactly;
     # None: one client process only.
     split: Literal["users", "rate"] | None = None
@@ -76,14 +79,12 @@ class Kind:
         return cast(Runner, resolve(self.run_at))
 
     @property
-    def columns(self) -> "Callable[[Comparison], list[Column]]":
-        return cast("Callable[[Comparison], list[Column]]", resolve(self.columns_at))
+    def columns(self) -> Columns:
+        return cast(Columns, resolve(self.columns_at))
 
     @property
-    def charts(self) -> "Callable[[str, list[Comparison], Styles, Path], list[Chart | None]]":
-        """Drawn from one experiment's comparisons; None where nothing is worth drawing."""
-        return cast("Callable[[str, list[Comparison], Styles, Path], list[Chart | None]]",
-                    resolve(self.charts_at))
+    def charts(self) -> Charts:
+        return cast(Charts, resolve(self.charts_at))
 
 
 def resolve(path: str) -> object:

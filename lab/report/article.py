@@ -2,9 +2,10 @@
 claims about them, and what this run measured. Speaks only about comparisons of the
 article's own app (`apps.article`); for any other app it has nothing to say."""
 
-from lab.report.findings import serialised, stalled
+from collections.abc import Sequence
+
 from lab.report.fmt import fmt
-from lab.report.groups import Comparison
+from lab.report.model import ComparisonFacts
 
 ARTICLE_APP = "apps.article:app"
 # The lab's own apps that are FastAPI: the report knows an app's framework only from these
@@ -30,24 +31,23 @@ CLAIMS = {
 }
 
 
-def _article(comps: list[Comparison]) -> list[Comparison]:
+def _article(comps: Sequence[ComparisonFacts]) -> list[ComparisonFacts]:
     return [c for c in comps if c.rows and all(r.app == ARTICLE_APP
                                                for row in c.rows for r in row.results)]
 
 
-def _largest_burst(comps: list[Comparison], endpoint: str) -> Comparison | None:
+def _largest_burst(comps: list[ComparisonFacts], endpoint: str) -> ComparisonFacts | None:
     found = [c for c in comps if c.kind == "burst" and c.endpoint == endpoint and c.delay]
     return max(found, key=lambda c: c.n, default=None)
 
 
-def _serialised(comp: Comparison) -> tuple[int, int] | None:
+def _serialised(comp: ComparisonFacts) -> tuple[int, int] | None:
     """(configurations that ran the burst one after another per worker, configurations)."""
-    assert comp.delay is not None
-    found = [v[0] for row in comp.rows if (v := serialised(row, comp.delay))]
+    found = [v.serial for row in comp.rows if (v := row.serialised)]
     return (sum(found), len(found)) if found else None
 
 
-def in_short(comps: list[Comparison]) -> list[str]:
+def in_short(comps: Sequence[ComparisonFacts]) -> list[str]:
     """`def` or `async def`: the article's two blocking endpoints, and whether blocking the
     event loop stalled unrelated requests."""
     comps = _article(comps)
@@ -72,7 +72,7 @@ def in_short(comps: list[Comparison]) -> list[str]:
             f"{fmt(comp.n * comp.delay)} s); {verdict}.")
     for comp in comps:
         if comp.kind == "interference" and comp.endpoint == "/async-blocking":
-            known = [f for row in comp.rows if (f := stalled(row, comp)) is not None]
+            known = [f for row in comp.rows if (f := row.stalled) is not None]
             if known:
                 out.append(f"With `{comp.endpoint}` busy ({comp.n} users), an unrelated "
                            f"`{comp.load.get('probe', 'probe')}` request stalled on "
@@ -80,7 +80,7 @@ def in_short(comps: list[Comparison]) -> list[str]:
     return out
 
 
-def _fan_out(comps: list[Comparison], endpoint: str, sleeps: int) -> str | None:
+def _fan_out(comps: list[ComparisonFacts], endpoint: str, sleeps: int) -> str | None:
     """A gather of k sleeps against one sleep (`/non-blocking`), in the smallest burst
     both ran (the least queueing): k sleeps in turn would add (k − 1) delays."""
     fan = {c.n: c for c in comps if c.kind == "burst" and c.endpoint == endpoint and c.delay}
@@ -103,7 +103,7 @@ def _fan_out(comps: list[Comparison], endpoint: str, sleeps: int) -> str | None:
             f"{fmt(serial)} ms) — " + ("**holds**" if holds else "**does not hold** here"))
 
 
-def claims(comps: list[Comparison]) -> list[str]:
+def claims(comps: Sequence[ComparisonFacts]) -> list[str]:
     """Each claim of the article next to the largest burst that tests it."""
     comps = _article(comps)
     out = []

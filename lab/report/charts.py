@@ -26,8 +26,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from lab.kinds import kinds  # noqa: E402
 from lab.load.histogram import Histogram  # noqa: E402
 from lab.load.stats import Spread  # noqa: E402
-from lab.report.groups import Comparison, Row  # noqa: E402
-from lab.report.model import Report, limit_flags  # noqa: E402
+from lab.report.model import ComparisonFacts, Report, RowFacts  # noqa: E402
 from lab.store.results import write_atomically  # noqa: E402
 
 PREFIX = "chart-"
@@ -50,7 +49,7 @@ class Chart:
     kind: str  # burst, closed, latency, interference, open
     file: str  # beside report.md
     alt: str
-    comparisons: tuple[Comparison, ...] = field(default=(), compare=False, repr=False)
+    comparisons: tuple[ComparisonFacts, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def judged(self) -> bool:
@@ -61,7 +60,7 @@ class Chart:
 class Styles:
     """A configuration's colour and line style, the same in every chart of a report."""
 
-    def __init__(self, rows: Iterable[Row]) -> None:
+    def __init__(self, rows: Iterable[RowFacts]) -> None:
         self._workers: dict[str, list[int]] = {}
         self._others: dict[str, str] = {}
         for row in rows:
@@ -72,19 +71,19 @@ class Styles:
             if server not in SERVER_COLOURS:
                 self._others[server] = OTHER_COLOURS[len(self._others) % len(OTHER_COLOURS)]
 
-    def colour(self, row: Row) -> str:
+    def colour(self, row: RowFacts) -> str:
         return SERVER_COLOURS.get(row.server) or self._others.get(row.server, "black")
 
-    def _rank(self, row: Row) -> int:
+    def _rank(self, row: RowFacts) -> int:
         counts = sorted(self._workers.get(row.server, [row.workers]))
         return counts.index(row.workers) if row.workers in counts else 0
 
-    def line(self, row: Row) -> dict[str, Any]:
+    def line(self, row: RowFacts) -> dict[str, Any]:
         k = self._rank(row)
         return {"color": self.colour(row), "linestyle": LINE_STYLES[k % len(LINE_STYLES)],
                 "marker": MARKERS[k % len(MARKERS)]}
 
-    def bar(self, row: Row) -> dict[str, Any]:
+    def bar(self, row: RowFacts) -> dict[str, Any]:
         k = self._rank(row)
         return {"color": self.colour(row), "hatch": HATCHES[k % len(HATCHES)],
                 "edgecolor": "black", "linewidth": 0.6}
@@ -115,28 +114,29 @@ def _save(fig: Figure, path: Path) -> None:
     write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
 
 
-def _by_experiment(comps: list[Comparison], kind: str) -> dict[str, list[Comparison]]:
-    out: dict[str, list[Comparison]] = {}
+def _by_experiment(comps: Iterable[ComparisonFacts], kind: str
+                   ) -> dict[str, list[ComparisonFacts]]:
+    out: dict[str, list[ComparisonFacts]] = {}
     for comp in comps:
         if comp.kind == kind:
             out.setdefault(comp.experiment, []).append(comp)
     return out
 
 
-def _by_endpoint(comps: list[Comparison]) -> dict[str, list[Comparison]]:
-    out: dict[str, list[Comparison]] = {}
+def _by_endpoint(comps: list[ComparisonFacts]) -> dict[str, list[ComparisonFacts]]:
+    out: dict[str, list[ComparisonFacts]] = {}
     for comp in comps:
         out.setdefault(comp.endpoint, []).append(comp)
     return out
 
 
-Point = tuple[float, Spread, Row]  # a load axis value, its figure, the row behind it
+Point = tuple[float, Spread, RowFacts]  # a load axis value, its figure, the row behind it
 
 
-def _series(comps: list[Comparison], get: Callable[[Row], Spread | None]
-            ) -> dict[str, tuple[Row, list[Point]]]:
+def _series(comps: list[ComparisonFacts], get: Callable[[RowFacts], Spread | None]
+            ) -> dict[str, tuple[RowFacts, list[Point]]]:
     """Per configuration: its points over the comparisons, by load."""
-    out: dict[str, tuple[Row, list[Point]]] = {}
+    out: dict[str, tuple[RowFacts, list[Point]]] = {}
     for comp in sorted(comps, key=lambda c: c.n):
         for row in comp.rows:
             if (s := get(row)) is not None:
@@ -144,17 +144,17 @@ def _series(comps: list[Comparison], get: Callable[[Row], Spread | None]
     return out
 
 
-# One limit rule with the tables (`model.limit_flags`, from `Row.limit`): a limited row's
+# One limit rule with the tables (`RowFacts.limit_flags`, from `Row.limit`): a limited row's
 # bar is pale and its tick marked ⚠, a limited point hollow. Hatch and line style show
 # the worker count only.
 LIMITED = "⚠ pale or hollow: client or machine at its limit, not the server's figure"
 
 
-def _limited(row: Row) -> bool:
-    return bool(limit_flags(row))
+def _limited(row: RowFacts) -> bool:
+    return bool(row.limit_flags)
 
 
-def _tick(row: Row) -> str:
+def _tick(row: RowFacts) -> str:
     return row.server_id + (" ⚠" if _limited(row) else "")
 
 
@@ -210,7 +210,7 @@ def _log_y(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+def _burst(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
            ) -> Chart | None:
     groups = _by_endpoint(comps)
     if not groups:
@@ -244,7 +244,7 @@ def _burst(experiment: str, comps: list[Comparison], styles: Styles, out: Path
     return Chart(experiment, "burst", file, f"burst wall time vs N, {experiment}", tuple(comps))
 
 
-def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
+def _closed(comp: ComparisonFacts, styles: Styles, out: Path) -> Chart | None:
     rows = [r for r in comp.rows if r.values()]
     if not rows:
         return None
@@ -261,7 +261,7 @@ def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
         xs = list(range(len(shown)))
         for x, row, s in zip(xs, shown, ss, strict=True):
             ax.bar(x, s.median, alpha=0.45 if _limited(row) else 0.9,
-                   label=row.server_id + "".join(f" ({f.value})" for f in limit_flags(row)),
+                   label=row.server_id + "".join(f" ({f.value})" for f in row.limit_flags),
                    **styles.bar(row))
         ax.errorbar(xs, [s.median for s in ss], yerr=_err(ss), fmt="none", ecolor="black",
                     capsize=4)
@@ -279,7 +279,7 @@ def _closed(comp: Comparison, styles: Styles, out: Path) -> Chart | None:
                  f"req/s per configuration, {comp.endpoint}", (comp,))
 
 
-def _merged(row: Row) -> Histogram | None:
+def _merged(row: RowFacts) -> Histogram | None:
     hists = [f.histogram for f in row.ok]
     merged = Histogram()
     for h in hists:
@@ -294,7 +294,7 @@ def _nines(q: float) -> float:
     return -math.log10(1 - q / 100)
 
 
-def _percentiles(experiment: str, kind: str, comps: list[Comparison], styles: Styles,
+def _percentiles(experiment: str, kind: str, comps: list[ComparisonFacts], styles: Styles,
                  out: Path) -> Chart | None:
     comps = [c for c in comps if any(_merged(r) for r in c.rows)]
     if not comps:
@@ -332,7 +332,7 @@ def _percentiles(experiment: str, kind: str, comps: list[Comparison], styles: St
                  tuple(comps))
 
 
-def _interference(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+def _interference(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
                   ) -> Chart | None:
     comps = [c for c in comps if any(r.values() for r in c.rows)]
     if not comps:
@@ -382,7 +382,7 @@ def _p99_axes(ax: Axes, slo: Any, title: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+def _open(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
           ) -> Chart | None:
     groups = _by_endpoint(comps)
     fig, axes = _figure(len(groups))
@@ -409,7 +409,7 @@ def _open(experiment: str, comps: list[Comparison], styles: Styles, out: Path
     return Chart(experiment, "open", file, f"p99 vs offered rate, {experiment}", tuple(comps))
 
 
-def _knee(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+def _knee(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
           ) -> Chart | None:
     """rates = "auto": every probe's p99 against its offered rate, per configuration, the
     confirmed knee marked with a star on its line."""
@@ -450,23 +450,23 @@ def _knee(experiment: str, comps: list[Comparison], styles: Styles, out: Path
                  tuple(comps))
 
 
-def burst_charts(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+def burst_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
                  ) -> list[Chart | None]:
     return [_burst(experiment, comps, styles, out)]
 
 
-def interference_charts(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+def interference_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
                         ) -> list[Chart | None]:
     return [_interference(experiment, comps, styles, out)]
 
 
-def closed_charts(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+def closed_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
                   ) -> list[Chart | None]:
     return [*(_closed(c, styles, out) for c in comps),
             _percentiles(experiment, "closed", comps, styles, out)]
 
 
-def open_charts(experiment: str, comps: list[Comparison], styles: Styles, out: Path
+def open_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
                 ) -> list[Chart | None]:
     fixed = [c for c in comps if not c.searched]
     searched = [c for c in comps if c.searched]

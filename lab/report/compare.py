@@ -9,6 +9,7 @@ ran side by side: a machine that was busier during one run moves every figure of
 environments are compared too, and a difference between them is said first.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ class RunComparison:
         return [c for c in self.cells if c.gates]
 
 
-def _rows(comps: list[Comparison]) -> dict[str, tuple[Comparison, Row]]:
+def _rows(comps: Iterable[Comparison]) -> dict[str, tuple[Comparison, Row]]:
     return {row.results[0].cell: (comp, row) for comp in comps for row in comp.rows}
 
 

@@ -2,7 +2,7 @@
 a repeated figure as ``median (min–max)``."""
 
 from lab.load.stats import Spread
-from lab.report.groups import MIN_SAMPLES
+from lab.report.groups import MIN_SAMPLES, Row
 from lab.report.model import noisy
 
 
@@ -33,3 +33,17 @@ def pct(lat: dict[str, float | None], key: str) -> str:
 
 def rate(fraction: float) -> str:
     return "0" if fraction == 0 else f"{100 * fraction:.2g} %"
+
+
+def split(row: Row) -> str:
+    """How the typical repeat's requests split across worker processes, largest share
+    first: '63/37'."""
+    if not row.wrapped:
+        return "– (not wrapped: wrap = false)"
+    return "/".join(map(str, row.split())) or "–"
+
+
+def peaks(row: Row) -> str:
+    """The most requests in flight at once in each worker (typical repeat): '50' or
+    '31/19'."""
+    return "/".join(map(str, row.peaks())) or "–"

@@ -4,15 +4,15 @@ A comparison is one experiment × endpoint × load; its rows are server configur
 a row holds every repeat of that cell.
 """
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from lab.kinds import Headline, get
 from lab.load.histogram import Histogram, latency_figures
 from lab.load.stats import Spread
 from lab.report.records import Figures, Result
-from lab.report.verdict import Verdict, noise_floor_pct
+from lab.report.verdict import noise_floor_pct
 
 Getter = Callable[[Figures], float | None]
 
@@ -20,12 +20,23 @@ Getter = Callable[[Figures], float | None]
 MIN_SAMPLES = {"p99": 1_000, "p99.9": 10_000}
 
 
-
 SPREAD_SHARE = 0.05  # a burst's sends may spread over 5 % of its delay...
 SPREAD_FLOOR_MS = 5.0  # ...or 5 ms where it has none
 
 
-def delay_of(params: dict[str, Any]) -> float | None:
+def searched(kind: str, load: Mapping[str, Any]) -> bool:
+    """Cells of searched loads (an open model's rates = "auto"): their knees."""
+    k = get(kind)
+    return k.searchable and load.get(k.load_key) == "auto"
+
+
+def headline_of(kind: str, load: Mapping[str, Any]) -> Headline:
+    k = get(kind)
+    return k.searched_headline if k.searched_headline and searched(kind, load) \
+        else k.headline
+
+
+def delay_of(params: Mapping[str, Any]) -> float | None:
     d = params.get("delay")
     return float(d) if isinstance(d, int | float) and not isinstance(d, bool) else None
 
@@ -77,15 +88,14 @@ def fmt_num(x: float | None) -> str:
     return "?" if x is None else f"{x:.3g}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Row:
     server_id: str
     server: str
     workers: int
-    options: dict[str, Any]
+    options: Mapping[str, Any]
     headline: Headline
-    results: list[Result] = field(default_factory=list)
-    verdict: Verdict | None = None  # against the comparison's baseline (`lab.report.model`)
+    results: tuple[Result, ...]
 
     @property
     def ok(self) -> list[Figures]:
@@ -107,6 +117,17 @@ class Row:
         if s is None:
             return None
         return min(self.ok, key=lambda f: abs((self.headline.get(f) or 0.0) - s.median))
+
+    def split(self) -> list[int]:
+        """Requests per worker process in the typical repeat, largest share first."""
+        typical = self.typical()
+        return sorted(typical.pids.values(), reverse=True) if typical else []
+
+    def peaks(self) -> list[int]:
+        """The most requests in flight at once in each worker, counted inside it by the
+        wrapper (typical repeat), largest first."""
+        typical = self.typical()
+        return sorted(typical.inflight_peak.values(), reverse=True) if typical else []
 
     def latency(self) -> dict[str, float | None]:
         """Latency percentiles over every successful repeat, from merged histograms, with
@@ -184,28 +205,24 @@ class Row:
         return self.server, repr(sorted(self.options.items()))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
     experiment: str
     kind: str
     endpoint: str
-    load: dict[str, Any]
-    params: dict[str, Any]
+    load: Mapping[str, Any]
+    params: Mapping[str, Any]
     engine: str
-    rows: list[Row] = field(default_factory=list)
-    baseline: Row | None = None  # set with the verdicts (`lab.report.model`)
+    rows: tuple[Row, ...]
 
     @property
     def headline(self) -> Headline:
-        kind = get(self.kind)
-        return kind.searched_headline if self.searched and kind.searched_headline \
-            else kind.headline
+        return headline_of(self.kind, self.load)
 
     @property
     def searched(self) -> bool:
         """A comparison of searched loads (an open model's rates = "auto"): its knees."""
-        kind = get(self.kind)
-        return kind.searchable and self.load.get(kind.load_key) == "auto"
+        return searched(self.kind, self.load)
 
     @property
     def delay(self) -> float | None:
@@ -218,26 +235,30 @@ class Comparison:
         return value if isinstance(value, int) else 0
 
     @property
-    def measured(self) -> list[Row]:
+    def measured(self) -> tuple[Row, ...]:
         """The rows with a headline figure."""
-        return [r for r in self.rows if r.values()]
+        return tuple(r for r in self.rows if r.values())
 
 
 def comparisons(results: Iterable[Result]) -> list[Comparison]:
-    out: dict[tuple[Any, ...], Comparison] = {}
+    """In the order of their first result; a row's repeats in the order they were read."""
+    grouped: dict[tuple[Any, ...], dict[str, list[Result]]] = {}
     for r in results:
         key = (r.experiment, r.endpoint, tuple(sorted(r.load.items())))
-        comp = out.setdefault(key, Comparison(r.experiment, r.kind, r.endpoint, r.load,
-                                              r.params, r.engine or "?"))
-        row = next((x for x in comp.rows if x.server_id == r.server_id), None)
-        if row is None:
-            row = Row(r.server_id, r.server, r.workers, r.options, comp.headline)
-            comp.rows.append(row)
-        row.results.append(r)
-    return list(out.values())
+        grouped.setdefault(key, {}).setdefault(r.server_id, []).append(r)
+    out = []
+    for rows in grouped.values():
+        first = next(iter(rows.values()))[0]
+        headline = headline_of(first.kind, first.load)
+        out.append(Comparison(
+            first.experiment, first.kind, first.endpoint, first.load, first.params,
+            first.engine or "?", tuple(Row(r[0].server_id, r[0].server, r[0].workers,
+                                           r[0].options, headline, tuple(r))
+                                       for r in rows.values())))
+    return out
 
 
-def noise_by_kind(comps: list[Comparison]) -> dict[str, float]:
+def noise_by_kind(comps: Iterable[Comparison]) -> dict[str, float]:
     """Each kind's noise floor: the median spread of its repeated cells."""
     spreads: dict[str, list[Spread]] = {}
     for comp in comps:

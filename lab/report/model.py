@@ -1,6 +1,7 @@
-"""The report's model: every comparison of a run with its baseline, each row's verdict and
-flags, and each kind's noise floor — computed once from the results, then read by every
-renderer (markdown tables, charts, findings, `compare`, the merged report)."""
+"""The report's model: every comparison of a run with its baseline, each row's verdict,
+flags and facts (`lab.report.facts`), and each kind's noise floor — computed once from the
+results into frozen values, then read by every renderer (markdown tables, charts,
+findings, In short, the article's claims, `compare`); no renderer reads another's."""
 
 import math
 from collections.abc import Iterable, Mapping
@@ -9,6 +10,8 @@ from enum import Enum
 from typing import Any
 
 from lab.load.stats import Spread
+from lab.report import facts
+from lab.report.facts import Effect, Knee, Scaling, Serialised
 from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
 from lab.report.records import Result
 from lab.report.verdict import Verdict, compare
@@ -36,7 +39,7 @@ def noisy(s: Spread) -> bool:
     return s.n > 1 and s.spread_pct >= NOISY_SPREAD_PCT
 
 
-def flags(row: Row) -> list[Flag]:
+def _flags(row: Row) -> list[Flag]:
     out = []
     if (limit := row.limit()) is not None:
         out.append(LIMIT_FLAGS[limit])
@@ -45,11 +48,6 @@ def flags(row: Row) -> list[Flag]:
     if 0 < len(row.values()) < len(row.results):
         out.append(Flag.MISSING_REPEATS)
     return out
-
-
-def limit_flags(row: Row) -> list[Flag]:
-    """The flags that make a row's figure possibly the client's or the machine's."""
-    return [f for f in flags(row) if f in LIMIT_FLAGS.values()]
 
 
 def _runs(row: Row) -> set[str | None]:
@@ -85,12 +83,6 @@ def baseline(comp: Comparison, preferred: str | None) -> Row | None:
     return pick(candidates, key=lambda r: r.spread().median)  # type: ignore[union-attr]
 
 
-def verdicts(comp: Comparison, noise_pct: float, preferred: str | None
-             ) -> dict[str, Verdict]:
-    """Each row against the baseline (see `judge`)."""
-    return judge(comp, baseline(comp, preferred), noise_pct)
-
-
 def _limit_text(row: Row, limit: str) -> str:
     reasons = row.limit_reasons()
     return LIMIT_TEXT[limit] + (f" ({'; '.join(reasons)})" if reasons else "")
@@ -120,12 +112,70 @@ def judge(comp: Comparison, base: Row | None, noise_pct: float) -> dict[str, Ver
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
+class RowFacts(Row):
+    """A row with what the model derived from it, beside its data (as hyperfine wraps a
+    result with its relative speed): the kind's facts are None where they do not apply."""
+
+    verdict: Verdict | None  # against the baseline; None: the row has no headline figure
+    flags: tuple[Flag, ...]
+    is_baseline: bool
+    serialised: Serialised | None  # burst with a delay
+    effect: Effect | None  # interference: what the busy endpoint did to the probe
+    scaling: Scaling | None  # closed, > 1 worker, beside a 1-worker row of its variant
+    knee_bounds: frozenset[str | None]  # open, rates = "auto": how each repeat's search ended
+
+    @property
+    def limit_flags(self) -> list[Flag]:
+        """The flags that make the figure possibly the client's or the machine's."""
+        return [f for f in self.flags if f in LIMIT_FLAGS.values()]
+
+    @property
+    def stalled(self) -> bool | None:
+        """Did the busy endpoint stall the probe, its median or its tail? None: no data."""
+        return None if self.effect is None else self.effect in ("stalled", "stalled some")
+
+
+@dataclass(frozen=True)
+class ComparisonFacts(Comparison):
+    """A comparison whose rows carry their facts, with its baseline (None: no row
+    qualified)."""
+
+    rows: tuple[RowFacts, ...]
+    baseline: RowFacts | None
+
+    @property
+    def measured(self) -> tuple[RowFacts, ...]:
+        return tuple(r for r in self.rows if r.values())
+
+
+def judged(comp: Comparison, noise_pct: float, preferred: str | None = None
+           ) -> ComparisonFacts:
+    """One comparison's baseline, verdicts and facts."""
+    base = baseline(comp, preferred)
+    verdicts = judge(comp, base, noise_pct)
+    ones = {r.variant: r for r in comp.measured if r.workers == 1}
+    rows = tuple(RowFacts(
+        **vars(row), verdict=verdicts.get(row.server_id), flags=tuple(_flags(row)),
+        is_baseline=row is base,
+        serialised=facts.serialised(row, comp.delay)
+        if comp.kind == "burst" and comp.delay else None,
+        effect=facts.probe_effect(row, comp.delay) if comp.kind == "interference" else None,
+        scaling=facts.scaling(row, ones[row.variant], noise_pct)
+        if comp.kind == "closed" and row.variant in ones else None,
+        knee_bounds=frozenset(f.knee_bound for f in row.ok) if comp.searched else frozenset(),
+    ) for row in comp.rows)
+    return ComparisonFacts(**{**vars(comp), "rows": rows},
+                           baseline=next((r for r in rows if r.is_baseline), None))
+
+
+@dataclass(frozen=True)
 class Report:
-    results: list[Result]
-    comparisons: list[Comparison]  # each with its baseline and its rows' verdicts
-    noise: dict[str, float]  # kind → noise floor, %
+    results: tuple[Result, ...]
+    comparisons: tuple[ComparisonFacts, ...]
+    noise: Mapping[str, float]  # kind → noise floor, %
     preferred: str | None  # lab.baseline, if the config named one
+    knees: tuple[Knee, ...]  # fixed-rate open experiments: where each met its SLO
 
     @classmethod
     def of(cls, lines: Iterable[Mapping[str, Any]], preferred: str | None = None
@@ -134,13 +184,11 @@ class Report:
         return cls.of_results([Result.from_line(line) for line in lines], preferred)
 
     @classmethod
-    def of_results(cls, results: list[Result], preferred: str | None = None) -> "Report":
+    def of_results(cls, results: Iterable[Result], preferred: str | None = None
+                   ) -> "Report":
         """From typed records (as `lab.store.results.RunDir.read` streams them)."""
+        results = tuple(results)
         comps = comparisons(results)
         noise = noise_by_kind(comps)
-        for comp in comps:
-            comp.baseline = baseline(comp, preferred)
-            judged = judge(comp, comp.baseline, noise.get(comp.kind, 0.0))
-            for row in comp.rows:
-                row.verdict = judged.get(row.server_id)
-        return cls(results, comps, noise, preferred)
+        return cls(results, tuple(judged(c, noise.get(c.kind, 0.0), preferred)
+                                  for c in comps), noise, preferred, facts.knees(comps))

@@ -1,6 +1,6 @@
 """Assemble report.md: findings, one table per comparison, settings, failures, environment."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +10,8 @@ from lab.kinds import get, kinds
 from lab.load.stats import Spread
 from lab.matrix.config import PYTHON_ENGINES
 from lab.report import article
-from lab.report.findings import findings, knees
+from lab.report.facts import Knee
+from lab.report.findings import findings
 from lab.report.fmt import fmt
 from lab.report.groups import CLIENT_SHARE_BAR, Comparison
 from lab.report.merge import MERGED_FROM, environment_warnings
@@ -18,7 +19,7 @@ from lab.report.model import NOISY_SPREAD_PCT, Report, noisy
 from lab.report.records import Result
 from lab.report.summary import in_short
 from lab.report.tables import table
-from lab.report.ways import ways_findings
+from lab.report.ways import ways_findings, ways_short
 from lab.servers.base import FACTS
 from lab.store.results import (
     ENVIRONMENT,
@@ -44,7 +45,7 @@ def _title(comp: Comparison) -> str:
         + f" (engine {comp.engine})"
 
 
-def _warnings(info: dict[str, Any], records: list[Result]) -> list[str]:
+def _warnings(info: dict[str, Any], records: Sequence[Result]) -> list[str]:
     """What a reader must know before any figure: a run that did not finish, runs merged,
     a client that measured itself."""
     lines = []
@@ -58,7 +59,7 @@ def _warnings(info: dict[str, Any], records: list[Result]) -> list[str]:
     return lines + _client_warnings(records)
 
 
-def _this_run(info: dict[str, Any], records: list[Result]) -> list[str]:
+def _this_run(info: dict[str, Any], records: Sequence[Result]) -> list[str]:
     if MERGED_FROM in info:
         return _merged_runs(info, records)
     failed = sum(r.status == "failed" for r in records)
@@ -106,7 +107,7 @@ def _merged_warnings(info: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _merged_runs(info: dict[str, Any], records: list[Result]) -> list[str]:
+def _merged_runs(info: dict[str, Any], records: Sequence[Result]) -> list[str]:
     """Which runs, and how each ended."""
     failed = sum(r.status == "failed" for r in records)
     sources = info[MERGED_FROM]
@@ -136,7 +137,7 @@ def _could_use_wrk(r: Result) -> bool:
     return "wrk" in get(r.kind).engines
 
 
-def _client_warnings(records: list[Result]) -> list[str]:
+def _client_warnings(records: Sequence[Result]) -> list[str]:
     """Loud, first: throughput measured with a Python client ranks the client."""
     python = sorted({str(r.engine) for r in records if _could_use_wrk(r)
                      and r.engine in PYTHON_ENGINES})
@@ -149,7 +150,7 @@ def _client_warnings(records: list[Result]) -> list[str]:
             "engine, `auto`, then uses wrk).", ""]
 
 
-def _placement_line(records: list[Result]) -> str:
+def _placement_line(records: Sequence[Result]) -> str:
     places = {(p.get("server_cpus"), p.get("client_cpus"), p.get("shared"))
               for r in records if (p := r.placement)}
     if not places:
@@ -235,7 +236,7 @@ def _sections(report: Report, drawn: list["Chart"]) -> list[str]:
     return lines
 
 
-def _noise(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
+def _noise(comps: Sequence[Comparison], noise: Mapping[str, float]) -> list[str]:
     repeated = [(c, r, s) for c in comps for r in c.rows if (s := r.spread()) and s.n > 1]
     if not repeated:
         return ["## Noise", "", "Each cell ran once (`repeats = 1`): no spread was measured, "
@@ -262,20 +263,20 @@ def _noise(comps: list[Comparison], noise: dict[str, float]) -> list[str]:
     return lines
 
 
-def _knees(comps: list[Comparison]) -> list[str]:
-    rows = knees(comps)
+def _knees(rows: Sequence[Knee]) -> list[str]:
     if not rows:
         return []
     return ["## Saturation knee (open model)", "",
             "The highest arrival rate tried at which the median p99 stayed within the SLO "
             "with no errors and the client on schedule; a finer `rates` axis narrows it.", "",
-            tabulate([[e, sid, fmt(slo), fmt(best, 6), over] for e, sid, slo, best, over in rows],
+            tabulate([[k.experiment, k.server_id, fmt(k.slo_p99_ms), fmt(k.held, 6),
+                       "none tried" if k.over is None else str(k.over)] for k in rows],
                      headers=["experiment", "configuration", "SLO p99 ms",
                               "highest rate within SLO", "first rate over it"],
                      tablefmt="github", disable_numparse=True), ""]
 
 
-def _settings(records: list[Result], servers: list[dict[str, Any]]) -> list[str]:
+def _settings(records: Sequence[Result], servers: list[dict[str, Any]]) -> list[str]:
     rows: dict[str, list[Result]] = {}
     for r in records:
         rows.setdefault(r.server_id, []).append(r)
@@ -322,7 +323,7 @@ def _range(values: Iterable[float]) -> str:
     return f"{fmt(s.median)} ({fmt(s.low)}–{fmt(s.high)})" if s.n > 1 else fmt(s.median)
 
 
-def _failures(records: list[Result]) -> list[str]:
+def _failures(records: Sequence[Result]) -> list[str]:
     lines = []
     for r in records:
         if (f := r.failure) is None:
@@ -400,7 +401,7 @@ def build(run: RunDir) -> Path:
     lines = [f"# asgi-lab report — {run.path.name}", "", *_warnings(info, records)]
     if warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
-    short = in_short(report)
+    short = in_short(report, article.in_short(comps) or ways_short(comps))
     lines += _in_short(short, drawn)
     lines += _this_run(info, records) + _stale(stale)
     if claimed := article.claims(comps):
@@ -409,7 +410,7 @@ def build(run: RunDir) -> Path:
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
     lines += _sections(report, drawn)
-    lines += _knees(comps)
+    lines += _knees(report.knees)
     lines += _noise(comps, report.noise)
     lines += _failures(records)
     if records:

@@ -1,14 +1,9 @@
 """"In short": the report's answers to the three questions — `def` or `async def`, which
-server, how many workers — in a few sentences, each computed from the model."""
+server, how many workers — in a few sentences, each read from the model."""
 
-from collections import defaultdict
-
-from lab.report import article
+from lab.report.facts import Scaling
 from lab.report.fmt import fmt
-from lab.report.groups import Comparison, Row
-from lab.report.model import Report
-from lab.report.verdict import compare
-from lab.report.ways import ways_short
+from lab.report.model import ComparisonFacts, Report, RowFacts
 
 
 def _which_server(report: Report) -> list[str]:
@@ -36,7 +31,7 @@ def _which_server(report: Report) -> list[str]:
     return out
 
 
-def _against(comp: Comparison, base: Row, limited: list[str]) -> str:
+def _against(comp: ComparisonFacts, base: RowFacts, limited: list[str]) -> str:
     """What the verdicts say of the other rows against the baseline (higher is better)."""
     others = {row.server_id: row.verdict for row in comp.measured
               if row is not base and row.server_id not in limited and row.verdict}
@@ -94,36 +89,33 @@ def _knees(report: Report) -> list[str]:
     return out
 
 
-def _scaling(row: Row, one: Row, noise_pct: float) -> tuple[str, bool]:
+def _scaling(row: RowFacts, x: Scaling) -> tuple[str, bool]:
     """req/s at w workers over req/s at one, and whether a limit makes it unreadable."""
-    v = compare(row.values(), one.values(), True, noise_pct)
-    ratio = 1 / v.ratio
-    typical = row.typical()
-    used = len(typical.pids) if typical else row.workers
+    used = x.workers_used
     notes = [f"only {used} of {row.workers} workers got requests"] if 0 < used < row.workers \
         else []
-    text = f"{row.server} ×{ratio:.2f} at {row.workers} workers"
-    if one.limit() or row.limit():
+    text = f"{row.server} ×{x.ratio:.2f} at {row.workers} workers"
+    if x.limited:
         return text + (f" ({notes[0]})" if notes else ""), True
+    v = x.verdict
     why = v.text if v.significant is None else (
-        f"efficiency {100 * ratio / row.workers:.0f} %, "
+        f"efficiency {100 * x.efficiency:.0f} %, "
         + ("significant" if v.significant else "no clear difference"))
     return f"{text} ({'; '.join([why, *notes])})", False
 
 
 def _how_many_workers(report: Report) -> list[str]:
-    """Per closed comparison: req/s at more workers relative to one, per server variant;
-    those whose client or machine was at its limit are named together."""
+    """Per closed comparison: req/s at more workers relative to one, per server variant
+    (in the order of the table), fewer workers first; those whose client or machine was
+    at its limit are named together."""
     out = []
     for comp in report.comparisons:
         if comp.kind != "closed":
             continue
-        variants: dict[tuple[str, str], dict[int, Row]] = defaultdict(dict)
-        for row in comp.measured:
-            variants[row.variant][row.workers] = row
-        found = [_scaling(row, rows[1], report.noise.get(comp.kind, 0.0))
-                 for rows in variants.values() if 1 in rows
-                 for w, row in sorted(rows.items()) if w > 1]
+        order = list(dict.fromkeys(row.variant for row in comp.measured))
+        found = [_scaling(row, x) for row in sorted(
+            comp.measured, key=lambda r: (order.index(r.variant), r.workers))
+                 if (x := row.scaling)]
         readable = [text for text, limited in found if not limited]
         limited = [text for text, limited in found if limited]
         if limited:
@@ -135,10 +127,10 @@ def _how_many_workers(report: Report) -> list[str]:
     return out
 
 
-def in_short(report: Report) -> list[tuple[str, list[str]]]:
-    """(question, its answers) for each question this run's cells can answer."""
-    comps = report.comparisons
-    answers = [("`def` or `async def`?", article.in_short(comps) or ways_short(comps)),
+def in_short(report: Report, def_or_async: list[str]) -> list[tuple[str, list[str]]]:
+    """(question, its answers) for each question this run's cells can answer; the first's
+    answers come from the article's claims or the ways an experiment compared."""
+    answers = [("`def` or `async def`?", def_or_async),
                ("Which server?", _which_server(report) + _knees(report)),
                ("How many workers?", _how_many_workers(report))]
     return [(q, a) for q, a in answers if a]

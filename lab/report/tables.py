@@ -10,27 +10,17 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from lab.kinds import get
-from lab.report.fmt import fmt, fmt_spread, pct, rate
+from lab.report.fmt import fmt, fmt_spread, pct, peaks, rate, split
 from lab.report.groups import Comparison, Getter, Row
-from lab.report.model import Flag, flags, limit_flags
+from lab.report.model import ComparisonFacts, Flag, RowFacts
 
 
 @dataclass(frozen=True)
 class Column:
     header: str
-    cell: Callable[[Row], str]
+    cell: Callable[[RowFacts], str]
     main: bool = False  # in the main table; else in the detail table
     always: bool = False  # filled in for a row without a headline figure too
-
-
-def split(row: Row) -> str:
-    """How the typical repeat's requests split across worker processes, largest share
-    first: '63/37'."""
-    if not row.wrapped:
-        return "– (not wrapped: wrap = false)"
-    typical = row.typical()
-    counts = sorted(typical.pids.values(), reverse=True) if typical else []
-    return "/".join(map(str, counts)) or "–"
 
 
 def errors(row: Row) -> str:
@@ -40,9 +30,9 @@ def errors(row: Row) -> str:
     return f"{sum(counts.values())} (" + ", ".join(f"{k} {n}" for k, n in counts.items()) + ")"
 
 
-def _cpu(row: Row) -> str:
+def _cpu(row: RowFacts) -> str:
     typical = row.typical()
-    limits = [f" ⚠ {f.value}" for f in limit_flags(row)]
+    limits = [f" ⚠ {f.value}" for f in row.limit_flags]
     return fmt(typical.client_cpu_pct if typical else None, 2) + "".join(limits)
 
 
@@ -65,14 +55,6 @@ def _latency(*keys: str) -> list[Column]:
     return [column(k) for k in keys]
 
 
-def peaks(row: Row) -> str:
-    """The most requests in flight at once in each worker, measured inside it by the
-    wrapper (typical repeat), largest first: '50' or '31/19'."""
-    typical = row.typical()
-    counts = sorted(typical.inflight_peak.values(), reverse=True) if typical else []
-    return "/".join(map(str, counts)) or "–"
-
-
 def _spread_ms(row: Row) -> str:
     worst = max((f.send_spread_ms for f in row.ok if f.send_spread_ms is not None),
                 default=None)
@@ -92,18 +74,14 @@ def burst_columns(comp: Comparison) -> list[Column]:
             Column("requests per worker", split), Column("client CPU %", _cpu)]
 
 
+def _scaling(row: RowFacts) -> str:
+    x = row.scaling
+    return "–" if x is None else f"{x.ratio:.2f}× ({100 * x.efficiency:.0f} % eff.)"
+
+
 def closed_columns(comp: Comparison) -> list[Column]:
-    one = {r.variant: r.spread() for r in comp.measured if r.workers == 1}
-
-    def scaling(row: Row) -> str:
-        s, base = row.spread(), one.get(row.variant)
-        if s is None or not base or not base.median or row.workers == 1:
-            return "–"
-        ratio = s.median / base.median
-        return f"{ratio:.2f}× ({100 * ratio / row.workers:.0f} % eff.)"
-
     return [Column("error rate", lambda r: rate(r.error_rate()), main=True),
-            Column("scaling vs 1 worker", scaling, main=True),
+            Column("scaling vs 1 worker", _scaling, main=True),
             Column("p99 ms", lambda r: pct(r.latency(), "p99"), main=True),
             *_latency("p50", "p99.9"), Column("errors by kind", errors),
             Column("requests per worker", split), *_resources()[:2],
@@ -112,11 +90,11 @@ def closed_columns(comp: Comparison) -> list[Column]:
 
 
 def open_columns(comp: Comparison) -> list[Column]:
-    def lag(row: Row) -> str:
+    def lag(row: RowFacts) -> str:
         worst = max((f.send_lag_p99_ms for f in row.ok if f.send_lag_p99_ms is not None),
                     default=None)
         return fmt(worst, 2) + (" ⚠ client behind schedule"
-                                if Flag.CLIENT_BEHIND in flags(row) else "")
+                                if Flag.CLIENT_BEHIND in row.flags else "")
 
     knee = [Column("knee found", _bound, main=True),
             Column("probes", lambda r: "/".join(str(len(f.knee_probes)) for f in r.ok))
@@ -135,8 +113,8 @@ BOUND_TEXT = {"found": "yes", "client": "lower bound: the client could send no f
               "below": "no rate held"}
 
 
-def _bound(row: Row) -> str:
-    return ", ".join(sorted({BOUND_TEXT.get(f.knee_bound or "", "?") for f in row.ok}))
+def _bound(row: RowFacts) -> str:
+    return ", ".join(sorted({BOUND_TEXT.get(b or "", "?") for b in row.knee_bounds}))
 
 
 def interference_columns(comp: Comparison) -> list[Column]:
@@ -155,10 +133,10 @@ def interference_columns(comp: Comparison) -> list[Column]:
                    lambda r: str(sum(f.background_requests for f in r.ok)))]
 
 
-def _verdict(row: Row) -> str:
+def _verdict(row: RowFacts) -> str:
     assert row.verdict is not None
     used, ran = len(row.values()), len(row.results)
-    found = flags(row)
+    found = row.flags
     notes = ([f"{used} of {ran} repeats ok"] if Flag.MISSING_REPEATS in found else []) \
         + (["⚠ client behind schedule"] if Flag.CLIENT_BEHIND in found else [])
     return row.verdict.text + (f" ({'; '.join(notes)})" if notes else "")
@@ -180,7 +158,7 @@ def _runs(row: Row) -> str:
     return ", ".join(sorted({r.source_run or "?" for r in row.results}))
 
 
-def table(comp: Comparison) -> str:
+def table(comp: ComparisonFacts) -> str:
     """The main table, then the detail table in a collapsed block. In a merged report, a
     *run* column says where each row was measured: rows of different runs did not run side
     by side."""

@@ -5,49 +5,50 @@ aiosqlite) are they ranked, best first, and answer "`def` or `async def`?"; othe
 are endpoints compared side by side. It assumes nothing about the app."""
 
 from collections import defaultdict
+from collections.abc import Sequence
 
-from lab.report.findings import stalled
 from lab.report.fmt import fmt
-from lab.report.groups import Comparison, Row
+from lab.report.model import ComparisonFacts, RowFacts
 
 UNITS = {"burst": " s", "interference": " ms"}
 
 
-def ways_findings(comps: list[Comparison]) -> list[str]:
+def ways_findings(comps: Sequence[ComparisonFacts]) -> list[str]:
     """One line per experiment of kind burst or interference with ≥ 2 endpoints at a load."""
     return [line for (experiment, n), group in _groups(comps).items()
             if (line := _line(experiment, n, group))]
 
 
-def _ways(group: list[Comparison]) -> bool:
+def _ways(group: list[ComparisonFacts]) -> bool:
     """The config said these endpoints are ways of one thing (`ways = true`)."""
     return all(r.ways for comp in group for row in comp.rows for r in row.results)
 
 
-def _groups(comps: list[Comparison]) -> dict[tuple[str, int], list[Comparison]]:
+def _groups(comps: Sequence[ComparisonFacts]
+            ) -> dict[tuple[str, int], list[ComparisonFacts]]:
     """(experiment, load) → its comparisons, where they measured ≥ 2 endpoints."""
-    groups: dict[tuple[str, int], list[Comparison]] = defaultdict(list)
+    groups: dict[tuple[str, int], list[ComparisonFacts]] = defaultdict(list)
     for comp in comps:
         if comp.kind in UNITS:
             groups[(comp.experiment, comp.n)].append(comp)
     return {key: g for key, g in groups.items() if len({c.endpoint for c in g}) > 1}
 
 
-def _line(experiment: str, n: int, group: list[Comparison]) -> str | None:
+def _line(experiment: str, n: int, group: list[ComparisonFacts]) -> str | None:
     kind = group[0].kind
-    rows: dict[str, list[tuple[float, str, Row, Comparison]]] = defaultdict(list)
+    rows: dict[str, list[tuple[float, str, RowFacts]]] = defaultdict(list)
     for comp in group:
         for row in comp.rows:
             if (s := row.spread()) is not None:
-                rows[row.server_id].append((s.median, comp.endpoint, row, comp))
+                rows[row.server_id].append((s.median, comp.endpoint, row))
     parts = []
     ranked = _ways(group)
     for sid, ways in rows.items():
         if ranked:
             ways.sort(key=lambda w: w[0])
-        text = ", ".join(f"`{e}` {fmt(v)}{UNITS[kind]}" for v, e, _, _ in ways)
+        text = ", ".join(f"`{e}` {fmt(v)}{UNITS[kind]}" for v, e, _ in ways)
         if kind == "interference":
-            stalls = [e for _, e, row, comp in ways if stalled(row, comp)]
+            stalls = [e for _, e, row in ways if row.stalled]
             text += (f" — stalled by {', '.join(f'`{e}`' for e in stalls)}" if stalls
                      else " — none stalled it")
         parts.append(f"{sid}: {text}")
@@ -61,7 +62,7 @@ def _line(experiment: str, n: int, group: list[Comparison]) -> str | None:
             "repeats): " + "; ".join(parts) + ".")
 
 
-def ways_short(comps: list[Comparison]) -> list[str]:
+def ways_short(comps: Sequence[ComparisonFacts]) -> list[str]:
     """The same, one line per experiment for "In short": each way's range over the
     configurations, best first, and how often it stalled the probe."""
     out = []
@@ -75,7 +76,7 @@ def ways_short(comps: list[Comparison]) -> list[str]:
                 continue
             text = f"`{comp.endpoint}` {fmt(min(medians))}–{fmt(max(medians))}{UNITS[comp.kind]}"
             if comp.kind == "interference":
-                known = [f for row in comp.rows if (f := stalled(row, comp)) is not None]
+                known = [f for row in comp.rows if (f := row.stalled) is not None]
                 text += f" (stalled it on {sum(known)} of {len(known)})" if any(known) else ""
             ways.append((sorted(medians)[len(medians) // 2], text))
         if len(ways) < 2:
