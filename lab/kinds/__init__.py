@@ -8,7 +8,7 @@ builds a `Kind` and passes it to `register` (see ``tests/test_kinds.py``).
 
 import importlib
 
-from lab.kinds.base import Headline, Kind, Runner
+from lab.kinds.base import Fact, Headline, Kind, Runner
 
 BUILT_IN = ("burst", "closed", "open", "interference")
 _KINDS: dict[str, Kind] = {}
@@ -43,4 +43,4 @@ def get(name: str) -> Kind:
     return kinds()[name]
 
 
-__all__ = ["BUILT_IN", "Headline", "Kind", "Runner", "get", "kinds", "register"]
+__all__ = ["BUILT_IN", "Fact", "Headline", "Kind", "Runner", "get", "kinds", "register"]

@@ -10,6 +10,7 @@ that only reads a config does not import the HTTP clients (≈ 0.5 s) or matplot
 import importlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -27,6 +28,16 @@ Runner = Callable[..., Coroutine[Any, Any, Measurement]]
 Columns = Callable[["ComparisonFacts"], list["Column"]]  # a comparison → its own columns
 # (experiment, its comparisons, styles, folder) → its charts (None: nothing worth drawing)
 Charts = Callable[[str, list["ComparisonFacts"], "Styles", Path], list["Chart | None"]]
+
+
+class Fact(Enum):
+    """What the report may state of a kind's rows, besides its headline's verdicts."""
+
+    THROUGHPUT = "throughput"  # its headline is the server's rate: "Which server?"
+    SCALING = "scaling"  # its rate at more workers against one: "How many workers?"
+    SERIALISED = "serialised"  # N requests with a delay ran one after another, or at once
+    PROBE_EFFECT = "probe effect"  # the probe stalled, slowed or stayed as fast as idle
+    KNEES = "knees"  # fixed rates with an SLO: the highest rate that held it
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class Kind:
     # within slo_p99_ms is searched for, and is then the headline
     lasts_as_endpoint: bool = False  # its time is the endpoint's (an estimate's floor)
     in_short: int = 99  # the report's headline chart is of the lowest kind that has one
+    facts: frozenset[Fact] = frozenset()
 
     def __post_init__(self) -> None:
         if ("clients" in self.settings) != (self.split is not None):

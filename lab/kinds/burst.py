@@ -2,7 +2,7 @@
 
 import math
 
-from lab.kinds import Headline, Kind, register
+from lab.kinds import Fact, Headline, Kind, register
 from lab.matrix.config import PYTHON_ENGINES, Cell
 from lab.run.estimate import CELL_OVERHEAD_S, blocks_loop, delay_s
 
@@ -26,4 +26,5 @@ KIND = register(Kind(
     run_at="lab.load.burst:run", columns_at="lab.report.tables:burst_columns",
     charts_at="lab.report.charts:burst_charts",
     lasts_as_endpoint=True, in_short=2,
+    facts=frozenset({Fact.SERIALISED}),
 ))

@@ -2,7 +2,7 @@
 
 import math
 
-from lab.kinds import Headline, Kind, register
+from lab.kinds import Fact, Headline, Kind, register
 from lab.matrix.config import ENGINE_NAMES, Cell
 from lab.run.estimate import CELL_OVERHEAD_S, WRK_START_S, window_s
 
@@ -27,4 +27,5 @@ KIND = register(Kind(
     run_at="lab.load.closed:run", columns_at="lab.report.tables:closed_columns",
     charts_at="lab.report.charts:closed_charts",
     split="users", in_short=0,
+    facts=frozenset({Fact.THROUGHPUT, Fact.SCALING}),
 ))

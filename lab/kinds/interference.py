@@ -1,6 +1,6 @@
 """interference: a fast endpoint's latency idle, then while users load a slow one."""
 
-from lab.kinds import Headline, Kind, register
+from lab.kinds import Fact, Headline, Kind, register
 from lab.matrix.config import PYTHON_ENGINES, Cell
 from lab.run.estimate import CELL_OVERHEAD_S, STALLED_ROUNDS, blocks_loop, delay_s
 
@@ -25,4 +25,5 @@ KIND = register(Kind(
     run_at="lab.load.interference:run", columns_at="lab.report.tables:interference_columns",
     charts_at="lab.report.charts:interference_charts",
     lasts_as_endpoint=True, in_short=1,
+    facts=frozenset({Fact.PROBE_EFFECT}),
 ))

@@ -1,6 +1,6 @@
 """open: a fixed arrival rate whatever the answers, or the highest rate within an SLO."""
 
-from lab.kinds import Headline, Kind, register
+from lab.kinds import Fact, Headline, Kind, register
 from lab.matrix.config import PYTHON_ENGINES, Cell
 from lab.report.groups import MIN_SAMPLES
 from lab.report.records import Figures
@@ -33,4 +33,5 @@ KIND = register(Kind(
     run_at="lab.load.open_model:run", columns_at="lab.report.tables:open_columns",
     charts_at="lab.report.charts:open_charts",
     split="rate", in_short=3,
+    facts=frozenset({Fact.KNEES}),
 ))

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from lab.report.fmt import fmt
 from lab.report.model import ComparisonFacts
 
+# Its claims are about bursts and probes of named endpoints: the kind == tests below are
+# the article's experiments, not a rule about kinds.
 ARTICLE_APP = "apps.article:app"
 # The lab's own apps that are FastAPI: the report knows an app's framework only from these
 # names (the results hold the app spec, not what it imported).

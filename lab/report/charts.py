@@ -295,7 +295,9 @@ def _nines(q: float) -> float:
 
 
 def _percentiles(experiment: str, kind: str, comps: list[ComparisonFacts], styles: Styles,
-                 out: Path) -> Chart | None:
+                 out: Path, load: Callable[[ComparisonFacts], str]) -> Chart | None:
+    """Each comparison's latency curve, titled by its ``load`` ("8 users"); an SLO the
+    experiment set is drawn with it."""
     comps = [c for c in comps if any(_merged(r) for r in c.rows)]
     if not comps:
         return None
@@ -317,12 +319,10 @@ def _percentiles(experiment: str, kind: str, comps: list[ComparisonFacts], style
         _log_y(ax)
         ax.set_xlabel("percentile (only where ≥ 10 samples lie above it)")
         ax.set_ylabel("latency (ms, log scale)")
-        load = (f"{comp.n} users" if kind == "closed" else "at the knee" if comp.searched
-                else f"{comp.n} req/s offered")
         fewest = f"; ≥ {min(counts):,} samples each" if counts else ""
-        ax.set_title(f"{comp.endpoint}, {load}{fewest}")
+        ax.set_title(f"{comp.endpoint}, {load(comp)}{fewest}")
         ax.grid(True, which="both", alpha=0.3)
-        if kind == "open" and (slo := comp.load.get("slo_p99_ms")):
+        if slo := comp.load.get("slo_p99_ms"):
             ax.axhline(float(slo), color="red", linestyle="--", label=f"SLO p99 {slo:g} ms")
     _shared_legend(fig, axes)
     _suptitle(fig, f"Latency percentiles {experiment!r} ({kind}; all repeats merged)")
@@ -463,7 +463,7 @@ def interference_charts(experiment: str, comps: list[ComparisonFacts], styles: S
 def closed_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
                   ) -> list[Chart | None]:
     return [*(_closed(c, styles, out) for c in comps),
-            _percentiles(experiment, "closed", comps, styles, out)]
+            _percentiles(experiment, "closed", comps, styles, out, lambda c: f"{c.n} users")]
 
 
 def open_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
@@ -472,7 +472,8 @@ def open_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, o
     searched = [c for c in comps if c.searched]
     return [*([_open(experiment, fixed, styles, out)] if fixed else []),
             *([_knee(experiment, searched, styles, out)] if searched else []),
-            _percentiles(experiment, "open", comps, styles, out)]
+            _percentiles(experiment, "open", comps, styles, out,
+                         lambda c: "at the knee" if c.searched else f"{c.n} req/s offered")]
 
 
 def draw(report: Report, out: Path) -> list[Chart]:

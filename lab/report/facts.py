@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from lab.kinds import Fact, get
 from lab.load.stats import Spread
 from lab.report.groups import Comparison, Row
 from lab.report.verdict import Verdict, compare
@@ -113,7 +114,8 @@ def knees(comps: Iterable[Comparison]) -> tuple[Knee, ...]:
     by: dict[tuple[str, str], list[tuple[int, Row]]] = {}
     slo: dict[str, float] = {}
     for comp in comps:
-        if comp.kind != "open" or comp.searched or comp.load.get("slo_p99_ms") is None:
+        if Fact.KNEES not in get(comp.kind).facts or comp.searched \
+                or comp.load.get("slo_p99_ms") is None:
             continue
         slo[comp.experiment] = float(comp.load["slo_p99_ms"])
         for row in comp.rows:

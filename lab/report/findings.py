@@ -5,6 +5,7 @@ for `lab.report.article` to say.
 
 from collections.abc import Callable, Sequence
 
+from lab.kinds import Fact, get
 from lab.load.stats import Spread
 from lab.report.facts import probe_p50
 from lab.report.fmt import fmt, peaks, split
@@ -129,9 +130,10 @@ def unwrapped_finding(comps: Sequence[Comparison]) -> str | None:
 def findings(comps: Sequence[ComparisonFacts]) -> list[str]:
     out = [unwrapped_finding(comps)]
     for comp in comps:
-        if comp.kind == "burst":
+        has = get(comp.kind).facts
+        if Fact.SERIALISED in has:
             out.append(burst_finding(comp))
-        elif comp.kind == "interference":
+        if Fact.PROBE_EFFECT in has:
             out.append(interference_finding(comp))
     out.append(client_limit_finding(comps))
     return [x for x in out if x]

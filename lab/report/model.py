@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from lab.kinds import Fact, get
 from lab.load.stats import Spread
 from lab.report import facts
 from lab.report.facts import Effect, Knee, Scaling, Serialised
@@ -155,14 +156,15 @@ def judged(comp: Comparison, noise_pct: float, preferred: str | None = None
     base = baseline(comp, preferred)
     verdicts = judge(comp, base, noise_pct)
     ones = {r.variant: r for r in comp.measured if r.workers == 1}
+    has = get(comp.kind).facts
     rows = tuple(RowFacts(
         **vars(row), verdict=verdicts.get(row.server_id), flags=tuple(_flags(row)),
         is_baseline=row is base,
         serialised=facts.serialised(row, comp.delay)
-        if comp.kind == "burst" and comp.delay else None,
-        effect=facts.probe_effect(row, comp.delay) if comp.kind == "interference" else None,
+        if Fact.SERIALISED in has and comp.delay else None,
+        effect=facts.probe_effect(row, comp.delay) if Fact.PROBE_EFFECT in has else None,
         scaling=facts.scaling(row, ones[row.variant], noise_pct)
-        if comp.kind == "closed" and row.variant in ones else None,
+        if Fact.SCALING in has and row.variant in ones else None,
         knee_bounds=frozenset(f.knee_bound for f in row.ok) if comp.searched else frozenset(),
     ) for row in comp.rows)
     return ComparisonFacts(**{**vars(comp), "rows": rows},

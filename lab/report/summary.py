@@ -1,6 +1,7 @@
 """"In short": the report's answers to the three questions — `def` or `async def`, which
 server, how many workers — in a few sentences, each read from the model."""
 
+from lab.kinds import Fact, get
 from lab.report.facts import Scaling
 from lab.report.fmt import fmt
 from lab.report.model import ComparisonFacts, Report, RowFacts
@@ -13,7 +14,7 @@ def _which_server(report: Report) -> list[str]:
     out = []
     for comp in report.comparisons:
         base = comp.baseline
-        if comp.kind != "closed" or not comp.measured:
+        if Fact.THROUGHPUT not in get(comp.kind).facts or not comp.measured:
             continue
         head = f"`{comp.endpoint}`, {comp.n} users"
         limited = sorted(row.server_id for row in comp.measured if row.limit() is not None)
@@ -110,7 +111,7 @@ def _how_many_workers(report: Report) -> list[str]:
     at its limit are named together."""
     out = []
     for comp in report.comparisons:
-        if comp.kind != "closed":
+        if Fact.SCALING not in get(comp.kind).facts:
             continue
         order = list(dict.fromkeys(row.variant for row in comp.measured))
         found = [_scaling(row, x) for row in sorted(

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from lab.report.fmt import fmt
 from lab.report.model import ComparisonFacts, RowFacts
 
+# The kinds whose endpoints are compared as ways, and their headline's unit. The wording
+# below is theirs too (a burst's batch wall time, a probe's p50): a kind == test here.
 UNITS = {"burst": " s", "interference": " ms"}
 
 
