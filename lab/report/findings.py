@@ -11,8 +11,8 @@ from collections.abc import Callable
 from lab.load.stats import Spread
 from lab.report.fmt import fmt
 from lab.report.groups import CLIENT_SHARE_BAR, Comparison, Row, client_limits, machine_limits
-from lab.report.records import Figures
 from lab.report.tables import peaks, split
+from lab.store.schema import Figures
 
 SERIAL_FRACTION = 0.8  # wall ≥ 80 % of (busiest worker's share × delay) counts as serialised
 
@@ -84,7 +84,7 @@ def _held(row: Row, s: Spread, n: int, delay: float) -> str:
 def _probe_p50(row: Row) -> tuple[Spread, Spread] | None:
     """(probe p50 under load, probe p50 idle) over the repeats, or None without data."""
     loaded = row.spread()
-    idle = row.spread(lambda f: f.idle_latency_ms.get("p50"))
+    idle = row.spread(lambda f: f.idle_ms("p50"))
     return None if loaded is None or idle is None else (loaded, idle)
 
 
@@ -121,7 +121,7 @@ def probe_effect(row: Row, comp: Comparison) -> str | None:
     # The tail against idle's own tail too: a 4 ms p90 beside a 0.4 ms idle p50 is one
     # query's wait behind a thread's GIL, not a stall (10× idle's p90 is the bar then).
     tail = row.latency().get("p90")  # of every repeat's probes merged, as the finding says
-    idle_p90 = row.spread(lambda f: f.idle_latency_ms.get("p90"))
+    idle_p90 = row.spread(lambda f: f.idle_ms("p90"))
     tail_bar = max(_stall_bar_ms(comp, idle), 10 * idle_p90.median if idle_p90 else 0.0)
     if tail is not None and tail >= tail_bar:
         return "stalled some"
@@ -177,7 +177,7 @@ def knees(comps: list[Comparison]) -> list[tuple[str, str, float, float | None, 
         for rate, row in sorted(rates, key=lambda x: x[0]):
             s = row.spread()
             ok = s is not None and s.median <= slo[exp] and not any(
-                f.errors or f.client_behind for f in row.ok)
+                f.errors or f.open and f.open.client_behind for f in row.ok)
             if ok and over == "none tried":
                 best = rate
             elif over == "none tried":

@@ -10,8 +10,8 @@ from typing import Any
 
 from lab.load.stats import Spread
 from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
-from lab.report.records import Result
 from lab.report.verdict import Verdict, compare
+from lab.store.schema import Result
 
 NOISY_SPREAD_PCT = 10.0
 
@@ -40,7 +40,7 @@ def flags(row: Row) -> list[Flag]:
     out = []
     if (limit := row.limit()) is not None:
         out.append(LIMIT_FLAGS[limit])
-    if any(f.client_behind for f in row.ok):
+    if any(f.open and f.open.client_behind for f in row.ok):
         out.append(Flag.CLIENT_BEHIND)
     if 0 < len(row.values()) < len(row.results):
         out.append(Flag.MISSING_REPEATS)
@@ -131,7 +131,7 @@ class Report:
     def of(cls, lines: Iterable[Mapping[str, Any]], preferred: str | None = None
            ) -> "Report":
         """From the lines `lab.store.results.RunDir.load` returned."""
-        return cls.of_results([Result.from_line(line) for line in lines], preferred)
+        return cls.of_results([Result.from_json(line) for line in lines], preferred)
 
     @classmethod
     def of_results(cls, results: list[Result], preferred: str | None = None) -> "Report":

@@ -73,7 +73,8 @@ def peaks(row: Row) -> str:
 
 
 def _spread_ms(row: Row) -> str:
-    worst = max((f.send_spread_ms for f in row.ok if f.send_spread_ms is not None),
+    worst = max((f.burst.send_spread_ms for f in row.ok
+                 if f.burst and f.burst.send_spread_ms is not None),
                 default=None)
     return fmt(worst, 2)
 
@@ -112,13 +113,15 @@ def _closed(comp: Comparison) -> list[Column]:
 
 def _open(comp: Comparison) -> list[Column]:
     def lag(row: Row) -> str:
-        worst = max((f.send_lag_p99_ms for f in row.ok if f.send_lag_p99_ms is not None),
+        worst = max((f.open.send_lag_p99_ms for f in row.ok
+                     if f.open and f.open.send_lag_p99_ms is not None),
                     default=None)
         return fmt(worst, 2) + (" ⚠ client behind schedule"
                                 if Flag.CLIENT_BEHIND in flags(row) else "")
 
     knee = [Column("knee found", _bound, main=True),
-            Column("probes", lambda r: "/".join(str(len(f.knee_probes)) for f in r.ok))
+            Column("probes", lambda r: "/".join(str(len(f.knee.knee_probes) if f.knee else 0)
+                                                 for f in r.ok))
             ] if comp.searched else []
     return [*knee,
             Column("achieved req/s", lambda r: fmt_spread(r.spread(lambda f: f.rps), 4),
@@ -135,15 +138,16 @@ BOUND_TEXT = {"found": "yes", "client": "lower bound: the client could send no f
 
 
 def _bound(row: Row) -> str:
-    return ", ".join(sorted({BOUND_TEXT.get(f.knee_bound or "", "?") for f in row.ok}))
+    return ", ".join(sorted({BOUND_TEXT.get(f.knee and f.knee.knee_bound or "", "?")
+                             for f in row.ok}))
 
 
 def _interference(comp: Comparison) -> list[Column]:
     def idle(row: Row) -> str:
-        return fmt_spread(row.spread(lambda f: f.idle_latency_ms.get("p50")))
+        return fmt_spread(row.spread(lambda f: f.idle_ms("p50")))
 
     def times(row: Row) -> str:
-        s, i = row.spread(), row.spread(lambda f: f.idle_latency_ms.get("p50"))
+        s, i = row.spread(), row.spread(lambda f: f.idle_ms("p50"))
         return f"{s.median / i.median:.0f}×" if s and i and i.median else "–"
 
     return [Column("probe p50 ms (idle)", idle, main=True),
@@ -151,7 +155,8 @@ def _interference(comp: Comparison) -> list[Column]:
             Column("errors", lambda r: str(sum(r.errors().values())), main=True),
             *_latency("p90", "max"), Column("errors by kind", errors),
             Column("background requests",
-                   lambda r: str(sum(f.background_requests for f in r.ok)))]
+                   lambda r: str(sum(f.interference.background_requests for f in r.ok
+                                     if f.interference)))]
 
 
 KIND_COLUMNS: dict[str, Callable[[Comparison], list[Column]]] = {
