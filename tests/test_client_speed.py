@@ -160,7 +160,7 @@ def test_an_open_model_schedule_the_client_cannot_hold_is_flagged_and_gets_no_ve
 
     with serve("uvicorn", 1, tmp_path) as server:
         held = figures_of(cell, server)
-        late = summarize(loop.run(starved(server.base_url, Window(server.pids()))))
+        late = summarize(loop.run(starved(server.base_url, Window(server.pids())))).to_json()
     assert not held["client_behind"] and late["client_behind"], (held, late)
     assert late["send_lag_p99_ms"] > 10
     report = Report.of([_line("uvicorn-w1", held), _line("granian-w1", late)])

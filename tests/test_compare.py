@@ -28,7 +28,7 @@ def records(run_id: str, slower: dict[str, float] | None = None,
             name = cell.id.rsplit("-r", 1)[0]
             wall = r["figures"]["wall_s"] * (1 + 0.01 * (cell.repeat - 2)) \
                 * shift * (slower or {}).get(name, 1.0)
-            r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01))
+            r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01)).to_json()
         out.append(r)
     return out
 

@@ -30,7 +30,7 @@ def _child(conn: Connection, kind: str, base_url: str, exp: Experiment, endpoint
            load: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    from lab.load import RUNNERS  # here, not at module level: lab.load imports this module
+    from lab.load.kinds import RUNNERS  # here, not at module level: it imports this module
 
     conn.send("ready")
     begin = conn.recv()

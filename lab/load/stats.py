@@ -2,11 +2,11 @@
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from lab.load.histogram import latency_figures
 from lab.load.samples import Measurement
-from lab.store.schema import Figures
+from lab.store.schema import Figures, KindFigures
 
 CLIENT_LIMITED_CPU_PCT = 90.0  # of one core, for the busiest client process
 SATURATED_PCT = 90.0  # of all usable cores, client and server together
@@ -31,14 +31,14 @@ def summarize(m: Measurement, machine: MachineShare | None = None) -> Figures:
     wall = u.wall_s if u.wall_s > 0 else float("nan")
     client_pct = 100.0 * u.client_cpu_s / wall
     server_pct = 100.0 * u.server_cpu_s / wall if u.server_cpu_s is not None else None
-    busiest = m.parts.processes.client_cpu_busiest_pct if m.parts.processes else client_pct
+    busiest = m.parts.processes.client_cpu_busiest_pct if m.parts.processes else None
     threads = m.parts.wrk.client_threads if m.parts.wrk else 1
     # When client and server share the cores and together use (nearly) all of them, the
     # server competed with the client: not its ceiling. With cores of its own, a server
     # that uses them all has met its budget, which is a fair figure.
     busy = client_pct + (server_pct or 0.0) if machine.shared else 0.0
     return Figures(
-        **vars(m.parts),  # the kind's own parts, as its engine measured them
+        **{f.name: getattr(m.parts, f.name) for f in fields(KindFigures)},  # as measured
         requests=t.ok + errors, ok=t.ok, errors=dict(t.errors),
         error_rate=errors / (t.ok + errors) if t.ok + errors else 0.0,
         wall_s=u.wall_s if m.wall_s is None else m.wall_s,
@@ -46,7 +46,8 @@ def summarize(m: Measurement, machine: MachineShare | None = None) -> Figures:
         latency_ms=latency_figures(t.histogram), latency_samples=t.histogram.total,
         histogram=t.histogram, pids={str(pid): n for pid, n in t.pids.most_common()},
         client_cpu_pct=client_pct,
-        client_limited=busiest >= CLIENT_LIMITED_CPU_PCT * threads,
+        client_limited=(client_pct if busiest is None else busiest)
+        >= CLIENT_LIMITED_CPU_PCT * threads,
         client_max_gap_s=u.max_gap_s, machine_saturated=busy >= SATURATED_PCT * machine.cores,
         cores=machine.cores, server_cpu_pct=server_pct,
         server_cores_used=server_pct / 100 if server_pct is not None else None,

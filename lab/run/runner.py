@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError, ServerStartError
-from lab.load import MULTI_PROCESS, RUNNERS, knee, loop, processes, wrk
+from lab.load import knee, loop, processes, wrk
+from lab.load.kinds import MULTI_PROCESS, RUNNERS
 from lab.load.monitor import Stalls, Window
 from lab.load.samples import Measurement
 from lab.load.stats import MachineShare, summarize

@@ -77,6 +77,8 @@ def _json(value: Any) -> Any:
 class _Part:
     """A part of the figures whose field names are its JSON keys."""
 
+    __slots__ = ()
+
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
@@ -89,7 +91,7 @@ class _Part:
         return {k: _json(getattr(self, k)) for k in self.keys()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BurstFigures(_Part):
     connect: str | None  # warm | cold
     send_spread_ms: float | None  # how far apart the first and the last request were written
@@ -99,7 +101,7 @@ class BurstFigures(_Part):
         return cls(_str(f.get("connect")), _num(f.get("send_spread_ms")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpenFigures(_Part):
     target_rps: float | None
     scheduled: int  # requests scheduled in the window
@@ -115,7 +117,7 @@ class OpenFigures(_Part):
                    bool(f.get("client_behind")), _num(f.get("answer_span_s")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KneeProbe:
     """One window of a knee search (`lab.load.knee`)."""
 
@@ -141,7 +143,7 @@ class KneeProbe:
                    bool(p.get("confirming")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KneeFigures(_Part):
     """open with rates = "auto": the highest rate held within the SLO, and every probe."""
 
@@ -160,7 +162,7 @@ class KneeFigures(_Part):
                          if isinstance(p, dict)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InterferenceFigures(_Part):
     probe: str | None  # the probe endpoint's label
     probe_connect: str | None  # warm | cold
@@ -178,7 +180,7 @@ class InterferenceFigures(_Part):
                    _int(f.get("background_errors")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WrkFigures(_Part):
     client_threads: int  # wrk's threads: at its limit at this many cores
     latency_includes_errors: bool  # wrk times every response, failed ones too
@@ -190,17 +192,17 @@ class WrkFigures(_Part):
                    _num(f.get("warmup_settle_s")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessesFigures(_Part):
     clients: int  # client processes (clients = k)
-    client_cpu_busiest_pct: float  # the busiest one's CPU: it decides client_limited
+    client_cpu_busiest_pct: float | None  # the busiest one's CPU: it decides client_limited
 
     @classmethod
     def from_json(cls, f: Mapping[str, Any]) -> "ProcessesFigures":
-        return cls(_int(f.get("clients")), _num(f.get("client_cpu_busiest_pct")) or 0.0)
+        return cls(_int(f.get("clients")), _num(f.get("client_cpu_busiest_pct")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KindFigures:
     """The figures only some kinds or engines have; an engine's measurement carries them."""
 
@@ -217,7 +219,7 @@ PARTS: dict[str, type[_Part]] = {
     "interference": InterferenceFigures, "wrk": WrkFigures, "processes": ProcessesFigures}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Figures(KindFigures):
     """One cell's measured figures (`lab.load.stats.summarize`)."""
 
@@ -294,7 +296,7 @@ class FailureKind(StrEnum):
     LAB_ERROR = "lab_error"  # a defect of the lab in this cell
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Failure:
     kind: FailureKind
     reason: str
@@ -312,7 +314,7 @@ class Failure:
         return cls(kind, str(f.get("reason")), str(f.get("log_tail") or ""))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Process:
     """The server process that served the cell."""
 
@@ -366,7 +368,7 @@ def _upgrade_v1(line: dict[str, Any]) -> dict[str, Any]:
                    "engine": line.get("engine") or line.get("engine_requested")}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     """One results line: one cell of one repeat on one server configuration."""
 
@@ -452,7 +454,7 @@ class Result:
         return self.process.start_to_ready_s if self.process else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MergedRun:
     """One run of a merged report, as its run.json and environment.json said."""
 
