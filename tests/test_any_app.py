@@ -260,7 +260,7 @@ def test_results_name_the_request_and_the_wrap(tmp_path: Path) -> None:
     from lab.run.runner import describe
     m = parse(tomllib.loads(config("", "[1]", SHOP_EXPERIMENTS)))
     cell = next(c for c in m.cells() if c.endpoint.method == "POST")
-    record = describe(cell, m.lab, "r")
+    record = describe(cell, m.lab, "r", cell.experiment.engine, "t").to_json()
     assert record["endpoint"] == "POST /items" and record["wrap"] is True
     assert json.loads(json.dumps(record["request"]))["json"] is None
     assert record["request"]["body"] == '{"name":"lamp"}'
