@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from lab.errors import StorageError, UsageError
 from lab.store.environment import differences
-from lab.store.schema import FailureKind, MalformedLine, Result, RunInfo, UnknownVersion
+from lab.store.schema import FailureKind, MalformedLine, Result, RunInfo, Shared, UnknownVersion
 
 RESULTS = "results.jsonl"
 RERUN_ON_RESUME = (FailureKind.DISTURBED,)  # failures that say nothing about the server
@@ -229,10 +229,11 @@ class RunDir:
         reader can use it (a truncated or corrupt line is a warning, not a crash)."""
         if not self.results.is_file():
             return
+        shared = Shared()  # the values lines repeat, held once
         with self.results.open("rb") as f:
             for n, raw in enumerate(f, 1):
                 if raw.strip():
-                    yield n, _record(n, raw)
+                    yield n, _record(n, raw, shared)
 
     def read(self, convert: Callable[[Result], T]) -> tuple[list[T], list[str]]:
         """Every usable line's record, converted as it is read, and the warnings. Only what
@@ -283,7 +284,7 @@ class RunDir:
         return differences(first, later)
 
 
-def _record(n: int, raw: bytes) -> Result | str:
+def _record(n: int, raw: bytes, shared: Shared) -> Result | str:
     """Line ``n``'s result, or why it cannot be a cell's result."""
     try:
         line = json.loads(raw.decode("utf-8"))
@@ -292,7 +293,7 @@ def _record(n: int, raw: bytes) -> Result | str:
     except ValueError:  # UnicodeDecodeError included
         return f"{RESULTS} line {n} is truncated or corrupt; that cell counts as not finished"
     try:
-        return Result.from_json(line)
+        return Result.from_json(line, shared)
     except UnknownVersion as e:
         return f"{RESULTS} line {n} {e}; skipped"
     except MalformedLine as e:
