@@ -120,12 +120,12 @@ def test_a_cell_that_fails_in_new_is_a_regression(tmp_path: Path) -> None:
     for r in records("new"):
         if r["cell_id"].startswith("uvicorn-w1-hello-hello-c4"):
             r |= {"status": "failed", "figures": None,
-                  "failure": {"kind": "crashed", "reason": "exited with code 1"}}
+                  "failure": {"kind": "server_crashed", "reason": "exited with code 1"}}
         broken.append(r)
     new = make_run(tmp_path, REPEATED, "new", broken)
     result = compare_runs(base, new)
     assert [(c.cell, c.verdict) for c in result.regressions] == [
-        ("uvicorn-w1-hello-hello-c4", "failed in NEW (crashed)")]
+        ("uvicorn-w1-hello-hello-c4", "failed in NEW (server_crashed)")]
 
 
 def test_differing_environments_are_said_first(tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ def test_resume_force_reruns_a_cell_whose_params_changed_and_keeps_each_environm
     assert [(x["cell_id"], x["params"]["delay"]) for x in lines] == [
         ("uvicorn-w1-b-non-blocking-n3", 0.02), ("uvicorn-w1-b-non-blocking-n3", 0.03)]
     loaded = run.load()
-    assert [r["params"]["delay"] for r in loaded.records] == [0.03]
+    assert [r.params["delay"] for r in loaded.records] == [0.03]
     assert loaded.warnings == ["uvicorn-w1-b-non-blocking-n3 was measured again with a "
                                "changed config; the later line counts"]
     assert (run.path / "environment.json").read_bytes() == first_env
@@ -211,7 +211,7 @@ def test_resume_reruns_a_cell_whose_line_was_cut_short(write_config: Callable[..
     assert resumed.returncode == 0, resumed.stderr
     assert "truncated or corrupt" in resumed.stdout
     loaded = run.load()
-    assert sorted(r["cell_id"] for r in loaded.records) == [
+    assert sorted(r.cell_id for r in loaded.records) == [
         "uvicorn-w1-b-blocking-n3", "uvicorn-w1-b-non-blocking-n3"]
     assert len(loaded.warnings) == 1  # the cut line stays, reported, and is not glued on
     assert leftovers(leak_token) == []
