@@ -41,7 +41,7 @@ def count(run: RunDir) -> tuple[int, int, int, list[str]]:
     alone —, verdicts stated, one line per table)."""
     significant = apart = stated = 0
     lines = []
-    for comp in Report.of(run.load().records).comparisons:
+    for comp in Report.of_results(run.load().records).comparisons:
         v = {row.server_id: row.verdict for row in comp.rows if row.verdict}
         other = [x for x in v.values() if x.text != "baseline"]
         stated += sum(x.significant is not None for x in other)

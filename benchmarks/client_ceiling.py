@@ -59,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
                                      engine, 10.0, duration_s=args.duration, warmup_s=1.0,
                                      clients=clients)
                     cell = Cell(name, 1, (), exp, Endpoint("/hello"), args.users, 1)
-                    results[(engine, clients)] = measure(cell, server, ctx)
-            ceiling = results[("wrk", 1)]["rps"]
+                    results[(engine, clients)] = measure(cell, server, ctx, engine)
+            ceiling = results[("wrk", 1)].rps or float("nan")
             for (engine, clients), f in results.items():
-                rows.append([name, f"{engine} ×{clients}", f"{f['rps']:.0f}",
-                             f"{f['client_cpu_pct']:.0f}", f"{f['server_cpu_pct']:.0f}",
-                             f"{f['rps'] / ceiling:.2f}"])
+                rps = f.rps or 0.0
+                rows.append([name, f"{engine} ×{clients}", f"{rps:.0f}",
+                             f"{f.client_cpu_pct or 0:.0f}", f"{f.server_cpu_pct or 0:.0f}",
+                             f"{rps / ceiling:.2f}"])
     print(tabulate(rows, headers=["server", "client engine × processes", "req/s",
                                   "client CPU %", "server CPU %", "÷ wrk"],
                    tablefmt="github", disable_numparse=True))

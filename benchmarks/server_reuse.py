@@ -52,7 +52,7 @@ def main() -> int:
                             "--run-id", f"{mode}-{r}", "--yes"], check=False,
                            stdout=subprocess.DEVNULL)
             walls[mode].append(time.monotonic() - t0)
-            for rec in Report.of(RunDir(out / f"{mode}-{r}").load().records).results:
+            for rec in Report.of_results(RunDir(out / f"{mode}-{r}").load().records).results:
                 if rec.ok and rec.figures:
                     value = get(rec.kind).headline.get(rec.figures)
                     if value:

@@ -30,7 +30,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from lab.store.results import RUN_INFO, RunDir
+from lab.store.results import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "LAB_STRESS_TOKEN"
@@ -143,10 +143,10 @@ def one_round(fault: str, rng: random.Random, work: Path) -> Counter[str]:
             if "nothing to do" in o or resumed.returncode in (0, 3):
                 break
         run = RunDir(run_path)
-        ids = [r["cell_id"] for r in run.load().records]
+        ids = [r.cell_id for r in run.load().records]
         counts["duplicated"] += len(ids) - len(set(ids))
         counts["lost"] += max(0, CELLS - len(set(ids)))
-        counts["untrue_state"] += run.read_json(RUN_INFO).get("state") != "finished"
+        counts["untrue_state"] += run.info().state != "finished"
     counts["tracebacks"] += "Traceback" in printed
     return counts
 

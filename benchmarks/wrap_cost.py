@@ -54,10 +54,11 @@ def _measure(name: str, lab: LabSettings, exp: Experiment, users: int, tmp: str
     with running(lambda port: adapter.argv(sys.executable, launch.app, lab.host, port, 1, {}),
                  lab.host, 1, Path(tmp, f"{name}-{lab.wrap}.log"), lab.start_timeout_s,
                  lab.stop_grace_s, env=launch.env, readiness=launch.readiness) as server:
-        f = measure(Cell(name, 1, (), exp, Endpoint("/hello"), users, 1), server, ctx)
-    if f["errors"] or (lab.wrap and sum(f["pids"].values()) != f["ok"]):
-        raise RuntimeError(f"{name} wrap={lab.wrap}: errors {f['errors']}, pids {f['pids']}")
-    return float(f["rps"]), 1000.0 * float(f["server_cpu_s_per_1000"])
+        f = measure(Cell(name, 1, (), exp, Endpoint("/hello"), users, 1), server, ctx,
+                    exp.engine)
+    if f.errors or (lab.wrap and sum(f.pids.values()) != f.ok):
+        raise RuntimeError(f"{name} wrap={lab.wrap}: errors {f.errors}, pids {f.pids}")
+    return float(f.rps or 0.0), 1000.0 * float(f.server_cpu_s_per_1000 or 0.0)
 
 
 def _shown(s: Spread, digits: int) -> str:

@@ -20,7 +20,8 @@ import pytest
 
 from lab.load.monitor import Usage
 from lab.load.samples import Measurement, Sample
-from lab.report.records import Result
+from lab.store.results import RunDir
+from lab.store.schema import PARTS, KindFigures, Result
 from lab.supervise.lock import LOCK_DIR_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,22 +40,33 @@ def run_lab(*args: str | os.PathLike[str], timeout: float = 60.0,
 
 def result(figures: dict[str, Any] | None, status: str = "ok", server_id: str = "uvicorn-w1",
            failure: dict[str, str] | None = None) -> Result:
-    """A results line as the report reads it, around ``figures`` (through JSON, as stored)."""
-    line = {"cell_id": f"{server_id}-x-e-n10-r1", "repeat": 1, "experiment": "x",
+    """A results line as the report reads it, around ``figures`` (through JSON, as stored;
+    version 1, whose reader tolerated a line this short)."""
+    line = {"schema_version": 1, "cell_id": f"{server_id}-x-e-n10-r1", "repeat": 1,
+            "experiment": "x",
             "kind": "closed", "endpoint": "/e", "load": {"users": 10}, "params": {},
             "server_id": server_id, "server": server_id.split("-")[0], "workers": 1,
             "options": {}, "server_version": "1", "status": status, "failure": failure,
             "figures": figures}
-    return Result.from_line(json.loads(json.dumps(line)))
+    return Result.from_json(json.loads(json.dumps(line)))
 
 
 def measurement(samples: list[Sample], wall_s: float, client_cpu_s: float,
-                **info: object) -> Measurement:
+                **figures: object) -> Measurement:
     """A Measurement of a window ``wall_s`` long in which the client used ``client_cpu_s``
-    (and no server was watched, as in a window without server pids)."""
+    (and no server was watched, as in a window without server pids); ``figures`` are kind
+    parts' JSON keys (``answer_span_s=…``, ``clients=…``)."""
     usage = Usage(wall_s=wall_s, client_cpu_s=client_cpu_s, server_cpu_s=None,
                   server_peak_rss_mb=None, server_processes=0)
-    return Measurement(samples, usage, dict(info))
+    parts = KindFigures(**{name: part.from_json(figures)  # type: ignore[attr-defined]
+                           for name, part in PARTS.items() if part.present(figures)})
+    return Measurement(samples, usage, parts)
+
+
+def json_lines(run: RunDir) -> list[dict[str, Any]]:
+    """The run's results as the JSON lines a user's script reads (upgraded to this
+    version)."""
+    return [r.to_json() for r in run.load().records]
 
 
 def carrying(token: str) -> list[int]:

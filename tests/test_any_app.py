@@ -19,7 +19,7 @@ import pytest
 
 from lab.load import wrk
 from lab.store.results import RunDir
-from tests.conftest import ROOT, TOKEN_ENV, leftovers, run_lab
+from tests.conftest import ROOT, TOKEN_ENV, json_lines, leftovers, run_lab
 
 SHOP = '''
 from starlette.applications import Starlette
@@ -114,7 +114,7 @@ def shop(tmp_path: Path) -> Path:
 
 
 def by_id(run: RunDir) -> dict[str, dict[str, Any]]:
-    return {r["cell_id"]: r for r in run.load().records}
+    return {r["cell_id"]: r for r in json_lines(run)}
 
 
 @pytest.mark.servers
@@ -156,7 +156,7 @@ def test_the_same_app_unwrapped_has_no_per_worker_split(shop: Path, tmp_path: Pa
                   SHOP_EXPERIMENTS.split("[[experiments]]\nname = \"load\"")[0])
     code, output, run = lab_run(tmp_path, text, "unwrapped")
     assert code == 0, output
-    for r in run.load().records:
+    for r in json_lines(run):
         assert r["status"] == "ok", (r["cell_id"], r["failure"])
         assert r["figures"]["pids"] == {} and r["wrap"] is False
         assert "lab.servers.asgi_wrap" not in " ".join(r["process"]["argv"])
@@ -177,7 +177,7 @@ requests = [6]
 """)
     code, output, run = lab_run(tmp_path, text, "bare")
     assert code == 0, output
-    for r in run.load().records:
+    for r in json_lines(run):
         assert r["status"] == "ok", (r["cell_id"], r["failure"])
         assert sum(r["figures"]["pids"].values()) == 6
     # --resume reads the run's copy of the config, in the run folder: app_dir stays
@@ -209,7 +209,7 @@ requests = [1]
         text.split("[[experiments]]")[1]
     code, output, run = lab_run(tmp_path, text, "never")
     assert code == 3, output
-    (record,) = run.load().records
+    (record,) = json_lines(run)
     assert record["failure"]["kind"] == "start_failed"
     reason = record["failure"]["reason"]
     assert reason.startswith("not ready within 2 s (GET /warming must answer 200") \
@@ -260,7 +260,7 @@ def test_results_name_the_request_and_the_wrap(tmp_path: Path) -> None:
     from lab.run.runner import describe
     m = parse(tomllib.loads(config("", "[1]", SHOP_EXPERIMENTS)))
     cell = next(c for c in m.cells() if c.endpoint.method == "POST")
-    record = describe(cell, m.lab, "r")
+    record = describe(cell, m.lab, "r", cell.experiment.engine, "t").to_json()
     assert record["endpoint"] == "POST /items" and record["wrap"] is True
     assert json.loads(json.dumps(record["request"]))["json"] is None
     assert record["request"]["body"] == '{"name":"lamp"}'
@@ -320,7 +320,7 @@ def test_a_relative_out_folder_from_any_working_directory_starts_every_server(
     config.write_text(ONE_BURST.format(lab='app = "apps.article:app"',
                                        endpoint="/non-blocking"))
     _, run = run_in(elsewhere, config, "relout")
-    assert [r["status"] for r in run.load().records] == ["ok"]
+    assert [r["status"] for r in json_lines(run)] == ["ok"]
 
     (tmp_path / "writer").mkdir()
     (tmp_path / "writer" / "writer.py").write_text(DATA_WRITER)
@@ -328,7 +328,7 @@ def test_a_relative_out_folder_from_any_working_directory_starts_every_server(
     config.write_text(ONE_BURST.format(lab='app = "writer:app"\napp_dir = "writer"\n'
                                            'ready_path = "/"', endpoint="/"))
     _, run = run_in(ROOT, config, os.path.relpath(tmp_path / "relout", ROOT))
-    assert [r["status"] for r in run.load().records] == ["ok"]
+    assert [r["status"] for r in json_lines(run)] == ["ok"]
     starts = len(run.servers())  # the app check's server and the measured one
     assert starts == 2
     assert len(list((run.path / "data").glob("started-*"))) == 2 * starts  # every worker

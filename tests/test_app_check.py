@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lab.store.results import RunDir
-from tests.conftest import leftovers, run_lab
+from tests.conftest import json_lines, leftovers, run_lab
 
 APP = '''
 async def app(scope, receive, send):
@@ -137,7 +137,7 @@ def lab_run(tmp_path: Path, write_config: Callable[..., Path], lab: str = "",
     result = run_lab("run", path, "--out", tmp_path / "out", "--run-id", "r", timeout=120)
     wall = time.monotonic() - t0
     assert "Traceback" not in result.stdout + result.stderr
-    records = {r["cell_id"]: r for r in RunDir(tmp_path / "out" / "r").load().records}
+    records = {r["cell_id"]: r for r in json_lines(RunDir(tmp_path / "out" / "r"))}
     return result, records, wall
 
 

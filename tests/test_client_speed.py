@@ -19,6 +19,7 @@ from lab.load.samples import Measurement
 from lab.load.stats import summarize
 from lab.matrix.endpoint import Endpoint
 from lab.report.model import Report
+from lab.store.schema import SCHEMA_VERSION
 from tests.test_measurement import figures_of, make_cell, serve
 
 DELAY = 0.2
@@ -160,7 +161,7 @@ def test_an_open_model_schedule_the_client_cannot_hold_is_flagged_and_gets_no_ve
 
     with serve("uvicorn", 1, tmp_path) as server:
         held = figures_of(cell, server)
-        late = summarize(loop.run(starved(server.base_url, Window(server.pids()))))
+        late = summarize(loop.run(starved(server.base_url, Window(server.pids())))).to_json()
     assert not held["client_behind"] and late["client_behind"], (held, late)
     assert late["send_lag_p99_ms"] > 10
     report = Report.of([_line("uvicorn-w1", held), _line("granian-w1", late)])
@@ -170,7 +171,8 @@ def test_an_open_model_schedule_the_client_cannot_hold_is_flagged_and_gets_no_ve
 
 
 def _line(server_id: str, figures: dict[str, object]) -> dict[str, object]:
-    return {"cell_id": f"{server_id}-rate-hello-rps1200", "repeat": 1, "experiment": "rate",
+    return {"schema_version": SCHEMA_VERSION, "cell_id": f"{server_id}-rate-hello-rps1200",
+            "repeat": 1, "experiment": "rate",
             "kind": "open", "endpoint": "/hello", "load": {"rates": 1200}, "params": {},
             "server_id": server_id, "server": server_id.split("-")[0], "workers": 1,
             "options": {}, "server_version": "1", "status": "ok", "failure": None,

@@ -28,7 +28,7 @@ def records(run_id: str, slower: dict[str, float] | None = None,
             name = cell.id.rsplit("-r", 1)[0]
             wall = r["figures"]["wall_s"] * (1 + 0.01 * (cell.repeat - 2)) \
                 * shift * (slower or {}).get(name, 1.0)
-            r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01))
+            r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01)).to_json()
         out.append(r)
     return out
 
@@ -120,12 +120,12 @@ def test_a_cell_that_fails_in_new_is_a_regression(tmp_path: Path) -> None:
     for r in records("new"):
         if r["cell_id"].startswith("uvicorn-w1-hello-hello-c4"):
             r |= {"status": "failed", "figures": None,
-                  "failure": {"kind": "crashed", "reason": "exited with code 1"}}
+                  "failure": {"kind": "server_crashed", "reason": "exited with code 1"}}
         broken.append(r)
     new = make_run(tmp_path, REPEATED, "new", broken)
     result = compare_runs(base, new)
     assert [(c.cell, c.verdict) for c in result.regressions] == [
-        ("uvicorn-w1-hello-hello-c4", "failed in NEW (crashed)")]
+        ("uvicorn-w1-hello-hello-c4", "failed in NEW (server_crashed)")]
 
 
 def test_differing_environments_are_said_first(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from lab.store.results import RunDir
-from tests.conftest import CONFIGS, ROOT, TOKEN_ENV, carrying, leftovers, run_lab
+from tests.conftest import CONFIGS, ROOT, TOKEN_ENV, carrying, json_lines, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
 
@@ -84,7 +84,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> E2E:
     run = RunDir(out / run_id)
     report = run.path / "report.md"
     return E2E(result.returncode, result.stdout, result.stderr, elapsed, run_id, out, run,
-               run.load().records, report.read_text() if report.is_file() else "", stray)
+               json_lines(run), report.read_text() if report.is_file() else "", stray)
 
 
 def records_for(e2e: E2E, endpoint: str) -> dict[str, dict[str, Any]]:
@@ -233,7 +233,7 @@ def test_a_crashing_cell_is_recorded_and_the_matrix_goes_on(
                      timeout=120)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    records = {r["cell_id"]: r for r in RunDir(tmp_path / "crash").load().records}
+    records = {r["cell_id"]: r for r in json_lines(RunDir(tmp_path / "crash"))}
     assert list(records) == ["uvicorn-w1-crash-crash-n2", "uvicorn-w1-crash-hello-n2"]
     crashed, hello = records.values()
     assert crashed["status"] == "failed"
@@ -272,13 +272,13 @@ def test_interrupted_run_stops_servers_and_resumes(tmp_path: Path, leak_token: s
     assert stopped_s < 10
     assert leftovers(leak_token) == []  # the running server was stopped, not orphaned
     assert json.loads((run.path / "run.json").read_text())["state"] == "interrupted"
-    done_before = [r["cell_id"] for r in run.load().records]
+    done_before = [r["cell_id"] for r in json_lines(run)]
     assert 1 <= len(done_before) < 3
     assert "interrupted" in (run.path / "report.md").read_text()
 
     resumed = run_lab("run", "--resume", run.path, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    ids = [r["cell_id"] for r in run.load().records]
+    ids = [r["cell_id"] for r in json_lines(run)]
     assert ids[:len(done_before)] == done_before
     assert sorted(ids) == sorted(["uvicorn-w1-slow-async-blocking-n5",
                                   "hypercorn-w1-slow-async-blocking-n5",

@@ -15,7 +15,7 @@ from lab.load.wrk import script_args
 from lab.matrix.config import Cell, Matrix, parse
 from lab.matrix.endpoint import Endpoint, is_subset
 from lab.store.results import RunDir
-from tests.conftest import TOKEN_ENV, leftovers, run_lab
+from tests.conftest import TOKEN_ENV, json_lines, leftovers, run_lab
 
 SERVERS = """
 [servers.uvicorn]
@@ -260,7 +260,7 @@ def test_every_engine_and_a_probe_table_send_the_configured_headers_alike(
                      env={**os.environ, TOKEN_ENV: token})
     assert leftovers(token) == []
     assert "Traceback" not in result.stdout + result.stderr
-    records = {r["experiment"]: r for r in RunDir(out / "echo").load().records}
+    records = {r["experiment"]: r for r in json_lines(RunDir(out / "echo"))}
     assert set(records) == {"rawhttp", "httpx", "aiohttp", "wrk", "probe", "wrongprobe"}
     for name, r in records.items():
         if name == "wrongprobe":

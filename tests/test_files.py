@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from lab.store.results import RunDir
-from tests.conftest import ROOT, leftovers, run_lab
+from lab.store.schema import Result
+from tests.conftest import ROOT, json_lines, leftovers, run_lab
 from tests.test_hostile import one_line_error
 from tests.test_report import make_run
 
@@ -67,10 +68,10 @@ def test_a_report_that_cannot_be_written_whole_leaves_the_previous_files(
     """A file-size limit (``ulimit -f``, which binds root too) cuts every write at 80 KiB,
     as a full disk would: the charts fit, the report (with a long failure reason) does not."""
     run = make_run(tmp_path, run_id="big")
-    record = run.load().records[0] | {"status": "failed", "figures": None,
-                                      "failure": {"kind": "server_start",
+    record = json_lines(run)[0] | {"status": "failed", "figures": None,
+                                      "failure": {"kind": "start_failed",
                                                   "reason": "x" * 100_000}}
-    run.append(record)
+    run.append(Result.from_json(record))
     assert run_lab("report", run.path).returncode == 0
     before = files(run.path)
     limited = subprocess.run(

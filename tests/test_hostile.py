@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.store.results import RunDir
-from tests.conftest import ROOT, leftovers, run_lab
+from tests.conftest import ROOT, json_lines, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
 
@@ -120,14 +120,14 @@ def test_a_lab_stopped_mid_cell_records_a_disturbed_cell_and_resume_measures_it_
     lab.send_signal(signal.SIGCONT)
     out, err = lab.communicate(timeout=60)
     assert lab.returncode == 3, out + err  # a failed cell, the matrix went on
-    records = run.load().records
+    records = json_lines(run)
     disturbed = [r for r in records if r["status"] == "failed"]
     assert [r["failure"]["kind"] for r in disturbed] == ["disturbed"]
     assert "went unscheduled for" in disturbed[0]["failure"]["reason"]
     resumed = run_lab("run", "--resume", run.path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "running 1 cells of 4" in resumed.stdout
-    after = run.load().records
+    after = json_lines(run)
     assert len(after) == 4 and all(r["status"] == "ok" for r in after)
     assert leftovers(leak_token) == []
 
@@ -247,7 +247,7 @@ def test_limit_concurrency_1_fails_its_start_and_says_why(
                     options="options = { limit_concurrency = 1 }")
     result = run_lab("run", path, "--out", tmp_path, "--run-id", "l", "--experiment", "t")
     assert result.returncode == 3, result.stdout + result.stderr
-    failures = {r["failure"]["reason"] for r in RunDir(tmp_path / "l").load().records}
+    failures = {r["failure"]["reason"] for r in json_lines(RunDir(tmp_path / "l"))}
     assert failures and all("limit_concurrency" in reason for reason in failures), failures
     assert leftovers(leak_token) == []
 
@@ -272,7 +272,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_every_written_result(
         assert "resume with" in result.stderr
         assert not list((disk / "d").glob(".*.tmp"))
         # what was written reads back: whole lines, or a cut one reported, never a crash
-        assert all(r["status"] in ("ok", "failed") for r in RunDir(disk / "d").load().records)
+        assert all(r["status"] in ("ok", "failed") for r in json_lines(RunDir(disk / "d")))
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
     assert leftovers(leak_token) == []

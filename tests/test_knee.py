@@ -31,12 +31,13 @@ def model(capacity: float, glitch_at: set[float] | None = None, lag_ms: float = 
 
 
 def behind(m: Measurement) -> bool:
-    return bool(m.info["client_behind"])
+    return bool(m.parts.open and m.parts.open.client_behind)
 
 
 def test_the_knee_lies_within_ten_percent_below_the_capacity_and_is_confirmed() -> None:
     tried, run_at = model(3000)
-    m, record = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    m, found = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    record = found.to_json()
     assert record["knee_bound"] == "found"
     assert 3000 / 1.1 <= record["knee_rps"] <= 3000
     confirming = [p for p in record["knee_probes"] if p["confirming"]]
@@ -47,14 +48,16 @@ def test_the_knee_lies_within_ten_percent_below_the_capacity_and_is_confirmed() 
 
 def test_a_single_glitch_does_not_end_the_search_low() -> None:
     tried, run_at = model(3000, glitch_at={500.0})
-    _, record = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    _, found = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    record = found.to_json()
     assert tried.count(500.0) == 2  # failed once, then held: believed only twice
     assert 3000 / 1.1 <= record["knee_rps"] <= 3000
 
 
 def test_a_client_that_falls_behind_makes_the_knee_a_lower_bound() -> None:
     _, run_at = model(50_000, lag_ms=15.0, lag_from=4000)
-    _, record = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    _, found = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    record = found.to_json()
     assert record["knee_bound"] == "client" and record["knee_rps"] == 2000
 
 
@@ -62,18 +65,21 @@ def test_a_server_failing_far_beyond_the_clients_lag_is_still_the_servers_failur
     """Past capacity the machine is saturated and the client sends late too, but a 200 ms
     p99 is not 15 ms of lateness: the search goes on and finds the server's knee."""
     _, run_at = model(3000, lag_ms=15.0, lag_from=3001)
-    _, record = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    _, found = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    record = found.to_json()
     assert record["knee_bound"] == "found" and 3000 / 1.1 <= record["knee_rps"] <= 3000
 
 
 def test_a_server_that_holds_no_rate_has_no_knee() -> None:
     _, run_at = model(1.0)
-    _, record = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    _, found = knee.search(run_at, behind, SLO, 0.5, 2.0, 100_000)
+    record = found.to_json()
     assert record["knee_rps"] is None and record["knee_bound"] == "below"
 
 
 def test_the_search_stops_at_knee_max_rps() -> None:
     tried, run_at = model(1e9)
-    _, record = knee.search(run_at, behind, SLO, 0.5, 2.0, 3000)
+    _, found = knee.search(run_at, behind, SLO, 0.5, 2.0, 3000)
+    record = found.to_json()
     assert max(tried) == 3000 and record["knee_bound"] == "max"
     assert record["knee_rps"] == 3000

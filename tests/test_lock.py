@@ -17,7 +17,7 @@ from lab.store.results import RunDir
 from lab.supervise import pgroup
 from lab.supervise.lock import writer_lock
 from lab.supervise.reaper import LEDGER, TOKEN_ENV, Ledger, reap
-from tests.conftest import CONFIGS, ROOT, leftovers, run_lab
+from tests.conftest import CONFIGS, ROOT, json_lines, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
 
@@ -50,9 +50,9 @@ def finish(lab: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def assert_all_ok(run: RunDir) -> None:
-    ids = [r["cell_id"] for r in run.load().records]
+    ids = [r["cell_id"] for r in json_lines(run)]
     assert sorted(ids) == CELLS  # every cell once: none missing, none written twice
-    assert all(r["status"] == "ok" for r in run.load().records)
+    assert all(r["status"] == "ok" for r in json_lines(run))
     assert json.loads((run.path / "run.json").read_text())["state"] == "finished"
 
 
@@ -77,8 +77,8 @@ def test_a_second_run_waits_for_the_first_and_both_finish(tmp_path: Path,
     second_run = RunDir(tmp_path / "second")
     assert_all_ok(second_run)
     # One after the other: no cell of the second started before the first's last ended.
-    assert max(r["finished_at"] for r in first_run.load().records) <= \
-        min(r["started_at"] for r in second_run.load().records)
+    assert max(r["finished_at"] for r in json_lines(first_run)) <= \
+        min(r["started_at"] for r in json_lines(second_run))
     assert leftovers(leak_token) == []
 
 

@@ -32,7 +32,7 @@ from lab.load.samples import Sample
 from lab.load.stats import MachineShare, summarize
 from lab.matrix.config import Cell, Experiment, LabSettings, Scalar
 from lab.report.groups import Row
-from lab.run.runner import Context, Launch, Servers, measure, run_cell
+from lab.run.runner import Context, Launch, Servers, engine_for, measure, run_cell
 from lab.servers import ADAPTERS
 from lab.store.results import RunDir
 from lab.supervise.interrupt import Interrupts
@@ -72,7 +72,7 @@ def context(run_path: Path | None = None) -> Context:
 
 
 def figures_of(cell: Cell, server: Server) -> dict[str, Any]:
-    return measure(cell, server, context())
+    return measure(cell, server, context(), engine_for(cell)).to_json()
 
 
 def mean(values: list[float]) -> float:
@@ -107,7 +107,7 @@ def test_open_model_above_capacity_counts_queueing_from_the_schedule(
     with serve("uvicorn", 1, tmp_path) as server:
         m = asyncio.run(open_model.run(server.base_url, cell.experiment, cell.endpoint,
                                        rate, Window(server.pids())))
-    f = summarize(m)
+    f = summarize(m).to_json()
     n = int(rate * duration)
     assert f["target_rps"] == rate
     assert f["scheduled"] == n
@@ -161,7 +161,7 @@ def test_one_late_timeout_does_not_deflate_the_open_models_rate() -> None:
     samples = [Sample(i / rate, 0.01, None, 1000) for i in range(rate)]
     samples[5] = Sample(5 / rate, 10.0, "timeout", None)
     span = open_model.answer_span_s(samples, 0.0, duration)
-    f = summarize(measurement(samples, duration, 0.01, answer_span_s=span))
+    f = summarize(measurement(samples, duration, 0.01, answer_span_s=span)).to_json()
     assert span == pytest.approx(duration)
     assert f["rps"] == pytest.approx((rate - 1) / duration)
     assert f["errors"] == {"timeout": 1}  # counted, only not stretching the span
@@ -236,7 +236,7 @@ def test_monitor_watches_every_process_of_a_two_worker_server(
     assert len(workers) == 2 and workers <= set(group)
     assert usage.server_processes == len(group) >= 3
 
-    f = summarize(m)
+    f = summarize(m).to_json()
     assert f["ok"] > 0 and f["errors"] == {}
     assert {int(pid) for pid in f["pids"]} <= workers
     # the CPU is spent in the workers: per request at least half of what the loop costs
@@ -322,7 +322,7 @@ def test_two_client_processes_on_a_closed_loop_merge_their_samples(
     ctx = context(tmp_path / "run")
     servers = Servers(ctx)
     try:
-        record = run_cell(cell, ctx, servers)
+        record = run_cell(cell, ctx, servers).to_json()
     finally:
         servers.stop()
     assert record["failure"] is None, record["failure"]
@@ -383,7 +383,7 @@ def test_wrk_engine_gives_the_figures_of_the_lab_engines(
         lab_f = figures_of(hello_lab, server)
         slept = figures_of(sleep_wrk, server)
 
-    assert f["engine"] == "wrk" and lab_f["engine"] == "aiohttp"
+    assert "client_threads" in f and "client_threads" not in lab_f  # wrk's own part
     assert set(lab_f) <= set(f)  # every figure the report reads for a closed cell
     # wrk's latencies come as a mergeable histogram, like the Python engines'
     assert Histogram.from_json(f["histogram"]).total >= f["ok"] > 0
@@ -432,7 +432,7 @@ def test_wrk_is_bounded_by_the_cell_timeout_and_leaves_nothing(
     with serve("uvicorn", 1, tmp_path) as server:
         t0 = time.monotonic()
         with pytest.raises(TimeoutError):
-            measure(cell, server, ctx)
+            measure(cell, server, ctx, engine_for(cell)).to_json()
         took = time.monotonic() - t0
     assert took < 5.0  # and leak_token checks that wrk and its guard are gone
 
@@ -444,7 +444,7 @@ def _samples(latencies_s: list[float]) -> list[Sample]:
 
 
 def _figures(latencies_s: list[float]) -> dict[str, Any]:
-    return summarize(measurement(_samples(latencies_s), wall_s=1.0, client_cpu_s=0.1))
+    return summarize(measurement(_samples(latencies_s), wall_s=1.0, client_cpu_s=0.1)).to_json()
 
 
 def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
@@ -456,7 +456,7 @@ def test_row_latency_merges_the_histograms_of_every_repeat_exactly() -> None:
     row = Row("uvicorn-w1", "uvicorn", 1, {}, get("closed").headline,
               (*(result(_figures(r)) for r in repeats),
                # a failed repeat is not part of the latency
-               result(None, "failed", failure={"kind": "x", "reason": "y"})))
+               result(None, "failed", failure={"kind": "server_crashed", "reason": "y"})))
 
     everything = Histogram()
     for r in repeats:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lab.matrix.config import parse
 from lab.store.results import RunDir
-from tests.conftest import run_lab
+from tests.conftest import json_lines, run_lab
 from tests.test_report import CONFIG, make_run, record_for, section_for, table_rows
 
 
@@ -72,7 +72,7 @@ def test_a_cell_in_two_runs_keeps_the_later_line_and_says_so(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert "uvicorn-w1-article-blocking-n10 is in first and second: the line from second " \
            "counts" in result.stderr
-    merged = RunDir(tmp_path / "both").load().records
+    merged = json_lines(RunDir(tmp_path / "both"))
     assert len(merged) == 9 and {r["source_run"] for r in merged} == {"second"}
 
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from lab.store.results import RunDir
-from tests.conftest import TOKEN_ENV, leftovers, run_lab
+from tests.conftest import TOKEN_ENV, json_lines, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
 
@@ -58,7 +58,7 @@ def realistic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     run = RunDir(out / "r")
     assert [s["cells"] for s in run.servers()]  # the measured server started and stopped
     assert (out / "r" / "logs" / "service-upstream.log").is_file()
-    return {r["cell_id"]: r["figures"] for r in run.load().records}
+    return {r["cell_id"]: r["figures"] for r in json_lines(run)}
 
 
 def test_the_upstream_trap_serialises_and_the_other_ways_overlap(realistic: dict) -> None:

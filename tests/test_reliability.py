@@ -23,7 +23,7 @@ from lab.supervise import pgroup
 from lab.supervise.interrupt import Interrupts
 from lab.supervise.process import Readiness, running
 from lab.supervise.reaper import Ledger, reap
-from tests.conftest import ROOT, carrying, leftovers, run_lab
+from tests.conftest import ROOT, carrying, json_lines, leftovers, run_lab
 
 pytestmark = pytest.mark.servers
 
@@ -81,7 +81,7 @@ def test_sigterm_stops_the_run_with_143_and_an_interrupted_report(
     assert "Traceback" not in out + err
     assert json.loads((run.path / "run.json").read_text())["state"] == "interrupted"
     assert "This run was interrupted" in (run.path / "report.md").read_text()
-    assert run.load().records == []  # the cut cell is not a result
+    assert json_lines(run) == []  # the cut cell is not a result
     assert leftovers(leak_token) == []
 
 
@@ -142,7 +142,7 @@ def test_resume_refuses_a_changed_config_unless_forced(write_config: Callable[..
     assert refused.stderr.count("\n") == 1 and "changed since" in refused.stderr
     forced = run_lab("run", path, "--resume", tmp_path / "r", "--force")
     assert forced.returncode == 0, forced.stderr
-    ids = [r["cell_id"] for r in RunDir(tmp_path / "r").load().records]
+    ids = [r["cell_id"] for r in json_lines(RunDir(tmp_path / "r"))]
     assert ids == ["uvicorn-w1-b-non-blocking-n3", "uvicorn-w1-b-non-blocking-n4"]
     assert leftovers(leak_token) == []
 
@@ -189,7 +189,7 @@ def test_resume_force_reruns_a_cell_whose_params_changed_and_keeps_each_environm
     assert [(x["cell_id"], x["params"]["delay"]) for x in lines] == [
         ("uvicorn-w1-b-non-blocking-n3", 0.02), ("uvicorn-w1-b-non-blocking-n3", 0.03)]
     loaded = run.load()
-    assert [r["params"]["delay"] for r in loaded.records] == [0.03]
+    assert [r.params["delay"] for r in loaded.records] == [0.03]
     assert loaded.warnings == ["uvicorn-w1-b-non-blocking-n3 was measured again with a "
                                "changed config; the later line counts"]
     assert (run.path / "environment.json").read_bytes() == first_env
@@ -211,7 +211,7 @@ def test_resume_reruns_a_cell_whose_line_was_cut_short(write_config: Callable[..
     assert resumed.returncode == 0, resumed.stderr
     assert "truncated or corrupt" in resumed.stdout
     loaded = run.load()
-    assert sorted(r["cell_id"] for r in loaded.records) == [
+    assert sorted(r.cell_id for r in loaded.records) == [
         "uvicorn-w1-b-blocking-n3", "uvicorn-w1-b-non-blocking-n3"]
     assert len(loaded.warnings) == 1  # the cut line stays, reported, and is not glued on
     assert leftovers(leak_token) == []
@@ -223,7 +223,7 @@ def test_a_cell_over_its_time_limit_fails_and_the_matrix_goes_on(
                   endpoints='["/async-blocking", "/non-blocking"]', n=5, delay=0.3)
     result = run_lab("run", path, "--out", tmp_path, "--run-id", "to")
     assert result.returncode == 3, result.stdout + result.stderr
-    records = {r["cell_id"]: r for r in RunDir(tmp_path / "to").load().records}
+    records = {r["cell_id"]: r for r in json_lines(RunDir(tmp_path / "to"))}
     slow = records["uvicorn-w1-b-async-blocking-n5"]
     assert slow["status"] == "failed" and slow["failure"]["kind"] == "cell_timeout"
     assert records["uvicorn-w1-b-non-blocking-n5"]["status"] == "ok"
@@ -240,7 +240,7 @@ def test_a_server_that_will_not_start_is_a_failed_cell(write_config: Callable[..
                   servers='[servers.hypercorn]\nworkers = [1]\noptions = { worker_class = "trio" }')
     result = run_lab("run", path, "--out", tmp_path, "--run-id", "sf")
     assert result.returncode == 3, result.stdout + result.stderr
-    records = {r["server_id"]: r for r in RunDir(tmp_path / "sf").load().records}
+    records = {r["server_id"]: r for r in json_lines(RunDir(tmp_path / "sf"))}
     failed = records["hypercorn-w1"]
     assert failed["failure"]["kind"] == "start_failed"
     assert "trio" in failed["failure"]["log_tail"].lower()
@@ -418,6 +418,6 @@ warmup_s = 0
     result = run_lab("run", path, "--out", tmp_path, "--run-id", "to", "--yes")
     assert result.returncode == 3, result.stdout + result.stderr
     assert time.monotonic() - t0 < 10
-    [record] = RunDir(tmp_path / "to").load().records
+    [record] = json_lines(RunDir(tmp_path / "to"))
     assert record["failure"]["kind"] == "cell_timeout"
     assert leftovers(leak_token) == []

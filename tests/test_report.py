@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,11 @@ from lab.report.facts import Serialised
 from lab.report.findings import interference_finding
 from lab.report.groups import Comparison, Row
 from lab.report.model import Flag, Report, RowFacts, judged
-from lab.report.records import Result
 from lab.run.runner import describe
 from lab.store import environment
 from lab.store.results import RUN_INFO, RunDir
-from tests.conftest import ROOT, measurement, result, run_lab
+from lab.store.schema import SCHEMA_VERSION, Failure, FailureKind, Process, Result
+from tests.conftest import ROOT, json_lines, measurement, result, run_lab
 
 GOLDEN = Path(__file__).parent / "golden" / "example"
 DELAY = 0.05
@@ -79,14 +80,11 @@ def burst_samples(cell: Cell, wall: float) -> list[Sample]:
 
 def record_for(cell: Cell, matrix: Matrix, run_id: str) -> dict[str, Any]:
     """A results line as lab.run.runner.run_cell builds it."""
-    record = describe(cell, matrix.lab, run_id) | {
-        "started_at": "2025-11-26T10:00:00+00:00", "finished_at": "2025-11-26T10:00:01+00:00",
-        "failure": None, "figures": None, "cell_wall_s": 1.0,
-    }
+    failure, figures, process = None, None, None
     sid = cell.server_id
     if cell.experiment.kind == "closed" and sid not in HELLO_RPS:
-        record["failure"] = {"kind": "start_failed", "reason": FAILED_REASON,
-                             "log_tail": "Traceback (most recent call last):\n" + FAILED_LOG}
+        failure = Failure(FailureKind.START_FAILED, FAILED_REASON,
+                          "Traceback (most recent call last):\n" + FAILED_LOG)
     else:
         if cell.experiment.kind == "burst":
             walls = BLOCKING_WALL if cell.endpoint.path == "/blocking" else ASYNC_BLOCKING_WALL
@@ -95,11 +93,11 @@ def record_for(cell: Cell, matrix: Matrix, run_id: str) -> dict[str, Any]:
         else:
             m = measurement([Sample(0.2 + i / 1e4, 0.004, None, 1000)
                              for i in range(HELLO_RPS[sid])], 1.0, HELLO_CPU[sid], clients=1)
-        record["figures"] = summarize(m)
-        record["process"] = {"start_to_ready_s": 0.35, "stop_s": 0.1, "killed": False,
-                             "exit_code": 0, "port": 40000, "argv": ["python", "-m", "x"]}
-    record["status"] = "failed" if record["failure"] else "ok"
-    return record
+        figures = summarize(m)
+        process = Process(0.35, False, 40000, ("python", "-m", "x"), None)
+    record = describe(cell, matrix.lab, run_id, cell.experiment.engine,
+                      "2025-11-26T10:00:00+00:00", failure, figures, process)
+    return replace(record, finished_at="2025-11-26T10:00:01+00:00", cell_wall_s=1.0).to_json()
 
 
 def make_run(tmp_path: Path, config: str = CONFIG, run_id: str = "20251126-100000-synthetic",
@@ -108,7 +106,7 @@ def make_run(tmp_path: Path, config: str = CONFIG, run_id: str = "20251126-10000
     run = RunDir.create(tmp_path, run_id, config)
     cells = matrix.cells()
     for r in records if records is not None else [record_for(c, matrix, run_id) for c in cells]:
-        run.append(json.loads(json.dumps(r)))  # exactly what survives the JSON line
+        run.append(Result.from_json(json.loads(json.dumps(r))))  # what survives the JSON line
     run.write_json(RUN_INFO, {"config": "synthetic.toml", "config_hash": "0" * 16,
                               "state": "finished", "cells_total": len(cells),
                               "started_at": "2025-11-26T10:00:00+00:00",
@@ -178,7 +176,7 @@ def facts(run: RunDir) -> Report:
 
 def model(run: RunDir) -> Report:
     """The report's model of a run, as `report.build` makes it."""
-    return Report.of_results(run.read(Result.from_line)[0], run.read_json(RUN_INFO).get("baseline"))
+    return Report.of_results(run.read(lambda r: r)[0], run.info().baseline)
 
 
 def rows_of(facts: Report, endpoint: str, experiment: str | None = None) -> dict[str, RowFacts]:
@@ -361,7 +359,7 @@ def test_findings_mixed_verdict_names_each_side(tmp_path: Path) -> None:
         if cell.server_id == "granian-w1":
             wall = 0.06
             r["figures"] = summarize(measurement(
-                [Sample(0.0, wall, None, 1000) for _ in range(N)], wall, 0.01))
+                [Sample(0.0, wall, None, 1000) for _ in range(N)], wall, 0.01)).to_json()
         records.append(r)
     run = make_run(tmp_path, run_id="mixed", records=records)
     serial = {sid: row.serialised.serial
@@ -428,11 +426,11 @@ def test_a_corrupt_line_that_is_valid_json_is_a_warning_too(tmp_path: Path,
 
 def test_append_after_a_truncated_line_keeps_the_new_record(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    records = run.load().records
+    records = json_lines(run)
     run.results.write_text(run.results.read_text() + '{"schema_version": 1, "cell_')
-    run.append(records[0] | {"cell_id": "after-the-crash"})
+    run.append(replace(run.load().records[0], cell_id="after-the-crash"))
     loaded = run.load()
-    assert [r["cell_id"] for r in loaded.records][-1] == "after-the-crash"
+    assert [r.cell_id for r in loaded.records][-1] == "after-the-crash"
     assert len(loaded.records) == len(records) + 1
     assert len(loaded.warnings) == 1
 
@@ -454,7 +452,7 @@ def test_resume_skips_a_cell_by_its_key_and_a_line_without_one_by_its_id(
     # lines written before cells had keys are matched by id, as they always were
     old = RunDir.create(tmp_path, "old", CONFIG)
     for r in run.load().records:
-        old.append({k: v for k, v in r.items() if k != "cell_key"})
+        old.append(replace(r, cell_key=None))
     before_keys = old.load().finished()
     assert all(before_keys.covers(c.key(changed.lab), c.id) for c in changed.cells())
 
@@ -487,7 +485,8 @@ def test_repeats_show_median_and_range(tmp_path: Path) -> None:
         if cell.endpoint.path != "/async-blocking" or cell.server_id != "uvicorn-w1":
             continue
         r = record_for(cell, matrix, "repeats")
-        r["figures"] = summarize(measurement(burst_samples(cell, 0.5), walls[cell.repeat], 0.01))
+        m = measurement(burst_samples(cell, 0.5), walls[cell.repeat], 0.01)
+        r["figures"] = summarize(m).to_json()
         records.append(r)
     md = report.build(make_run(tmp_path, config, "repeats", records)).read_text()
     row = table_rows(section_for(md, "/async-blocking"))[0]
@@ -508,7 +507,7 @@ def repeated_async_blocking(tmp_path: Path, walls: dict[str, tuple[float, ...]]
             continue
         r = record_for(cell, matrix, "verdicts")
         wall = walls[cell.server_id][cell.repeat - 1]
-        r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01))
+        r["figures"] = summarize(measurement(burst_samples(cell, wall), wall, 0.01)).to_json()
         records.append(r)
     return rows_of(model(make_run(tmp_path, config, "verdicts", records)), "/async-blocking")
 
@@ -572,7 +571,7 @@ def test_how_many_workers_says_the_scaling_and_names_limited_rows(tmp_path: Path
         n = rps[cell.server_id][cell.repeat - 1]
         r["figures"] = summarize(measurement(
             [Sample(0.2 + i / 1e4, 0.004, None, 1000 + i % cell.workers) for i in range(n)],
-            1.0, 0.2, clients=1))
+            1.0, 0.2, clients=1)).to_json()
         r["figures"]["machine_saturated"] = cell.server_id == "uvicorn-w2"
         r["status"], r["failure"] = "ok", None
         records.append(r)
@@ -710,7 +709,8 @@ duration_s = 1
 
 
 def _open_line(sid: str, rate: int, p99: float, errors: int = 0) -> dict[str, Any]:
-    return {"cell_id": f"{sid}-rate-hello-rps{rate}-r1", "repeat": 1, "experiment": "rate",
+    return {"schema_version": SCHEMA_VERSION,
+            "cell_id": f"{sid}-rate-hello-rps{rate}-r1", "repeat": 1, "experiment": "rate",
             "kind": "open", "endpoint": "/hello", "load": {"rates": rate, "slo_p99_ms": 20},
             "params": {}, "server_id": sid, "server": sid.split("-")[0], "workers": 1,
             "options": {}, "server_version": "1", "status": "ok", "failure": None,

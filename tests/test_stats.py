@@ -129,7 +129,7 @@ def samples(n: int, latency_s: float = 0.01, error: str | None = None,
 def test_summarize_counts_errors_by_kind_and_never_drops_them() -> None:
     ss = (samples(7, 0.01, pid=100) + samples(3, 0.02, pid=200) + samples(2, 5.0, "timeout")
           + samples(1, 0.001, "http_500") + samples(4, 0.001, "connect"))
-    f = summarize(measurement(ss, wall_s=2.0, client_cpu_s=0.2))
+    f = summarize(measurement(ss, wall_s=2.0, client_cpu_s=0.2)).to_json()
     assert f["requests"] == 17
     assert f["ok"] == 10
     assert f["errors"] == {"timeout": 2, "http_500": 1, "connect": 4}
@@ -143,7 +143,8 @@ def test_summarize_counts_errors_by_kind_and_never_drops_them() -> None:
 
 
 def test_summarize_all_failed() -> None:
-    f = summarize(measurement(samples(5, 1.0, "disconnected"), wall_s=1.0, client_cpu_s=0.1))
+    m = measurement(samples(5, 1.0, "disconnected"), wall_s=1.0, client_cpu_s=0.1)
+    f = summarize(m).to_json()
     assert (f["requests"], f["ok"], f["errors"]) == (5, 0, {"disconnected": 5})
     assert f["pids"] == {}
     assert f["latency_ms"]["p50"] is None
@@ -154,13 +155,13 @@ def test_summarize_all_failed() -> None:
     (0.5, False), (0.89, False), (0.9, True), (0.95, True), (1.0, True),
 ])
 def test_client_limited_at_90_percent_cpu(cpu_s: float, limited: bool) -> None:
-    f = summarize(measurement(samples(10), wall_s=1.0, client_cpu_s=cpu_s))
+    f = summarize(measurement(samples(10), wall_s=1.0, client_cpu_s=cpu_s)).to_json()
     assert f["client_cpu_pct"] == pytest.approx(100 * cpu_s)
     assert f["client_limited"] is limited
 
 
 def test_summarize_keeps_kind_specific_info() -> None:
-    f = summarize(measurement(samples(3), wall_s=1.0, client_cpu_s=0.1, clients=4))
+    f = summarize(measurement(samples(3), wall_s=1.0, client_cpu_s=0.1, clients=4)).to_json()
     assert f["clients"] == 4
 
 

@@ -17,7 +17,7 @@ from lab.report.groups import Comparison, Row
 from lab.report.model import Report, judged
 from lab.report.verdict import Verdict, compare, noise_floor_pct
 from lab.store.results import RunDir
-from tests.conftest import result, run_lab
+from tests.conftest import json_lines, result, run_lab
 
 # Higher is better (req/s) and lower is better (seconds), each with a row that is clearly
 # worse than its baseline by a factor of 2.
@@ -347,7 +347,7 @@ def test_aa_configurations_that_differ_in_a_no_op_are_rarely_significant(
     result = run_lab("run", write_config(AA), "--out", tmp_path, "--run-id", "aa", "--yes",
                      timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    comps = Report.of(RunDir(tmp_path / "aa").load().records).comparisons
+    comps = Report.of(json_lines(RunDir(tmp_path / "aa"))).comparisons
     assert len(comps) == 8
     others = [row.verdict for c in comps for row in c.rows
               if row.verdict and row.verdict.text != "baseline"]

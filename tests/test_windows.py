@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.store.results import RunDir
-from tests.conftest import leftovers, run_lab
+from tests.conftest import json_lines, leftovers, run_lab
 
 pytestmark = [pytest.mark.servers,
               pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")]
@@ -38,7 +38,7 @@ def closed_cell(write_config: Callable[..., Path], tmp_path: Path, endpoint: str
     path = write_config(CONFIG.format(endpoint=endpoint, users=users, delay=delay))
     done = run_lab("run", path, "--out", tmp_path, "--run-id", "w", timeout=120)
     assert "Traceback" not in done.stdout + done.stderr
-    [record] = RunDir(tmp_path / "w").load().records
+    [record] = json_lines(RunDir(tmp_path / "w"))
     return record
 
 

@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # named for the type checker only: these modules import lab.k
     from lab.matrix.config import Cell
     from lab.report.charts import Chart, Styles
     from lab.report.model import ComparisonFacts
-    from lab.report.records import Figures
     from lab.report.tables import Column
+    from lab.store.schema import Figures
 
 # (base_url, exp, endpoint, load, window[, begin]) → the cell's raw samples
 Runner = Callable[..., Coroutine[Any, Any, Measurement]]
@@ -49,6 +49,15 @@ class Headline:
     higher_is_better: bool
 
 
+def ms(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f} ms"
+
+
+def rate(f: "Figures") -> str:
+    """A window's rate: a progress line's main figure unless a kind says another."""
+    return f"{f.rps:.0f} req/s,"
+
+
 @dataclass(frozen=True)
 class Kind:
     """One experiment kind (see `lab.kinds` for the built-in ones and `register`)."""
@@ -73,6 +82,8 @@ class Kind:
     lasts_as_endpoint: bool = False  # its time is the endpoint's (an estimate's floor)
     in_short: int = 99  # the report's headline chart is of the lowest kind that has one
     facts: frozenset[Fact] = frozenset()
+    # The main figure a progress line states, before the p50, errors and client CPU.
+    progress: "Callable[[Figures], str]" = rate
 
     def __post_init__(self) -> None:
         if ("clients" in self.settings) != (self.split is not None):

@@ -5,6 +5,7 @@ import math
 from lab.kinds import Fact, Headline, Kind, register
 from lab.matrix.config import PYTHON_ENGINES, Cell
 from lab.run.estimate import CELL_OVERHEAD_S, blocks_loop, delay_s
+from lab.store.schema import Figures
 
 
 def estimate_s(cell: Cell) -> float:
@@ -13,6 +14,14 @@ def estimate_s(cell: Cell) -> float:
     if blocks_loop(cell):
         return CELL_OVERHEAD_S + cell.load * delay_s(cell)
     return CELL_OVERHEAD_S + delay_s(cell) * math.ceil(cell.load / 40)
+
+
+def progress(f: Figures) -> str:
+    peak = "/".join(map(str, sorted(f.inflight_peak.values(), reverse=True)))
+    spread = f.burst.send_spread_ms if f.burst else None
+    return (f"{f.wall_s:.3f} s wall (sends spread "
+            + ("–" if spread is None else f"{spread:.2f} ms")
+            + (f", peak in flight {peak}" if peak else "") + "),")
 
 
 KIND = register(Kind(
@@ -25,6 +34,6 @@ KIND = register(Kind(
     estimate_s=estimate_s,
     run_at="lab.load.burst:run", columns_at="lab.report.tables:burst_columns",
     charts_at="lab.report.charts:burst_charts",
-    lasts_as_endpoint=True, in_short=2,
+    lasts_as_endpoint=True, in_short=2, progress=progress,
     facts=frozenset({Fact.SERIALISED}),
 ))

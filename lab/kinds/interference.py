@@ -1,8 +1,10 @@
 """interference: a fast endpoint's latency idle, then while users load a slow one."""
 
 from lab.kinds import Fact, Headline, Kind, register
+from lab.kinds.base import ms
 from lab.matrix.config import PYTHON_ENGINES, Cell
 from lab.run.estimate import CELL_OVERHEAD_S, STALLED_ROUNDS, blocks_loop, delay_s
+from lab.store.schema import Figures
 
 
 def estimate_s(cell: Cell) -> float:
@@ -12,6 +14,10 @@ def estimate_s(cell: Cell) -> float:
     stall = STALLED_ROUNDS * cell.load * delay if blocks_loop(cell) else 0.01
     return (CELL_OVERHEAD_S + exp.settle_s + 2 * exp.probes * exp.probe_interval_s
             + exp.probes * stall + delay)
+
+
+def progress(f: Figures) -> str:
+    return f"probe idle p50 {ms(f.idle_ms('p50'))}, loaded"
 
 
 KIND = register(Kind(
@@ -24,6 +30,6 @@ KIND = register(Kind(
     estimate_s=estimate_s,
     run_at="lab.load.interference:run", columns_at="lab.report.tables:interference_columns",
     charts_at="lab.report.charts:interference_charts",
-    lasts_as_endpoint=True, in_short=1,
+    lasts_as_endpoint=True, in_short=1, progress=progress,
     facts=frozenset({Fact.PROBE_EFFECT}),
 ))

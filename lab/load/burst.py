@@ -15,6 +15,7 @@ from lab.load.monitor import Window
 from lab.load.samples import Measurement, Sample
 from lab.matrix.config import Experiment
 from lab.matrix.endpoint import Endpoint
+from lab.store.schema import BurstFigures, KindFigures
 
 
 async def run(base_url: str, exp: Experiment, endpoint: Endpoint, n: int,
@@ -28,18 +29,19 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, n: int,
         usage = window.end()
     finally:
         await client.aclose()
-    return Measurement(samples, usage, {"connect": exp.connect,
-                                        **timing(samples, exp.connect == "cold")})
+    wall_s, spread_ms = timing(samples, exp.connect == "cold")
+    return Measurement(samples, usage, KindFigures(burst=BurstFigures(exp.connect, spread_ms)),
+                       wall_s=wall_s)
 
 
-def timing(samples: list[Sample], cold: bool = False) -> dict[str, float | None]:
+def timing(samples: list[Sample], cold: bool = False) -> tuple[float, float | None]:
     """The batch as the server saw it: first request written → last response read (cold:
     from the first request begun, its connection being part of it), and the spread of the
     writes. An engine that does not know when it wrote a request (None) is timed from when
-    it was asked to send it."""
+    it was asked to send it. (wall seconds, send spread ms)"""
     if not samples:
-        return {"wall_s": 0.0, "send_spread_ms": None}
+        return 0.0, None
     sent = [s.sent if s.sent is not None else s.start for s in samples]
     first = min(s.start for s in samples) if cold else min(sent)
     last = max(s.start + s.latency_s for s in samples)
-    return {"wall_s": last - first, "send_spread_ms": 1e3 * (max(sent) - min(sent))}
+    return last - first, 1e3 * (max(sent) - min(sent))

@@ -16,6 +16,7 @@ from lab.load.monitor import Window
 from lab.load.samples import Measurement, Sample, Tally
 from lab.matrix.config import Experiment
 from lab.matrix.endpoint import Endpoint
+from lab.store.schema import InterferenceFigures, KindFigures
 
 
 async def _probe(base_url: str, exp: Experiment, interval_s: float) -> list[Sample]:
@@ -62,12 +63,9 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int,
         await asyncio.gather(*tasks, return_exceptions=True)  # each ends after one request
         await close_all(clients)
     idle_tally = Tally.of(idle)
-    return Measurement(loaded, usage, {
-        "probe": exp.probe.label,
-        "probe_connect": exp.probe_connect,
-        "idle_errors": sum(idle_tally.errors.values()),
-        "idle_histogram": idle_tally.histogram.to_json(),
-        "idle_latency_ms": latency_figures(idle_tally.histogram),
-        "background_requests": len(background),
-        "background_errors": sum(s.error is not None for s in background),
-    })
+    return Measurement(loaded, usage, KindFigures(interference=InterferenceFigures(
+        probe=exp.probe.label, probe_connect=exp.probe_connect,
+        idle_latency_ms=latency_figures(idle_tally.histogram),
+        idle_histogram=idle_tally.histogram, idle_errors=sum(idle_tally.errors.values()),
+        background_requests=len(background),
+        background_errors=sum(s.error is not None for s in background))))

@@ -14,11 +14,10 @@ the server failing — and the knee is then a lower bound, and says so.
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from lab.load.histogram import latency_figures
 from lab.load.samples import Measurement
+from lab.store.schema import KneeFigures, KneeProbe
 
 KNEE_START_RPS = 250.0
 KNEE_MIN_RPS = 5.0
@@ -31,50 +30,37 @@ RunAt = Callable[[float, float], Measurement]
 ClientLimited = Callable[[Measurement], bool]
 
 
-@dataclass(frozen=True)
-class Probe:
-    rate: float
-    window_s: float
-    p99_ms: float | None
-    error_rate: float
-    achieved_rps: float
-    send_lag_p99_ms: float
-    client_limited: bool  # the client could not hold this rate, and the server did not fail
-    holds: bool
-    confirming: bool
-
-
 def probe(m: Measurement, rate: float, window_s: float, slo_p99_ms: float,
-          client_limited: bool, confirming: bool = False) -> Probe:
+          client_limited: bool, confirming: bool = False) -> KneeProbe:
     t = m.tally()
     total = t.ok + sum(t.errors.values())
     p99 = latency_figures(t.histogram).get("p99") if t.ok else None
     error_rate = (total - t.ok) / total if total else 1.0
-    span = float(m.info.get("answer_span_s", m.usage.wall_s)) or float("nan")
-    lag = float(m.info.get("send_lag_p99_ms", 0.0))
+    span = m.span_s or float("nan")
+    lag = m.parts.open.send_lag_p99_ms or 0.0 if m.parts.open else 0.0
     # A client that fell behind cannot vouch for a rate that held; but a p99 beyond the
     # SLO by more than the client's own lateness is the server's failure all the same.
     server_failed = error_rate >= MAX_ERROR_RATE or p99 is None or p99 > slo_p99_ms + lag
     limited = client_limited and not server_failed
     holds = not client_limited and p99 is not None and p99 <= slo_p99_ms \
         and error_rate < MAX_ERROR_RATE
-    return Probe(rate, window_s, p99, error_rate, t.ok / span, lag, limited, holds,
-                 confirming)
+    return KneeProbe(rate, window_s, p99, error_rate, t.ok / span, lag, limited, holds,
+                     confirming)
 
 
 def search(run_at: RunAt, limited: ClientLimited, slo_p99_ms: float, window_s: float,
-           duration_s: float, max_rps: float) -> tuple[Measurement, dict[str, Any]]:
+           duration_s: float, max_rps: float) -> tuple[Measurement, KneeFigures]:
     """The confirming window's measurement (else the last probe's), and the search's record
     for its cell."""
-    probes: list[tuple[Measurement, Probe]] = []
+    probes: list[tuple[Measurement, KneeProbe]] = []
 
-    def once(rate: float, seconds: float, confirming: bool) -> Probe:
+    def once(rate: float, seconds: float, confirming: bool) -> KneeProbe:
         m = run_at(rate, seconds)
         p = probe(m, rate, seconds, slo_p99_ms, limited(m), confirming)
         probes.append((m, p))
         return p
 
-    def attempt(rate: float, seconds: float, confirming: bool = False) -> Probe:
+    def attempt(rate: float, seconds: float, confirming: bool = False) -> KneeProbe:
         """A probe whose failure (or client limit) is believed only when a second window
         at the same rate shows it too: a short window's p99 is its few slowest requests,
         and one pause of the shared machine would otherwise end the search far below the
@@ -119,7 +105,7 @@ def search(run_at: RunAt, limited: ClientLimited, slo_p99_ms: float, window_s: f
             stop = "client"
             break
         held, failed = (rate, failed) if p.holds else (held, rate)
-    confirmed: tuple[Measurement, Probe] | None = None
+    confirmed: tuple[Measurement, KneeProbe] | None = None
     rate = held or 0.0
     while rate >= KNEE_MIN_RPS and budget():  # the configured window; step down on failure
         p = attempt(rate, duration_s, confirming=True)
@@ -128,11 +114,6 @@ def search(run_at: RunAt, limited: ClientLimited, slo_p99_ms: float, window_s: f
             break
         failed, rate = rate, rate / KNEE_PRECISION
     m = confirmed[0] if confirmed else probes[-1][0]
-    return m, {
-        "knee_rps": confirmed[1].rate if confirmed else None,
-        # found: within KNEE_PRECISION below a rate that failed; client: the client could
-        # go no higher (a lower bound); max: held up to knee_max_rps; below: none held
-        "knee_bound": stop or ("found" if confirmed else "unconfirmed"),
-        "knee_failed_rps": failed,
-        "knee_probes": [asdict(p) for _, p in probes],
-    }
+    return m, KneeFigures(knee_rps=confirmed[1].rate if confirmed else None,
+                          knee_bound=stop or ("found" if confirmed else "unconfirmed"),
+                          knee_failed_rps=failed, knee_probes=tuple(p for _, p in probes))

@@ -15,6 +15,7 @@ from lab.load.samples import Measurement, Sample
 from lab.load.window import measure
 from lab.matrix.config import Experiment
 from lab.matrix.endpoint import Endpoint
+from lab.store.schema import KindFigures, OpenFigures
 
 BEHIND_P99_MS = 10.0  # the client's send lag beyond which its schedule is not trusted
 EARLY_S = 0.001  # a timer tick: how early a request may go out with its batch
@@ -70,14 +71,11 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, rate: float,
         await client.aclose()
     lags.sort()
     lag_p99_ms = 1e3 * lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
-    return Measurement(samples, usage, {
-        "answer_span_s": answer_span_s(samples, window_start, window_end),
-        "target_rps": rate,
-        "scheduled": len(lags),
-        "send_lag_p99_ms": lag_p99_ms,
-        "send_lag_max_ms": 1e3 * lags[-1] if lags else 0.0,
-        "client_behind": lag_p99_ms > BEHIND_P99_MS,
-    })
+    return Measurement(samples, usage, KindFigures(open=OpenFigures(
+        target_rps=rate, scheduled=len(lags), send_lag_p99_ms=lag_p99_ms,
+        send_lag_max_ms=1e3 * lags[-1] if lags else 0.0,
+        client_behind=lag_p99_ms > BEHIND_P99_MS,
+        answer_span_s=answer_span_s(samples, window_start, window_end))))
 
 
 def answer_span_s(samples: list[Sample], window_start: float, window_end: float) -> float:

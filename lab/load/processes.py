@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import Connection
-from typing import Any
 
 from lab.kinds import get
 from lab.load import loop
@@ -22,6 +21,7 @@ from lab.load.samples import Measurement
 from lab.load.window import quiet_gc
 from lab.matrix.config import Experiment
 from lab.matrix.endpoint import Endpoint
+from lab.store.schema import KindFigures, OpenFigures, ProcessesFigures
 
 READY_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1
@@ -66,12 +66,13 @@ def run(kind: str, base_url: str, exp: Experiment, endpoint: Endpoint, load: flo
     """``check`` is called while waiting and raises to abandon the cell (Ctrl-C)."""
     ctx = mp.get_context("spawn")  # no fork: the lab may have threads
     parts = shares(load, exp.clients, kind)
+    by_rate = get(kind).split == "rate"
     pipes, procs = [], []
     try:
         for part in parts:
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_child, args=(child, kind, base_url, exp, endpoint,
-                                                  int(part) if kind != "open" else part),
+                                                  part if by_rate else int(part)),
                             daemon=True)
             p.start()
             pipes.append(parent)
@@ -81,8 +82,8 @@ def run(kind: str, base_url: str, exp: Experiment, endpoint: Endpoint, load: flo
                 raise RuntimeError("a client process did not start")
         begin = time.perf_counter() + 0.05
         for i, conn in enumerate(pipes):
-            # Open model: stagger the processes' schedules so arrivals interleave.
-            conn.send(begin + (i / load if kind == "open" else 0.0))
+            # A rate (open model): stagger the processes' schedules so arrivals interleave.
+            conn.send(begin + (i / load if by_rate else 0.0))
         start = begin + exp.warmup_s
         _sleep_until(start, check)
         window.start()
@@ -104,17 +105,17 @@ def run(kind: str, base_url: str, exp: Experiment, endpoint: Endpoint, load: flo
 def merge(results: list[Measurement], usage: Usage) -> Measurement:
     samples = [s for m in results for s in m.samples]
     client_cpu = sum(m.usage.client_cpu_s for m in results)
-    info: dict[str, Any] = {"clients": len(results)}
-    if results and "target_rps" in results[0].info:
-        info |= {
-            "target_rps": sum(m.info["target_rps"] for m in results),
-            "scheduled": sum(m.info["scheduled"] for m in results),
-            "send_lag_p99_ms": max(m.info["send_lag_p99_ms"] for m in results),
-            "send_lag_max_ms": max(m.info["send_lag_max_ms"] for m in results),
-            "client_behind": any(m.info["client_behind"] for m in results),
-            "answer_span_s": max(m.info["answer_span_s"] for m in results),
-        }
+    opens = [o for m in results if (o := m.parts.open) is not None]
+    merged = OpenFigures(
+        target_rps=sum(o.target_rps or 0.0 for o in opens),
+        scheduled=sum(o.scheduled for o in opens),
+        send_lag_p99_ms=max(o.send_lag_p99_ms or 0.0 for o in opens),
+        send_lag_max_ms=max(o.send_lag_max_ms or 0.0 for o in opens),
+        client_behind=any(o.client_behind for o in opens),
+        answer_span_s=max(o.answer_span_s or 0.0 for o in opens)) if opens else None
     # The busiest client process decides whether the client was the limit.
     busiest = max((m.usage.client_cpu_s for m in results), default=0.0)
-    info["client_cpu_busiest_pct"] = 100.0 * busiest / usage.wall_s if usage.wall_s else 0.0
-    return Measurement(samples, replace(usage, client_cpu_s=client_cpu), info)
+    clients = ProcessesFigures(len(results),
+                               100.0 * busiest / usage.wall_s if usage.wall_s else 0.0)
+    return Measurement(samples, replace(usage, client_cpu_s=client_cpu),
+                       KindFigures(open=merged, processes=clients))

@@ -2,11 +2,11 @@
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from lab.load.histogram import Histogram
 from lab.load.monitor import Usage
 from lab.matrix.endpoint import Endpoint
+from lab.store.schema import KindFigures
 
 
 @dataclass(slots=True)
@@ -44,11 +44,18 @@ class Measurement:
 
     samples: list[Sample]
     usage: Usage  # the measured window: its length, client and server resources
-    info: dict[str, Any] = field(default_factory=dict)  # kind-specific figures, JSON-bound
+    parts: KindFigures = field(default_factory=KindFigures)  # the kind's own figures
     counted: Tally | None = None  # set by engines without per-request samples
+    wall_s: float | None = None  # the kind's own measured time (a burst's), if not the window's
 
     def tally(self) -> Tally:
         return self.counted if self.counted is not None else Tally.of(self.samples)
+
+    @property
+    def span_s(self) -> float:
+        """What the achieved rate is over: an open model's answer span, else the window."""
+        o = self.parts.open
+        return o.answer_span_s if o and o.answer_span_s is not None else self.usage.wall_s
 
 
 def check(status: int, worker: str | None, body: bytes, endpoint: Endpoint

@@ -30,6 +30,7 @@ from lab.load.params import request_target
 from lab.load.samples import Measurement, Tally
 from lab.matrix.config import Experiment
 from lab.matrix.endpoint import Endpoint
+from lab.store.schema import KindFigures, WrkFigures
 from lab.supervise.process import Group
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
@@ -123,7 +124,6 @@ def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: 
     wall = r["duration_us"] / 1e6 or usage.wall_s
     t = tally(r)
     return Measurement([], replace(usage, wall_s=wall, client_cpu_s=cpu_s),
-                       {"engine": "wrk", "client_threads": min(sup.threads, users),
-                        "latency_includes_errors": bool(sum(t.errors.values())),
-                       "warmup_settle_s": settled_s},
+                       KindFigures(wrk=WrkFigures(min(sup.threads, users),
+                                                  bool(sum(t.errors.values())), settled_s)),
                        counted=t)

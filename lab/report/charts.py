@@ -340,7 +340,7 @@ def _interference(experiment: str, comps: list[ComparisonFacts], styles: Styles,
     fig, axes = _figure(len(comps), width=max(6.0, 1.2 * len(comps[0].rows) + 2))
     for ax, comp in zip(axes, comps, strict=True):
         rows = [r for r in comp.rows if r.values()]
-        idle = [r.spread(lambda f: f.idle_latency_ms.get("p50")) for r in rows]
+        idle = [r.spread(lambda f: f.idle_ms("p50")) for r in rows]
         loaded = [r.spread() for r in rows]
         xs = list(range(len(rows)))
         width = 0.38
@@ -420,14 +420,14 @@ def _knee(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Pa
             typical = row.typical()
             if typical is None:
                 continue
-            probes = sorted((float(p["rate"]), float(p["p99_ms"])) for p in typical.knee_probes
-                            if isinstance(p.get("p99_ms"), int | float) and p.get("rate"))
+            probes = sorted((p.rate, p.p99_ms) for p in typical.knee.knee_probes
+                            if p.p99_ms is not None and p.rate) if typical.knee else []
             if not probes:
                 continue
             # points, not a line: a failing rate is probed twice and the search jumps back
             ax.plot([r for r, _ in probes], [ms for _, ms in probes], label=row.server_id,
                     **(styles.line(row) | {"linestyle": "none"}), alpha=0.7)
-            knee = typical.knee_rps
+            knee = typical.knee.knee_rps if typical.knee else None
             at = [ms for r, ms in probes if r == knee]
             if knee and at:
                 ax.plot([knee], [at[0]], marker="*", markersize=16, color=styles.colour(row),

@@ -21,7 +21,6 @@ from lab.load.stats import Spread
 from lab.report.fmt import fmt_spread
 from lab.report.groups import Comparison, Row, noise_by_kind
 from lab.report.model import LIMIT_TEXT, Report
-from lab.report.records import Result
 from lab.report.verdict import MIN_REPEATS, compare
 from lab.servers import ADAPTERS
 from lab.store.environment import changes, facts
@@ -157,8 +156,8 @@ def _cells(rows: dict[str, tuple[Comparison, Row]]) -> str:
 
 def compare_runs(base: RunDir, new: RunDir, threshold_pct: float | None = None
                  ) -> RunComparison:
-    base_comps = Report.of_results(base.read(Result.from_line)[0]).comparisons
-    new_comps = Report.of_results(new.read(Result.from_line)[0]).comparisons
+    base_comps = Report.of_results(base.load().records).comparisons
+    new_comps = Report.of_results(new.load().records).comparisons
     noise = noise_by_kind(base_comps + new_comps)  # over both runs' repeated cells
     out = RunComparison(base.path, new.path, threshold_pct, noise)
     base_rows, new_rows = _rows(base_comps), _rows(new_comps)

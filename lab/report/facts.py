@@ -65,7 +65,7 @@ def serialised(row: Row, delay: float) -> Serialised | None:
 def probe_p50(row: Row) -> tuple[Spread, Spread] | None:
     """(probe p50 under load, probe p50 idle) over the repeats, or None without data."""
     loaded = row.spread()
-    idle = row.spread(lambda f: f.idle_latency_ms.get("p50"))
+    idle = row.spread(lambda f: f.idle_ms("p50"))
     return None if loaded is None or idle is None else (loaded, idle)
 
 
@@ -90,7 +90,7 @@ def probe_effect(row: Row, delay: float | None) -> Effect | None:
     # The tail against idle's own tail too: a 4 ms p90 beside a 0.4 ms idle p50 is one
     # query's wait behind a thread's GIL, not a stall (10× idle's p90 is the bar then).
     tail = row.latency().get("p90")  # of every repeat's probes merged, as the finding says
-    idle_p90 = row.spread(lambda f: f.idle_latency_ms.get("p90"))
+    idle_p90 = row.spread(lambda f: f.idle_ms("p90"))
     tail_bar = max(_stall_bar_ms(delay, idle), 10 * idle_p90.median if idle_p90 else 0.0)
     if tail is not None and tail >= tail_bar:
         return "stalled some"
@@ -127,7 +127,7 @@ def knees(comps: Iterable[Comparison]) -> tuple[Knee, ...]:
         for rate, row in sorted(rates, key=lambda x: x[0]):
             s = row.spread()
             ok = s is not None and s.median <= slo[exp] and not any(
-                f.errors or f.client_behind for f in row.ok)
+                f.errors or f.open and f.open.client_behind for f in row.ok)
             if over is None:
                 if ok:
                     held = rate

@@ -11,7 +11,7 @@ from lab.report.facts import probe_p50
 from lab.report.fmt import fmt, peaks, split
 from lab.report.groups import CLIENT_SHARE_BAR, Comparison, Row, client_limits, machine_limits
 from lab.report.model import ComparisonFacts
-from lab.report.records import Figures
+from lab.store.schema import Figures
 
 
 def burst_finding(comp: ComparisonFacts) -> str | None:

@@ -11,8 +11,8 @@ from typing import Any
 from lab.kinds import Headline, get
 from lab.load.histogram import Histogram, latency_figures
 from lab.load.stats import Spread
-from lab.report.records import Figures, Result
 from lab.report.verdict import noise_floor_pct
+from lab.store.schema import Figures, Result
 
 Getter = Callable[[Figures], float | None]
 
@@ -54,12 +54,12 @@ def client_limits(f: Figures, delay: float | None) -> list[str]:
         out.append("CPU at its limit" if f.client_cpu_pct is None
                    else f"CPU {fmt_num(f.client_cpu_pct)} %")
     # A cold burst's writes wait for their connections: that wait is what it measures.
-    if f.connect != "cold" and f.send_spread_ms is not None \
-            and f.send_spread_ms > spread_bar_ms(delay):
-        out.append(f"sends spread over {fmt_num(f.send_spread_ms)} ms "
+    if f.burst and f.burst.connect != "cold" and f.burst.send_spread_ms is not None \
+            and f.burst.send_spread_ms > spread_bar_ms(delay):
+        out.append(f"sends spread over {fmt_num(f.burst.send_spread_ms)} ms "
                    f"(> {fmt_num(spread_bar_ms(delay))} ms)")
-    if f.client_behind:
-        out.append(f"client sent late (lag p99 {fmt_num(f.send_lag_p99_ms)} ms)")
+    if f.open and f.open.client_behind:
+        out.append(f"client sent late (lag p99 {fmt_num(f.open.send_lag_p99_ms)} ms)")
     if f.errors.get("connect"):
         out.append(f"{f.errors['connect']} connections not opened")
     return out

@@ -11,15 +11,15 @@ A cell measured in several runs keeps the line of the run named last, with a war
 import filecmp
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lab.errors import UsageError
 from lab.store.environment import changes
-from lab.store.results import ENVIRONMENT, RESULTS, RUN_INFO, SERVERS, RunDir, write_atomically
-
-MERGED_FROM = "merged_from"
+from lab.store.results import ENVIRONMENT, RESULTS, SERVERS, RunDir, write_atomically
+from lab.store.schema import MergedRun, Result, RunInfo
 
 
 def _check_runs(runs: list[RunDir]) -> None:
@@ -40,23 +40,23 @@ def _check_runs(runs: list[RunDir]) -> None:
 def _check_out(out: Path, runs: list[RunDir]) -> None:
     if any(out.resolve() == run.path.resolve() for run in runs):
         raise UsageError(f"--out {out}: is one of the runs to merge; pick a new folder")
-    if out.exists() and not (out.is_dir() and MERGED_FROM in RunDir(out).read_json(RUN_INFO)):
+    if out.exists() and not (out.is_dir() and RunDir(out).info().merged_from is not None):
         raise UsageError(f"--out {out}: already exists and is not a merged report; pick a "
                          "new folder")
 
 
-def environment_warnings(info: dict[str, Any]) -> list[str]:
+def environment_warnings(info: RunInfo) -> list[str]:
     """How each merged run's environment differs from the first's, one entry per run."""
-    sources = info.get(MERGED_FROM) or []
+    sources = info.merged_from or []
     if not sources:
         return []
     first = sources[0]
     out = []
     for src in sources[1:]:
-        if not first.get("environment") or not src.get("environment"):
-            out.append(f"{src['run']} vs {first['run']}: an environment.json is missing")
-        elif changed := changes(first["environment"], src["environment"]):
-            out.append(f"{src['run']} vs {first['run']}: {', '.join(changed)}")
+        if not first.environment or not src.environment:
+            out.append(f"{src.run} vs {first.run}: an environment.json is missing")
+        elif changed := changes(first.environment, src.environment):
+            out.append(f"{src.run} vs {first.run}: {', '.join(changed)}")
     return out
 
 
@@ -69,7 +69,7 @@ def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
     # Two passes over the results files, so that no run's lines are held in memory: which
     # line each cell keeps (the last run's; within a run, its last), then those lines.
     keep: dict[str, tuple[int, int]] = {}
-    sources: list[dict[str, Any]] = []
+    sources: list[MergedRun] = []
     servers: list[dict[str, Any]] = []
     for i, run in enumerate(runs):
         name = run.path.name
@@ -77,7 +77,7 @@ def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
             if isinstance(record, str):
                 warnings.append(f"{run.path}: {record}")
                 continue
-            cell = record["cell_id"]
+            cell = record.cell_id
             if (before := keep.get(cell)) is not None:
                 warnings.append(f"{run.path}: {cell} was measured again with a changed "
                                 "config; the later line counts" if before[0] == i else
@@ -85,24 +85,23 @@ def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
                                 f"line from {name} counts")
             keep[cell] = (i, n)
         servers += run.servers()
-        info = run.read_json(RUN_INFO)
-        sources.append({"run": name, "path": str(run.path),
-                        "environment": run.read_json(ENVIRONMENT),
-                        **{k: info.get(k) for k in ("config", "config_hash", "state",
-                                                    "started_at", "finished_at", "repeats",
-                                                    "order", "seed", "cells_total")}})
+        info = run.info()
+        sources.append(MergedRun(
+            name, str(run.path), run.read_json(ENVIRONMENT), info.config, info.config_hash,
+            info.state, info.started_at, info.finished_at, info.repeats, info.order,
+            info.seed, info.cells_total))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--out {out}: cannot create it ({e.strerror or e})") from None
     merged = RunDir(out)
-    _write_lines(out / RESULTS, _kept(runs, keep))
+    _write_lines(out / RESULTS, (r.to_json() for r in _kept(runs, keep)))
     _write_lines(out / SERVERS, servers)
-    merged.write_json(ENVIRONMENT, sources[0]["environment"])
+    merged.write_json(ENVIRONMENT, sources[0].environment)
     for stale in out.glob("environment-*.json"):  # the sessions of a run: not these runs'
         stale.unlink()
     info = _info(sources)
-    merged.write_json(RUN_INFO, info)
+    merged.write_info(info)
     env = environment_warnings(info)
     if env:
         warnings.append("the runs' environments differ (" + "; ".join(env) + "): "
@@ -111,38 +110,38 @@ def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
     return merged, warnings
 
 
-def _same(sources: list[dict[str, Any]], key: str) -> Any:
-    values = {json.dumps(s.get(key)) for s in sources}
-    return sources[0].get(key) if len(values) == 1 else "varied"
+def _same(sources: list[MergedRun], key: str) -> Any:
+    values = {json.dumps(getattr(s, key)) for s in sources}
+    return getattr(sources[0], key) if len(values) == 1 else "varied"
 
 
-def _info(sources: list[dict[str, Any]]) -> dict[str, Any]:
-    started = [s["started_at"] for s in sources if s.get("started_at")]
-    finished = [s["finished_at"] for s in sources if s.get("finished_at")]
-    totals = [s.get("cells_total") for s in sources]
-    states = {s.get("state") for s in sources}
-    return {
-        "config": " + ".join(str(s.get("config")) for s in sources),
-        "config_hash": " + ".join(str(s.get("config_hash")) for s in sources),
-        "state": states.pop() if len(states) == 1 else "interrupted"
+def _info(sources: list[MergedRun]) -> RunInfo:
+    started = [s.started_at for s in sources if s.started_at]
+    finished = [s.finished_at for s in sources if s.finished_at]
+    totals = [s.cells_total for s in sources]
+    states = {s.state for s in sources}
+    return RunInfo(
+        config=" + ".join(str(s.config) for s in sources),
+        config_hash=" + ".join(str(s.config_hash) for s in sources),
+        state=states.pop() if len(states) == 1 else "interrupted"
         if "interrupted" in states else "running",
-        "started_at": min(started, default=None), "finished_at": max(finished, default=None),
-        "repeats": _same(sources, "repeats"), "order": _same(sources, "order"),
-        "seed": _same(sources, "seed"), "baseline": None,
-        **({"cells_total": sum(totals)} if all(isinstance(t, int) for t in totals) else {}),
-        MERGED_FROM: sources,
-    }
+        started_at=min(started, default=None), finished_at=max(finished, default=None),
+        repeats=_same(sources, "repeats"), order=_same(sources, "order"),
+        seed=_same(sources, "seed"), baseline=None,
+        cells_total=sum(t for t in totals if t is not None)
+        if all(isinstance(t, int) for t in totals) else None,
+        merged_from=sources)
 
 
-def _kept(runs: list[RunDir], keep: dict[str, tuple[int, int]]) -> Iterator[dict[str, Any]]:
+def _kept(runs: list[RunDir], keep: dict[str, tuple[int, int]]) -> Iterator[Result]:
     """The lines ``keep`` names, each saying which run it came from."""
     for i, run in enumerate(runs):
         for n, record in run.lines():
-            if isinstance(record, dict) and keep.get(record["cell_id"]) == (i, n):
-                yield record | {"source_run": run.path.name}
+            if isinstance(record, Result) and keep.get(record.cell_id) == (i, n):
+                yield replace(record, source_run=run.path.name)
 
 
-def _write_lines(path: Path, lines: Iterable[dict[str, Any]]) -> None:
+def _write_lines(path: Path, lines: Iterable[Mapping[str, Any]]) -> None:
     def write(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8") as f:
             for line in lines:

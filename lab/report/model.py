@@ -14,8 +14,8 @@ from lab.load.stats import Spread
 from lab.report import facts
 from lab.report.facts import Effect, Knee, Scaling, Serialised
 from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
-from lab.report.records import Result
 from lab.report.verdict import Verdict, compare
+from lab.store.schema import Result
 
 NOISY_SPREAD_PCT = 10.0
 
@@ -44,7 +44,7 @@ def _flags(row: Row) -> list[Flag]:
     out = []
     if (limit := row.limit()) is not None:
         out.append(LIMIT_FLAGS[limit])
-    if any(f.client_behind for f in row.ok):
+    if any(f.open and f.open.client_behind for f in row.ok):
         out.append(Flag.CLIENT_BEHIND)
     if 0 < len(row.values()) < len(row.results):
         out.append(Flag.MISSING_REPEATS)
@@ -165,7 +165,8 @@ def judged(comp: Comparison, noise_pct: float, preferred: str | None = None
         effect=facts.probe_effect(row, comp.delay) if Fact.PROBE_EFFECT in has else None,
         scaling=facts.scaling(row, ones[row.variant], noise_pct)
         if Fact.SCALING in has and row.variant in ones else None,
-        knee_bounds=frozenset(f.knee_bound for f in row.ok) if comp.searched else frozenset(),
+        knee_bounds=frozenset(f.knee.knee_bound if f.knee else None for f in row.ok)
+        if comp.searched else frozenset(),
     ) for row in comp.rows)
     return ComparisonFacts(**{**vars(comp), "rows": rows},
                            baseline=next((r for r in rows if r.is_baseline), None))
@@ -183,7 +184,7 @@ class Report:
     def of(cls, lines: Iterable[Mapping[str, Any]], preferred: str | None = None
            ) -> "Report":
         """From the lines `lab.store.results.RunDir.load` returned."""
-        return cls.of_results([Result.from_line(line) for line in lines], preferred)
+        return cls.of_results([Result.from_json(line) for line in lines], preferred)
 
     @classmethod
     def of_results(cls, results: Iterable[Result], preferred: str | None = None

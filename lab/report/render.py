@@ -14,21 +14,14 @@ from lab.report.facts import Knee
 from lab.report.findings import findings
 from lab.report.fmt import fmt
 from lab.report.groups import CLIENT_SHARE_BAR, Comparison
-from lab.report.merge import MERGED_FROM, environment_warnings
+from lab.report.merge import environment_warnings
 from lab.report.model import NOISY_SPREAD_PCT, Report, noisy
-from lab.report.records import Result
 from lab.report.summary import in_short
 from lab.report.tables import table
 from lab.report.ways import ways_findings, ways_short
 from lab.servers.base import FACTS
-from lab.store.results import (
-    ENVIRONMENT,
-    PLANNED,
-    RUN_INFO,
-    RunDir,
-    current,
-    write_atomically,
-)
+from lab.store.results import ENVIRONMENT, RunDir, current, write_atomically
+from lab.store.schema import MergedRun, Result, RunInfo
 
 if TYPE_CHECKING:
     from lab.report.charts import Chart
@@ -45,35 +38,40 @@ def _title(comp: Comparison) -> str:
         + f" (engine {comp.engine})"
 
 
-def _warnings(info: dict[str, Any], records: Sequence[Result]) -> list[str]:
+def _warnings(info: RunInfo, records: Sequence[Result]) -> list[str]:
     """What a reader must know before any figure: a run that did not finish, runs merged,
     a client that measured itself."""
     lines = []
-    if MERGED_FROM in info:
-        lines += _merged_warnings(info)
-    elif info.get("state") == "interrupted":
-        lines += [f"> **This run was interrupted** (signal {info.get('signal')}): the report "
+    if info.merged_from is not None:
+        lines += _merged_warnings(info, info.merged_from)
+    elif info.state == "interrupted":
+        lines += [f"> **This run was interrupted** (signal {info.signal}): the report "
                   "covers only the cells that finished.", ""]
-    elif info.get("state") == "running":
+    elif info.state == "running":
         lines += ["> **This run had not finished** when the report was written.", ""]
     return lines + _client_warnings(records)
 
 
-def _this_run(info: dict[str, Any], records: Sequence[Result]) -> list[str]:
-    if MERGED_FROM in info:
-        return _merged_runs(info, records)
+def _or(value: object, missing: str = "?") -> object:
+    """A run.json value as the report shows it; one an older run.json lacks as ``missing``."""
+    return missing if value is None else value
+
+
+def _this_run(info: RunInfo, records: Sequence[Result]) -> list[str]:
+    if info.merged_from is not None:
+        return _merged_runs(info, info.merged_from, records)
     failed = sum(r.status == "failed" for r in records)
     return [
         "## This run", "",
-        f"- config: `{info.get('config', '?')}` (sha256 {info.get('config_hash', '?')}, "
+        f"- config: `{_or(info.config)}` (sha256 {_or(info.config_hash)}, "
         f"copy in `config.toml`)",
         f"- cells: {len(records)} finished ({len(records) - failed} ok, {failed} failed)"
-        + (f" of {info['cells_total']} planned" if "cells_total" in info else ""),
-        f"- repeats: {info.get('repeats', '?')}, run {info.get('order', '?')} (seed "
-        f"{info.get('seed', '?')}): every repeat of a point ran all configurations side by "
-        "side; baseline: " + (f"`{info['baseline']}`" if info.get("baseline")
+        + (f" of {info.cells_total} planned" if info.cells_total is not None else ""),
+        f"- repeats: {_or(info.repeats)}, run {_or(info.order)} (seed "
+        f"{_or(info.seed)}): every repeat of a point ran all configurations side by "
+        "side; baseline: " + (f"`{info.baseline}`" if info.baseline
                               else "the best row of each table"),
-        f"- started {info.get('started_at', '?')}, finished {info.get('finished_at', '–')}",
+        f"- started {_or(info.started_at)}, finished {_or(info.finished_at, '–')}",
         _placement_line(records),
         "",
     ]
@@ -89,12 +87,11 @@ def _stale(stale: list[str]) -> list[str]:
             f"left out of every table: {ids}.", ""]
 
 
-def _merged_warnings(info: dict[str, Any]) -> list[str]:
+def _merged_warnings(info: RunInfo, sources: list[MergedRun]) -> list[str]:
     """Rows of merged runs did not run side by side (louder when the runs' environments
     differ)."""
-    sources = info[MERGED_FROM]
     if len(sources) == 1:
-        lines = [f"> **A copy of run `{sources[0]['run']}`** (`lab report --out`).", ""]
+        lines = [f"> **A copy of run `{sources[0].run}`** (`lab report --out`).", ""]
     else:
         lines = [f"> **This report merges {len(sources)} runs.** Rows from different runs did "
                  "not run side by side: a difference between them is weaker evidence than "
@@ -107,26 +104,26 @@ def _merged_warnings(info: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _merged_runs(info: dict[str, Any], records: Sequence[Result]) -> list[str]:
+def _merged_runs(info: RunInfo, sources: list[MergedRun], records: Sequence[Result]
+                 ) -> list[str]:
     """Which runs, and how each ended."""
     failed = sum(r.status == "failed" for r in records)
-    sources = info[MERGED_FROM]
     lines = ["## These runs", ""]
     for src in sources:
-        state = src.get("state") or "unknown"
-        lines.append(f"- run `{src['run']}` (`{src['path']}`): config `{src.get('config')}` "
-                     f"(sha256 {src.get('config_hash')}), {src.get('repeats', '?')} repeats, "
-                     f"started {src.get('started_at', '?')}, {state}"
+        state = src.state or "unknown"
+        lines.append(f"- run `{src.run}` (`{src.path}`): config `{src.config}` "
+                     f"(sha256 {src.config_hash}), {src.repeats} repeats, "
+                     f"started {src.started_at}, {state}"
                      + (" — **not finished**: only its finished cells are here"
                         if state != "finished" else ""))
     lines += [f"- cells: {len(records)} finished ({len(records) - failed} ok, {failed} "
-              "failed)" + (f" of {info['cells_total']} planned" if "cells_total" in info
+              "failed)" + (f" of {info.cells_total} planned" if info.cells_total is not None
                            else ""),
-              f"- repeats: {info.get('repeats', '?')}, run {info.get('order', '?')} within "
+              f"- repeats: {_or(info.repeats)}, run {_or(info.order)} within "
               "each run; baseline: the best row of each table",
               _placement_line(records), "",
               "Rebuild with `python -m lab report` on this folder; the environment below is "
-              f"the first run's (`{sources[0]['run']}`).", ""]
+              f"the first run's (`{sources[0].run}`).", ""]
     return lines
 
 
@@ -372,13 +369,14 @@ def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[
             *([f"![{chart.alt}]({chart.file})", ""] if chart else [])]
 
 
-def _read(run: RunDir, planned: object) -> tuple[list[Result], list[str], list[str]]:
+def _read(run: RunDir, planned: list[str] | None
+          ) -> tuple[list[Result], list[str], list[str]]:
     """The run's results typed as they are read, the ids of its stale ones (see
     `lab.store.results.current`) and the warnings."""
     is_current = current(planned)
 
-    def typed(line: dict[str, Any]) -> Result | str:
-        return Result.from_line(line) if is_current(line) else str(line["cell_id"])
+    def typed(r: Result) -> Result | str:
+        return r if is_current(r) else r.cell_id
 
     read, warnings = run.read(typed)
     return ([r for r in read if isinstance(r, Result)], [r for r in read if isinstance(r, str)],
@@ -388,10 +386,10 @@ def _read(run: RunDir, planned: object) -> tuple[list[Result], list[str], list[s
 def build(run: RunDir) -> Path:
     """Write report.md (and its charts) from the run's files; a file that cannot be written
     is a `StorageError`, and leaves its previous version whole."""
-    info = run.read_json(RUN_INFO)
-    results, stale, warnings = _read(run, info.get(PLANNED))
+    info = run.info()
+    results, stale, warnings = _read(run, info.planned)
     env = run.read_json(ENVIRONMENT)
-    report = Report.of_results(results, info.get("baseline"))
+    report = Report.of_results(results, info.baseline)
     comps, records = report.comparisons, report.results
     drawn: list[Chart] = []
     if comps:

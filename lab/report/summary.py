@@ -70,7 +70,7 @@ def _knees(report: Report) -> list[str]:
             if s is None:
                 none.append(row.server_id)
                 continue
-            bounds = {b for f in row.ok if (b := f.knee_bound) in BOUNDS}
+            bounds = {b for f in row.ok if (b := f.knee and f.knee.knee_bound) in BOUNDS}
             spread = f" ({fmt(s.low, 4)}–{fmt(s.high, 4)})" if s.n > 1 else ""
             held.append(f"{row.server_id} {' '.join(BOUNDS[b] for b in sorted(bounds))}"
                         f"{' ' if bounds else ''}{fmt(s.median, 4)} req/s{spread}")

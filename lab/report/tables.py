@@ -56,7 +56,8 @@ def _latency(*keys: str) -> list[Column]:
 
 
 def _spread_ms(row: Row) -> str:
-    worst = max((f.send_spread_ms for f in row.ok if f.send_spread_ms is not None),
+    worst = max((f.burst.send_spread_ms for f in row.ok
+                 if f.burst and f.burst.send_spread_ms is not None),
                 default=None)
     return fmt(worst, 2)
 
@@ -91,13 +92,15 @@ def closed_columns(comp: Comparison) -> list[Column]:
 
 def open_columns(comp: Comparison) -> list[Column]:
     def lag(row: RowFacts) -> str:
-        worst = max((f.send_lag_p99_ms for f in row.ok if f.send_lag_p99_ms is not None),
+        worst = max((f.open.send_lag_p99_ms for f in row.ok
+                     if f.open and f.open.send_lag_p99_ms is not None),
                     default=None)
         return fmt(worst, 2) + (" ⚠ client behind schedule"
                                 if Flag.CLIENT_BEHIND in row.flags else "")
 
     knee = [Column("knee found", _bound, main=True),
-            Column("probes", lambda r: "/".join(str(len(f.knee_probes)) for f in r.ok))
+            Column("probes", lambda r: "/".join(str(len(f.knee.knee_probes) if f.knee else 0)
+                                                 for f in r.ok))
             ] if comp.searched else []
     return [*knee,
             Column("achieved req/s", lambda r: fmt_spread(r.spread(lambda f: f.rps), 4),
@@ -119,10 +122,10 @@ def _bound(row: RowFacts) -> str:
 
 def interference_columns(comp: Comparison) -> list[Column]:
     def idle(row: Row) -> str:
-        return fmt_spread(row.spread(lambda f: f.idle_latency_ms.get("p50")))
+        return fmt_spread(row.spread(lambda f: f.idle_ms("p50")))
 
     def times(row: Row) -> str:
-        s, i = row.spread(), row.spread(lambda f: f.idle_latency_ms.get("p50"))
+        s, i = row.spread(), row.spread(lambda f: f.idle_ms("p50"))
         return f"{s.median / i.median:.0f}×" if s and i and i.median else "–"
 
     return [Column("probe p50 ms (idle)", idle, main=True),
@@ -130,7 +133,8 @@ def interference_columns(comp: Comparison) -> list[Column]:
             Column("errors", lambda r: str(sum(r.errors().values())), main=True),
             *_latency("p90", "max"), Column("errors by kind", errors),
             Column("background requests",
-                   lambda r: str(sum(f.background_requests for f in r.ok)))]
+                   lambda r: str(sum(f.interference.background_requests for f in r.ok
+                                     if f.interference)))]
 
 
 def _verdict(row: RowFacts) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from lab.errors import LabError, ServerStartError
 from lab.kinds import get
+from lab.kinds.base import ms
 from lab.load import knee, loop, processes, wrk
 from lab.load.monitor import Stalls, Window
 from lab.load.samples import Measurement
@@ -27,6 +28,7 @@ from lab.run import services
 from lab.servers import ADAPTERS
 from lab.servers.asgi_wrap import APP_DIR_ENV, APP_ENV, SERVED
 from lab.store.results import RunDir, timestamp
+from lab.store.schema import Failure, FailureKind, Figures, Process, Result
 from lab.supervise import appcheck
 from lab.supervise.interrupt import Interrupts
 from lab.supervise.process import (
@@ -48,35 +50,32 @@ class Outcome:
     skipped: int  # already finished (resume)
 
 
-def describe(cell: Cell, lab: LabSettings, run_id: str) -> dict[str, Any]:
-    """The identifying part of a cell's results line."""
+def describe(cell: Cell, lab: LabSettings, run_id: str, engine: str, started_at: str,
+             failure: Failure | None = None, figures: Figures | None = None,
+             process: Process | None = None) -> Result:
+    """A cell's results line: the cell, the engine that measured it, and what happened."""
     exp = cell.experiment
     adapter = ADAPTERS[cell.server]
     load: dict[str, Any] = {get(exp.kind).load_key: "auto" if cell.searched else cell.load}
     load |= exp.shown_settings()
-    return {
-        "run_id": run_id, "cell_id": cell.id, "server_id": cell.server_id,
-        "server": cell.server, "server_version": adapter.version(), "workers": cell.workers,
-        "options": adapter.effective_options(dict(cell.options)),
-        "settings": adapter.settings(dict(cell.options)), "app": lab.app,
-        "app_dir": lab.app_dir, "wrap": lab.wrap,
-        "experiment": exp.name, "kind": exp.kind, "endpoint": cell.endpoint.label,
-        "request": cell.endpoint.record(),
-        "params": dict(exp.params), "load": load, "engine_requested": exp.engine,
-        "ways": exp.ways,
-        "repeat": cell.repeat,
-        "cell_key": cell.key(lab),  # what resume matches: the id alone misses a changed config
-    }
+    return Result(
+        run_id=run_id, cell_id=cell.id, server_id=cell.server_id, server=cell.server,
+        server_version=adapter.version(), workers=cell.workers,
+        options=adapter.effective_options(dict(cell.options)),
+        settings=adapter.settings(dict(cell.options)), app=lab.app, app_dir=lab.app_dir,
+        wrap=lab.wrap, experiment=exp.name, kind=exp.kind, endpoint=cell.endpoint.label,
+        request=cell.endpoint.record(), params=dict(exp.params), load=load,
+        engine=engine, engine_requested=exp.engine, ways=exp.ways, repeat=cell.repeat,
+        cell_key=cell.key(lab),  # what resume matches: the id alone misses a changed config
+        placement=lab.placement.as_record(), process=process,
+        status="failed" if failure else "ok", failure=failure, figures=figures,
+        started_at=started_at, finished_at=timestamp())
 
 
 DISTURBED_GAP_S = 1.0  # the lab's sampler woke this late: SIGSTOP, suspend, a paused VM
 # Failures a stopped lab causes by itself (its deadline passed, its client's timeouts fired):
 # when the lab was stopped, the cell is disturbed, not failed by the server.
-LAB_CAUSED = frozenset({"cell_timeout", "client_failed"})
-
-
-def _failure(kind: str, reason: str, log: str) -> dict[str, str]:
-    return {"kind": kind, "reason": reason, "log_tail": log}
+LAB_CAUSED = frozenset({FailureKind.CELL_TIMEOUT, FailureKind.CLIENT_FAILED})
 
 
 @dataclass
@@ -120,9 +119,9 @@ def engine_for(cell: Cell) -> str:
     return engine
 
 
-def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
+def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
     """The cell's figures, from whichever engine and number of client processes it uses."""
-    exp = replace(cell.experiment, engine=engine_for(cell))
+    exp = replace(cell.experiment, engine=engine)
     window = Window(server.pids(), server.meter)
     deadline = time.monotonic() + ctx.lab.cell_timeout_s
 
@@ -156,19 +155,18 @@ def measure(cell: Cell, server: Server, ctx: Context) -> dict[str, Any]:
 
         def limited(m: Measurement) -> bool:
             f = summarize(m, ctx.machine)
-            return bool(f["client_limited"] or f.get("client_behind"))
+            return f.client_limited or bool(f.open and f.open.client_behind)
 
         def probe(rate: float, seconds: float) -> Measurement:
             w = Window(server.pids(), server.meter)
             w.settle(exp.timeout_s, check)  # an overloaded probe's backlog is not the next's
             return at(rate, replace(exp, duration_s=seconds), w)
 
-        m, record = knee.search(probe, limited, exp.slo_p99_ms, exp.knee_window_s,
-                                exp.duration_s, exp.knee_max_rps)
-        m.info |= record
+        m, found = knee.search(probe, limited, exp.slo_p99_ms, exp.knee_window_s,
+                               exp.duration_s, exp.knee_max_rps)
+        m.parts = replace(m.parts, knee=found)
     else:
         m = at(cell.load, exp, window)
-    m.info.setdefault("engine", exp.engine)
     return summarize(m, ctx.machine)
 
 
@@ -271,6 +269,8 @@ def window_warnings(answers: list[appcheck.Answer], plan: Sequence[Cell]) -> lis
     worker the plan gives them, few or no responses may complete in the window."""
     busiest: dict[tuple[str, Endpoint], Cell] = {}
     for c in plan:
+        # Users who each wait for their answer (closed loops) queue on the workers: the
+        # floor below is theirs; an open model's schedule does not wait, a burst has no window.
         if c.experiment.kind == "closed":
             top = busiest.setdefault((c.experiment.name, c.endpoint), c)
             if c.load / c.workers > top.load / top.workers:
@@ -292,99 +292,74 @@ def window_warnings(answers: list[appcheck.Answer], plan: Sequence[Cell]) -> lis
     return lines
 
 
-def run_cell(cell: Cell, ctx: Context, servers: Servers) -> dict[str, Any]:
-    record = describe(cell, ctx.lab, ctx.run.path.name) | {
-        "started_at": timestamp(), "failure": None, "figures": None,
-        "engine": engine_for(cell), "placement": ctx.lab.placement.as_record()}
+def run_cell(cell: Cell, ctx: Context, servers: Servers) -> Result:
+    started_at, engine = timestamp(), engine_for(cell)  # the engine: decided once, here
+    run_id = ctx.run.path.name
     log_path = ctx.run.logs / f"{cell.id}.log"
-    figures: dict[str, Any] | None = None
+    figures: Figures | None = None
+    failure: Failure | None = None
     try:
         server, fresh = servers.get(cell, log_path)
     except ServerStartError as e:
-        record["failure"] = _failure("start_failed", e.reason, e.log_tail)
-        record |= {"status": "failed", "finished_at": timestamp()}
-        return record
+        return describe(cell, ctx.lab, run_id, engine, started_at,
+                        Failure(FailureKind.START_FAILED, e.reason, e.log_tail))
     log_path = server.log_path
     pids_before = set(server.pids())
     stalls = Stalls()
     try:
         with stalls:
-            figures = measure(cell, server, ctx)
+            figures = measure(cell, server, ctx, engine)
         ctx.interrupts.check()  # wrk gets the terminal's Ctrl-C too: never keep a cut cell
     except TimeoutError:
-        record["failure"] = _failure(
-            "cell_timeout", f"cell exceeded lab.cell_timeout_s = {ctx.lab.cell_timeout_s:g} s",
+        failure = Failure(
+            FailureKind.CELL_TIMEOUT,
+            f"cell exceeded lab.cell_timeout_s = {ctx.lab.cell_timeout_s:g} s",
             log_tail(log_path))
     except (RuntimeError, EOFError, OSError, subprocess.SubprocessError) as e:
         # The load generator itself failed (a client process died, wrk broke):
         # the cell is a failed result, the matrix goes on.
-        record["failure"] = _failure("client_failed", f"{type(e).__name__}: {e}",
-                                     log_tail(log_path))
+        failure = Failure(FailureKind.CLIENT_FAILED, f"{type(e).__name__}: {e}",
+                          log_tail(log_path))
     lost = pids_before - set(server.pids())
-    if lost and record["failure"] is None:
-        record["failure"] = _failure(
-            "server_crashed",
+    if lost and failure is None:
+        failure = Failure(
+            FailureKind.SERVER_CRASHED,
             f"server process(es) {', '.join(map(str, sorted(lost)))} exited during the "
             "cell", log_tail(log_path))
-    servers.healthy = record["failure"] is None and not lost
-    record["process"] = {"start_to_ready_s": server.ready_s if fresh else None,
-                         "reused": not fresh, "port": server.port, "argv": server.argv,
-                         "log": log_path.name}
-    gap = max(stalls.max_gap_s, figures.get("client_max_gap_s", 0) if figures else 0)
-    if gap > DISTURBED_GAP_S and (record["failure"] is None
-                                  or record["failure"]["kind"] in LAB_CAUSED):
-        record["failure"] = _failure(
-            "disturbed", f"the lab went unscheduled for {gap:.1f} s while it measured "
-            "(stopped, suspended or starved): its figures are not the server's; --resume "
-            "runs the cell again", "")
-    if figures is not None:
-        record["figures"] = figures
-        if figures["ok"] == 0 and record["failure"] is None:
-            record["failure"] = _failure("all_requests_failed", _no_answer(figures, cell),
-                                         log_tail(log_path))
-    record["status"] = "failed" if record["failure"] else "ok"
-    record["finished_at"] = timestamp()
-    return record
+    servers.healthy = failure is None and not lost
+    process = Process(server.ready_s if fresh else None, not fresh, server.port,
+                      tuple(server.argv), log_path.name)
+    gap = max(stalls.max_gap_s, figures.client_max_gap_s or 0 if figures else 0)
+    if gap > DISTURBED_GAP_S and (failure is None or failure.kind in LAB_CAUSED):
+        failure = Failure(
+            FailureKind.DISTURBED, f"the lab went unscheduled for {gap:.1f} s while it "
+            "measured (stopped, suspended or starved): its figures are not the server's; "
+            "--resume runs the cell again", "")
+    if figures is not None and figures.ok == 0 and failure is None:
+        failure = Failure(FailureKind.ALL_REQUESTS_FAILED, _no_answer(figures, cell),
+                          log_tail(log_path))
+    return describe(cell, ctx.lab, run_id, engine, started_at, failure, figures, process)
 
 
-def _no_answer(figures: dict[str, Any], cell: Cell) -> str:
+def _no_answer(figures: Figures, cell: Cell) -> str:
     """What happened in a window without one good answer, in words."""
-    errors = ", ".join(f"{n} {kind}" for kind, n in sorted(figures["errors"].items()))
-    if figures["requests"]:
-        return f"all {figures['requests']} requests failed ({errors})"
+    errors = ", ".join(f"{n} {kind}" for kind, n in sorted(figures.errors.items()))
+    if figures.requests:
+        return f"all {figures.requests} requests failed ({errors})"
     exp = cell.experiment
     return (f"no response completed within the {exp.duration_s:g} s window: every request "
             f"took longer (a request timeout is {exp.timeout_s:g} s); a longer duration_s "
             "or fewer users would let some finish")
 
 
-def progress_line(i: int, total: int, record: dict[str, Any]) -> str:
-    head = f"[{i}/{total}] {record['cell_id']}"
-    if record["failure"]:
-        return f"{head}: FAILED ({record['failure']['kind']}: {record['failure']['reason']})"
-    f = record["figures"]
-    errors = sum(f["errors"].values())
-    kind = record["kind"]
-    if kind == "burst":
-        peak = "/".join(map(str, sorted(f.get("inflight_peak", {}).values(), reverse=True)))
-        spread = f.get("send_spread_ms")
-        main = (f"{f['wall_s']:.3f} s wall (sends spread "
-                + ("–" if spread is None else f"{spread:.2f} ms")
-                + (f", peak in flight {peak}" if peak else "") + "),")
-    elif "knee_bound" in f:
-        knee = f"{f['knee_rps']:.0f} req/s" if f["knee_rps"] else "none"
-        main = f"knee {knee} ({f['knee_bound']}, {len(f['knee_probes'])} probes),"
-    elif kind == "interference":
-        main = f"probe idle p50 {_ms(f['idle_latency_ms']['p50'])}, loaded"
-    else:
-        main = f"{f['rps']:.0f} req/s" + (f" of {f['target_rps']:g}" if kind == "open" else "")
-        main += ","
-    return (f"{head}: {main} p50 {_ms(f['latency_ms']['p50'])}, {errors} errors, "
-            f"client CPU {f['client_cpu_pct']:.0f} %")
-
-
-def _ms(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f} ms"
+def progress_line(i: int, total: int, r: Result) -> str:
+    head = f"[{i}/{total}] {r.cell_id}"
+    if r.failure or r.figures is None:
+        kind, reason = (r.failure.kind, r.failure.reason) if r.failure else ("?", "?")
+        return f"{head}: FAILED ({kind}: {reason})"
+    f = r.figures
+    return (f"{head}: {get(r.kind).progress(f)} p50 {ms(f.latency_ms.get('p50'))}, "
+            f"{f.failed} errors, client CPU {f.client_cpu_pct:.0f} %")
 
 
 def remaining(matrix: Matrix, run: RunDir) -> list[Cell]:
@@ -431,15 +406,13 @@ def _run_cells(cells: list[Cell], ctx: Context, servers: Servers, out: Callable[
             raise
         except Exception as e:  # a defect of the lab in one cell: that cell's failure
             servers.healthy = False
-            record = describe(cell, ctx.lab, ctx.run.path.name) | {
-                "status": "failed", "figures": None, "started_at": timestamp(),
-                "finished_at": timestamp(), "failure": _failure(
-                    "lab_error", f"{type(e).__name__}: {e}",
-                    "".join(traceback.format_exception(e))[-4000:])}
+            record = describe(cell, ctx.lab, ctx.run.path.name, engine_for(cell), timestamp(),
+                              Failure(FailureKind.LAB_ERROR, f"{type(e).__name__}: {e}",
+                                      "".join(traceback.format_exception(e))[-4000:]))
         if ctx.lab.restart == "cell":
             servers.stop()
-        record["cell_wall_s"] = time.monotonic() - t0
+        record = replace(record, cell_wall_s=time.monotonic() - t0)
         ctx.run.append(record)  # on disk before the next cell starts
-        failed += record["status"] == "failed"
+        failed += record.status == "failed"
         out(progress_line(i, len(cells), record))
     return Outcome(len(cells), failed, skipped)

@@ -21,7 +21,8 @@ from lab.run.estimate import Estimate
 from lab.run.runner import remaining, run_matrix
 from lab.servers import ADAPTERS
 from lab.store import environment
-from lab.store.results import PLANNED, RUN_INFO, RunDir, config_hash, new_run_id, timestamp
+from lab.store.results import RUN_INFO, RunDir, config_hash, new_run_id, timestamp
+from lab.store.schema import RunInfo
 from lab.supervise.appcheck import check_app
 from lab.supervise.interrupt import Interrupts
 from lab.supervise.lock import FileLock, Holder, measuring_lock, writer_lock
@@ -149,7 +150,7 @@ def run(req: Request) -> int:
 
 
 def _open_run(req: Request, interrupts: Interrupts, locks: ExitStack
-              ) -> tuple[RunDir, dict[str, object], Matrix]:
+              ) -> tuple[RunDir, RunInfo, Matrix]:
     """Check the arguments and take the locks: the run folder's writer lock, which never
     waits, and the machine's measuring lock. A resume takes them in that order; a new run
     takes the measuring lock first and creates its folder after, so that a run that waits,
@@ -157,27 +158,26 @@ def _open_run(req: Request, interrupts: Interrupts, locks: ExitStack
     if req.resume:
         run = RunDir.existing(req.resume)
         locks.callback(_take_writer_lock(run.path).release)
-        info = run.read_json(RUN_INFO)
+        info = run.info()
         if req.run_id:
             raise UsageError("--run-id: not with --resume (the run keeps its folder's name)")
-        if not info and (run.path / RUN_INFO).exists():
+        if not run.read_json(RUN_INFO) and (run.path / RUN_INFO).exists():
             raise UsageError(f"{run.path / RUN_INFO}: corrupt, so the config it ran with "
                              "cannot be checked; start a new run")
         path = req.config or run.path / "config.toml"
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
-        changed = bool(req.config) and config_hash(text) != info.get("config_hash")
+        changed = bool(req.config) and config_hash(text) != info.config_hash
         if changed and not req.force:
             raise UsageError(f"{req.config}: changed since {run.path.name} started "
                              "(config hash differs); use --force to resume anyway")
         # The run's copy of its config is in the run folder: its app_dir stays relative to
         # the folder of the config the run was started with.
-        base = None if req.config else Path(str(info["config_dir"])) \
-            if info.get("config_dir") else None
+        base = None if req.config else Path(info.config_dir) if info.config_dir else None
         matrix = checked_matrix(req.filters, path, base)
         if changed and req.config is not None:  # it goes on with this config from now on
             kept = run.replace_config(text)
-            info |= {"config": str(req.config), "config_hash": config_hash(text),
-                     "config_dir": str(req.config.resolve().parent)}
+            info.config, info.config_hash = str(req.config), config_hash(text)
+            info.config_dir = str(req.config.resolve().parent)
             print(f"config changed: cells whose measurement changed run again; the previous "
                   f"config is kept as {kept}", flush=True)
         locks.callback(_take_measuring_lock(req, run.path, interrupts).release)
@@ -202,28 +202,27 @@ def _open_run(req: Request, interrupts: Interrupts, locks: ExitStack
     run = RunDir.create(req.out, req.run_id or new_run_id(req.config), text)
     locks.callback(_take_writer_lock(run.path).release)  # a new folder: free at once
     measuring.name(run.path)
-    info = {"config": str(req.config), "config_dir": str(req.config.resolve().parent),
-            "config_hash": config_hash(text),
-            "started_at": timestamp(), "argv": sys.argv, "order": matrix.lab.order,
-            "seed": matrix.lab.seed, "baseline": matrix.lab.baseline,
-            "repeats": matrix.lab.repeats}
+    info = RunInfo(config=str(req.config), config_dir=str(req.config.resolve().parent),
+                   config_hash=config_hash(text), started_at=timestamp(), argv=sys.argv,
+                   order=matrix.lab.order, seed=matrix.lab.seed, baseline=matrix.lab.baseline,
+                   repeats=matrix.lab.repeats)
     return run, info, matrix
 
 
-def _measure(req: Request, run: RunDir, info: dict[str, object], matrix: Matrix,
+def _measure(req: Request, run: RunDir, info: RunInfo, matrix: Matrix,
              interrupts: Interrupts) -> int:
     for message in reap(req.out if not req.resume else run.path.parent, writing=run.path):
         print(message, file=sys.stderr)
     cells = matrix.cells()
     todo = remaining(matrix, run)
-    info |= {"cells_total": len(cells), PLANNED: sorted({c.key(matrix.lab) for c in cells})}
+    info.cells_total, info.planned = len(cells), sorted({c.key(matrix.lab) for c in cells})
     if req.resume and not todo:
-        run.write_json(RUN_INFO, info)  # the plan of a config changed with --force
+        run.write_info(info)  # the plan of a config changed with --force
         print(f"nothing to do: all {len(cells)} cells of {run.path} have results; "
               f"report: {report.build(run)}", flush=True)
         return _planned_outcome(run, len(cells))
-    info["state"] = "running"
-    run.write_json(RUN_INFO, info)
+    info.state = "running"
+    run.write_info(info)
     run.record_environment(environment.collect(PROJECT_ROOT))
     if not req.quiet:
         print(f"running {len(todo)} cells"
@@ -238,22 +237,22 @@ def _measure(req: Request, run: RunDir, info: dict[str, object], matrix: Matrix,
                                  on_start=shown.started)
         finally:
             shown.close()
-        info["state"] = "finished"
+        info.state = "finished"
         code = _planned_outcome(run, len(cells), outcome.failed)
     except Interrupted as e:
-        info |= {"state": "interrupted", "signal": e.signum}
+        info.state, info.signal = "interrupted", e.signum
         print(f"interrupted by signal {e.signum}: servers stopped, finished cells kept; "
               f"resume with: python -m lab run --resume {run.path}", file=sys.stderr)
         code = e.exit_code
     except (StorageError, ServiceError) as e:
-        info |= {"state": "failed", "error": str(e)}
+        info.state, info.error = "failed", str(e)
         print(f"error: {e}; servers stopped; resume with: python -m lab run --resume "
               f"{run.path}", file=sys.stderr)
         code = e.exit_code
     finally:
-        info["finished_at"] = timestamp()
+        info.finished_at = timestamp()
         try:
-            run.write_json(RUN_INFO, info)
+            run.write_info(info)
             print(f"report: {report.build(run)}", flush=True)
         except (StorageError, OSError) as e:  # the disk that failed the run may fail these
             print(f"error: could not write run.json or report.md ({e}); the results are "
@@ -266,7 +265,7 @@ def _planned_outcome(run: RunDir, planned: int, failed_now: int = 0) -> int:
     """The exit code says whether every planned cell is ok, also those that failed in an
     earlier session of a resumed run (and stay failed: a failure is a result)."""
     loaded = run.load()
-    loaded.stale(run.read_json(RUN_INFO).get(PLANNED))
+    loaded.stale(run.info().planned)
     failed = loaded.failed()
     if not failed:
         return 0

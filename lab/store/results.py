@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 from lab.errors import StorageError, UsageError
 from lab.kinds import kinds
 from lab.store.environment import differences
+from lab.store.schema import FailureKind, MalformedLine, Result, RunInfo, Shared, UnknownVersion
 
-SCHEMA_VERSION = 1
 RESULTS = "results.jsonl"
-RERUN_ON_RESUME = ("disturbed",)  # failures that say nothing about the server
+RERUN_ON_RESUME = (FailureKind.DISTURBED,)  # failures that say nothing about the server
 SERVERS = "servers.jsonl"  # one line per server start: the cells it served, its stop
 ENVIRONMENT = "environment.json"
 CONFIG_COPY = "config.toml"
@@ -89,14 +89,14 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def current(planned: object) -> Callable[[Mapping[str, Any]], bool]:
+def current(planned: list[str] | None) -> Callable[[Result], bool]:
     """Is a line of a cell the run's current config has? ``planned`` is run.json's list of
     the current cells' keys; a load axis edited before ``--resume --force`` leaves lines of
     cells it no longer has. Without the list (older and merged runs) every line is."""
-    if not isinstance(planned, list):
+    if planned is None:
         return lambda _: True
     keys = set(planned)
-    return lambda line: line.get("cell_key", "") in keys
+    return lambda r: r.cell_key in keys
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,10 @@ class Finished:
 
 @dataclass
 class Loaded:
-    records: list[dict[str, Any]]
+    records: list[Result]
     warnings: list[str] = field(default_factory=list)
 
-    def stale(self, planned: object) -> list[dict[str, Any]]:
+    def stale(self, planned: list[str] | None) -> list[Result]:
         """Take out the results of cells that the run's current config no longer has (see
         `current`), and return them."""
         is_current = current(planned)
@@ -125,15 +125,15 @@ class Loaded:
 
     def failed(self) -> int:
         """Cells whose result counts and is a failure."""
-        return sum(r.get("status") == "failed" for r in self.records)
+        return sum(r.status == "failed" for r in self.records)
 
     def finished(self) -> Finished:
         """Cells with a result; a disturbed cell (the lab was stopped mid-window) has none
         that counts, so a resume measures it again."""
         done = [r for r in self.records
-                if (r.get("failure") or {}).get("kind") not in RERUN_ON_RESUME]
-        return Finished(frozenset(r["cell_key"] for r in done if "cell_key" in r),
-                        frozenset(r["cell_id"] for r in done if "cell_key" not in r))
+                if r.failure is None or r.failure.kind not in RERUN_ON_RESUME]
+        return Finished(frozenset(r.cell_key for r in done if r.cell_key is not None),
+                        frozenset(r.cell_id for r in done if r.cell_key is None))
 
 
 class RunDir:
@@ -196,8 +196,15 @@ class RunDir:
         except (OSError, ValueError):
             return {}
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        _append_line(self.results, {"schema_version": SCHEMA_VERSION, **record})
+    def info(self) -> RunInfo:
+        """run.json; an empty one when it is missing or corrupt."""
+        return RunInfo.from_json(self.read_json(RUN_INFO))
+
+    def write_info(self, info: RunInfo) -> None:
+        self.write_json(RUN_INFO, info.to_json())
+
+    def append(self, result: Result) -> None:
+        _append_line(self.results, result.to_json())
 
     def append_server(self, entry: Mapping[str, Any]) -> None:
         _append_line(self.path / SERVERS, entry)
@@ -218,17 +225,18 @@ class RunDir:
                 out.append(entry)
         return out
 
-    def lines(self) -> Iterator[tuple[int, dict[str, Any] | str]]:
-        """Each line of results.jsonl by number, read one at a time: its record, or why no
+    def lines(self) -> Iterator[tuple[int, Result | str]]:
+        """Each line of results.jsonl by number, read one at a time: its result, or why no
         reader can use it (a truncated or corrupt line is a warning, not a crash)."""
         if not self.results.is_file():
             return
+        shared = Shared()  # the values lines repeat, held once
         with self.results.open("rb") as f:
             for n, raw in enumerate(f, 1):
                 if raw.strip():
-                    yield n, _record(n, raw)
+                    yield n, _record(n, raw, shared)
 
-    def read(self, convert: Callable[[dict[str, Any]], T]) -> tuple[list[T], list[str]]:
+    def read(self, convert: Callable[[Result], T]) -> tuple[list[T], list[str]]:
         """Every usable line's record, converted as it is read, and the warnings. Only what
         ``convert`` keeps stays in memory: the file's text and its JSON dicts took ≈ 3× the
         report's typed records. A cell measured again after its config changed
@@ -240,7 +248,7 @@ class RunDir:
             if isinstance(record, str):
                 warnings.append(record)
                 continue
-            cell = record["cell_id"]
+            cell = record.cell_id
             if cell in latest:
                 del latest[cell]  # inserted again below: the cell's place is its last line's
                 superseded.append(f"{cell} was measured again with a changed config; the "
@@ -249,12 +257,12 @@ class RunDir:
         return list(latest.values()), warnings + superseded
 
     def load(self) -> Loaded:
-        """Every usable line as its JSON dict (see `read`)."""
+        """Every usable line's result (see `read`)."""
         return Loaded(*self.read(lambda record: record))
 
     def has_results(self) -> bool:
         """Whether some line is usable; reads up to the first one."""
-        return any(isinstance(record, dict) for _, record in self.lines())
+        return any(isinstance(record, Result) for _, record in self.lines())
 
     def record_environment(self, env: Mapping[str, Any]) -> str:
         """Write this session's environment without overwriting an earlier session's."""
@@ -277,42 +285,21 @@ class RunDir:
         return differences(first, later)
 
 
-# What every reader of a results line relies on: key → the type it must have.
-REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "cell_id": str, "server_id": str, "server": str, "workers": int, "experiment": str,
-    "kind": str, "endpoint": str, "load": dict, "params": dict, "status": str,
-    "options": dict, "server_version": (str, type(None)),
-}
-
-
-def _malformed(record: Mapping[str, Any]) -> str | None:
-    """Why a parsed line cannot be a cell's result, or None."""
-    for key, kind in REQUIRED.items():
-        if not isinstance(record.get(key), kind):
-            return f"has no valid {key!r}"
-    if record["kind"] not in kinds():  # a team's own kind, read without its module
-        return f"is of experiment kind {record['kind']!r}, which this lab has not registered"
-    if record["status"] not in ("ok", "failed"):
-        return "has an unknown status"
-    if record["status"] == "ok" and not isinstance(record.get("figures"), dict):
-        return "is ok but has no figures"
-    if record["status"] == "failed" and not isinstance(record.get("failure"), dict):
-        return "failed but says no reason"
-    return None
-
-
-def _record(n: int, raw: bytes) -> dict[str, Any] | str:
-    """Line ``n``'s record, or why it cannot be a cell's result."""
+def _record(n: int, raw: bytes, shared: Shared) -> Result | str:
+    """Line ``n``'s result, or why it cannot be a cell's result."""
     try:
-        record = json.loads(raw.decode("utf-8"))
-        if not isinstance(record, dict):
+        line = json.loads(raw.decode("utf-8"))
+        if not isinstance(line, dict):
             raise ValueError("not an object")
     except ValueError:  # UnicodeDecodeError included
         return f"{RESULTS} line {n} is truncated or corrupt; that cell counts as not finished"
-    problem = _malformed(record)
-    if problem and record.get("schema_version") == SCHEMA_VERSION:
-        return f"{RESULTS} line {n} {problem}; that cell counts as not finished"
-    if record.get("schema_version") != SCHEMA_VERSION:
-        return (f"{RESULTS} line {n} has schema_version {record.get('schema_version')!r}, "
-                f"expected {SCHEMA_VERSION}; skipped")
-    return record
+    try:
+        result = Result.from_json(line, shared)
+    except UnknownVersion as e:
+        return f"{RESULTS} line {n} {e}; skipped"
+    except MalformedLine as e:
+        return f"{RESULTS} line {n} {e}; that cell counts as not finished"
+    if result.kind not in kinds():  # a team's own kind, read without its module
+        return (f"{RESULTS} line {n} is of experiment kind {result.kind!r}, which this lab "
+                "has not registered; that cell counts as not finished")
+    return result
