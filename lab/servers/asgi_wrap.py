@@ -14,7 +14,10 @@ from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
   also marks a worker at its first request (a server that runs no lifespan at all);
 - counts the HTTP requests in flight in the worker (inside the app's call) and their peak
   over the lab's measurement window, in the worker's meter file ``LAB_METER_DIR/<pid>``
-  (``Meter``; the lab reads it with ``lab.load.inflight``), when the lab names that folder.
+  (``Meter``; the lab reads it with ``lab.load.inflight``), when the lab names that folder;
+- with ``LAB_LOOP_METER = "1"``, times every synchronous step of each HTTP request on the
+  worker's loop, per endpoint, samples where a long one blocked, and writes the counts to
+  ``LAB_METER_DIR/<pid>.loop.json`` (``LoopMeter``; the format is ``lab.servers.loopmeter``).
 
 One module that both sides import: the lab reads the header's name and the environment's
 names from here, the servers the wrapper. It imports only the standard library at module
@@ -25,19 +28,29 @@ code around the app's call (no loop hook sees granian's requests, DESIGN.md).
 """
 
 import importlib
+import json
+import linecache
 import mmap
 import os
 import sys
+import sysconfig
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+import time
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
 from pathlib import Path
 from typing import Any
+
+from lab.servers import loopmeter
 
 WORKER_HEADER = "x-lab-worker"  # lower case: what every server sends and wrk's table holds
 APP_ENV = "LAB_APP"  # the user's app, "module:attr"
 APP_DIR_ENV = "LAB_APP_DIR"  # the folder it is imported from (optional)
 READY_DIR_ENV = "LAB_READY_DIR"  # one marker file per worker that finished start-up
 METER_DIR_ENV = "LAB_METER_DIR"  # one meter file per worker, and the window's generation
+LOOP_METER_ENV = "LAB_LOOP_METER"  # "1": meter the loop (LoopMeter)
+LOOP_BLOCK_MS_ENV = "LAB_LOOP_BLOCK_MS"  # a step past this many ms is sampled for its site
+LOOP_BLOCK_MS = 10.0
 SERVED = "lab.servers.asgi_wrap:app"  # what the servers are given when the lab wraps the app
 
 Scope = MutableMapping[str, Any]
@@ -131,6 +144,227 @@ def open_meter() -> Meter | None:
         return None
 
 
+# The packages whose frames are not the app's, besides the standard library and whatever is
+# installed in site-packages: the servers and frameworks where they are installed elsewhere
+# (an editable install), and the lab itself.
+NOT_APP = ("uvicorn", "hypercorn", "granian", "starlette", "fastapi", "anyio", "h11",
+           "httptools", "uvloop", "lab")
+MAX_ENDPOINTS = 1000  # unrouted paths (a scan of 404s) beyond this many count as OTHER
+OTHER = "(other paths)"
+POLL_S = 0.002  # how often the watchdog looks at the running step
+
+
+class _Call:
+    """One request's steps so far; its endpoint is known when it ends."""
+
+    __slots__ = ("steps", "loop_s", "cpu_s", "longest", "sites", "sampled")
+
+    def __init__(self) -> None:
+        self.steps, self.loop_s, self.cpu_s, self.longest = 0, 0.0, 0.0, 0.0
+        self.sites: list[tuple[str, float]] = []
+        self.sampled: tuple[object, str] | None = None  # (the step, its site): the watchdog's
+
+    def add(self, wall: float, cpu: float, step: object) -> None:
+        self.steps += 1
+        self.loop_s += wall
+        self.cpu_s += cpu
+        if wall > self.longest:
+            self.longest = wall
+        if self.sampled is not None:
+            if self.sampled[0] is step:  # not a site found for a step that had just ended
+                self.sites.append((self.sampled[1], wall))
+            self.sampled = None
+
+
+class LoopMeter:
+    """How long each endpoint's requests held this worker's event loop, and where a long
+    step blocked it (``lab.servers.loopmeter`` has the format).
+
+    The wrapper drives the app's coroutine itself (`drive`): each ``send()``/``throw()`` into
+    it is one synchronous step, timed in wall and thread CPU time, and whatever it yields
+    goes up to the server's loop unchanged. That sees every step on asyncio, uvloop and
+    under granian's Rust scheduler, which neither a task factory nor a loop hook does
+    (DESIGN.md). The watchdog thread finds the steps that run past the threshold and
+    samples the loop thread's stack once per step; it also writes the snapshot. The lock
+    keeps the counts whole if a server runs the app from several threads."""
+
+    def __init__(self, folder: str, block_s: float) -> None:
+        self._path = os.path.join(folder, f"{os.getpid()}{loopmeter.SUFFIX}")
+        self._flush = map_u64s(os.path.join(folder, loopmeter.FLUSH_FILE), 1, write=False)
+        self._block_s = block_s
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._endpoints: dict[str, loopmeter.Endpoint] = {}
+        self._busy_s = 0.0
+        self._changes = 0
+        self._running: dict[int, tuple[float, _Call]] = {}  # thread → its step (start, call)
+        # filename → the file as a site names it; None: not the app's
+        self._app_file: dict[str, str | None] = {}
+        paths = sysconfig.get_paths()
+        self._not_app = tuple({os.path.join(os.path.realpath(paths[k]), "")
+                               for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+                              | {os.path.join(os.path.dirname(os.path.realpath(f)), "")
+                                 for name in NOT_APP
+                                 if (f := getattr(sys.modules.get(name), "__file__", None))})
+        self._roots = [os.path.join(os.path.realpath(d), "")
+                       for d in (os.environ.get(APP_DIR_ENV), os.getcwd()) if d]
+        threading.Thread(target=self._watch, name="lab-loop-meter", daemon=True).start()
+
+    @types.coroutine
+    def drive(self, coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any], scope: Scope
+              ) -> Generator[Any, Any, None]:
+        """Run ``coro`` (the app's call) step by step, timing each step."""
+        call, running = _Call(), self._running
+        perf, cpu = time.perf_counter, time.thread_time
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                thread = threading.get_ident()
+                t0, c0 = perf(), cpu()
+                running[thread] = step = (t0, call)
+                try:
+                    if error is None:
+                        yielded = coro.send(value)
+                    else:
+                        yielded, error = coro.throw(error), None
+                except StopIteration:
+                    return
+                finally:
+                    wall, spent = perf() - t0, cpu() - c0
+                    running.pop(thread, None)
+                    call.add(wall, spent, step)
+                try:
+                    value = yield yielded
+                except GeneratorExit:  # the server dropped the request's coroutine
+                    coro.close()
+                    raise
+                except BaseException as e:  # cancelled (the client went away), or thrown in
+                    value, error = None, e
+        finally:
+            self._ended(call, scope)
+
+    def _ended(self, call: _Call, scope: Scope) -> None:
+        # Starlette and FastAPI set the route while routing: read it once the call is over.
+        name = getattr(scope.get("route"), "path", None) or str(scope.get("path"))
+        with self._lock:
+            e = self._endpoints.get(name)
+            if e is None:
+                if len(self._endpoints) >= MAX_ENDPOINTS:
+                    name = OTHER
+                e = self._endpoints.setdefault(name, loopmeter.empty_endpoint())
+            e["calls"] += 1
+            e["steps"] += call.steps
+            e["loop_s"] += call.loop_s
+            e["cpu_s"] += call.cpu_s
+            if call.longest > e["max_step_s"]:
+                e["max_step_s"] = call.longest
+            key = loopmeter.bucket(call.longest)
+            e["longest"][key] = e["longest"].get(key, 0) + 1
+            for site, seconds in call.sites:
+                hit = e["sites"].setdefault(site, [0, 0.0])
+                hit[0] += 1
+                hit[1] += seconds
+            self._busy_s += call.loop_s
+            self._changes += 1
+
+    def write(self) -> None:
+        """The snapshot, whole (a temporary file, then ``os.replace``)."""
+        with self._write_lock:
+            flush = self._flush[0]
+            with self._lock:
+                snapshot: loopmeter.Snapshot = {
+                    "v": loopmeter.VERSION, "pid": os.getpid(), "flush": flush,
+                    "busy_s": self._busy_s, "endpoints": self._endpoints}
+                text = json.dumps(snapshot, separators=(",", ":"))
+            tmp = f"{self._path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, self._path)
+
+    def _watch(self) -> None:
+        written, flushed, due = -1, -1, 0.0
+        while True:
+            time.sleep(POLL_S)
+            now = time.perf_counter()
+            for thread, step in self._running.copy().items():
+                t0, call = step
+                if now - t0 > self._block_s and (call.sampled is None
+                                                 or call.sampled[0] is not step):
+                    frame = sys._current_frames().get(thread)
+                    site = self._site(frame) if frame is not None else None
+                    if site is not None and self._running.get(thread) is step:
+                        call.sampled = (step, site)  # the frames were taken during the step
+            try:
+                if self._flush[0] != flushed or (self._changes != written and now >= due):
+                    flushed, written, due = self._flush[0], self._changes, now + loopmeter.WRITE_S
+                    self.write()
+            except OSError as e:  # the run folder is gone (the lab has ended): stop writing
+                print(f"lab.servers.asgi_wrap: loop meter stopped ({type(e).__name__}: {e})",
+                      file=sys.stderr, flush=True)
+                return
+
+    def _site(self, frame: types.FrameType) -> str:
+        """``time.sleep at app.py:12 in slow``: the innermost frame of the app, led by what
+        it was calling, or by the innermost frame's function when that is a library's."""
+        f: types.FrameType | None = frame
+        while f is not None and self._app_name(f.f_code.co_filename) is None:
+            f = f.f_back
+        if f is None:
+            return f"{_function(frame)} (no frame of the app)"
+        where = f"{self._app_name(f.f_code.co_filename)}:{f.f_lineno} in {f.f_code.co_name}"
+        callee = _callee(f) if f is frame else _function(frame)
+        return f"{callee} at {where}" if callee else where
+
+    def _app_name(self, filename: str) -> str | None:
+        """The file as a site names it (relative to the app's folder or the cwd), or None
+        when it is not the app's."""
+        if filename not in self._app_file:
+            path = os.path.realpath(filename)
+            name: str | None = None
+            if not filename.startswith("<") and not path.startswith(self._not_app):
+                root = next((r for r in self._roots if path.startswith(r)), "")
+                name = path[len(root):]
+            self._app_file[filename] = name
+        return self._app_file[filename]
+
+
+def _function(frame: types.FrameType) -> str:
+    return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_qualname}"
+
+
+def _callee(frame: types.FrameType) -> str | None:
+    """What ``frame`` is calling now (``time.sleep``), from the source of its call
+    instruction; None when it is not in a call (pure Python work of its own)."""
+    import dis  # the watchdog's, once a step blocked: not the loop's start-up
+
+    code, at = frame.f_code, frame.f_lasti
+    if not dis.opname[code.co_code[at]].startswith(("CALL", "PRECALL")):
+        return None
+    line, end_line, col, end_col = list(code.co_positions())[at // 2]
+    if line is None or col is None:
+        return None
+    text = linecache.getline(code.co_filename, line).encode()
+    expr = text[col:end_col if end_line == line else None].decode(errors="replace")
+    name = expr.split("(", 1)[0].strip()
+    return name if name and all(p.isidentifier() for p in name.split(".")) else None
+
+
+def open_loop_meter() -> LoopMeter | None:
+    """This worker's loop meter, when the lab asks for one (``LAB_LOOP_METER = "1"`` and a
+    meter folder); one that cannot be opened is reported once and the app served without."""
+    folder = os.environ.get(METER_DIR_ENV)
+    if os.environ.get(LOOP_METER_ENV) != "1" or not folder:
+        return None
+    try:
+        block_ms = float(os.environ.get(LOOP_BLOCK_MS_ENV) or LOOP_BLOCK_MS)
+        return LoopMeter(folder, block_ms / 1000)
+    except (OSError, ValueError) as e:
+        print(f"lab.servers.asgi_wrap: no loop meter in {folder} ({type(e).__name__}: {e})",
+              file=sys.stderr, flush=True)
+        return None
+
+
 def mark_ready() -> None:
     """This worker has started: its marker file, named by its pid."""
     ready_dir = os.environ.get(READY_DIR_ENV)
@@ -146,6 +380,7 @@ class Wrapped:
         self._header: tuple[bytes, bytes] | None = None  # built in the worker, not at import
         self._marked = False
         self._meter: Meter | None = None  # opened in the worker, at its first request
+        self._loop: LoopMeter | None = None  # the same
 
     def _mark(self) -> None:
         if not self._marked:
@@ -158,6 +393,7 @@ class Wrapped:
                 self._header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
                 self._mark()
                 self._meter = open_meter()
+                self._loop = open_loop_meter()
             header = self._header
 
             async def send_with_header(message: Message) -> None:
@@ -169,13 +405,17 @@ class Wrapped:
                     message = {**message, "headers": [*headers, header]}
                 await send(message)
 
+            call: Awaitable[None] = self.app(scope, receive, send_with_header)
+            if self._loop is not None:
+                call = self._loop.drive(call if type(call) is types.CoroutineType
+                                        else call.__await__(), scope)
             meter = self._meter
             if meter is None:
-                await self.app(scope, receive, send_with_header)
+                await call
                 return
             meter.started()
             try:
-                await self.app(scope, receive, send_with_header)
+                await call
             finally:  # returned, raised, or cancelled (the client went away)
                 meter.ended()
         elif scope["type"] == "lifespan":
@@ -190,6 +430,8 @@ class Wrapped:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 state["received"] = True
+            elif message["type"] == "lifespan.shutdown" and self._loop is not None:
+                self._loop.write()  # the last requests' counts, before the worker ends
             return message
 
         async def relay_send(message: Message) -> None:

@@ -1,0 +1,128 @@
+"""The loop meter's snapshot: what each worker writes and how the lab takes a window of it.
+
+With ``LAB_LOOP_METER = "1"`` (``asgi_wrap.LOOP_METER_ENV``) the wrapper
+(``lab.servers.asgi_wrap``) times every synchronous step of each HTTP request's app coroutine
+(each ``send()``/``throw()`` into it) and keeps, per endpoint, cumulative counts since the
+worker started. A watchdog thread in the worker writes them to
+``LAB_METER_DIR/<pid>.loop.json`` (a temporary file, then ``os.replace``: a reader sees a
+whole snapshot or the one before) every ``WRITE_S`` when they changed, at once when the lab
+bumps the folder's ``loop.flush`` counter (one native u64), and at lifespan shutdown. A
+call's steps count when it ends (its endpoint is known then). The lab reads every worker's
+snapshot at a window's start and end and takes their `diff`. Standard library only: the
+servers import it with the wrapper.
+
+A snapshot (JSON, one object)::
+
+    {"v": 1, "pid": 1234,
+     "flush": 7,             # the last loop.flush value this worker answered
+     "busy_s": 1.25,         # all steps of all requests, wall seconds
+     "endpoints": {          # by route template ("/items/{id}"), else the path
+       "/async-blocking": {
+         "calls": 10,        # requests that ended (a call counts when it ends)
+         "steps": 20,        # synchronous steps of those calls
+         "loop_s": 0.31,     # sum of their steps' wall time: how long they held the loop
+         "cpu_s": 0.001,     # the same steps' thread CPU time
+         "max_step_s": 0.031,
+         "longest": {"90": 10},   # each call's longest step: bucket → calls (below)
+         "sites": {"time.sleep at app.py:12 in slow": [10, 0.30]}}}}   # [steps, seconds]
+
+``longest`` buckets a call's longest step by ``round(BUCKETS_PER_DECADE · log10(µs))``
+(≈ 12 % wide): counts add and subtract, so a window's is the difference of two snapshots.
+A site is where a step that ran past ``LAB_LOOP_BLOCK_MS`` (default 10) was found when the
+watchdog sampled the loop thread's stack: the innermost frame of the app (not of the
+standard library or an installed package) as ``file:line in function``, led by what it was
+calling (``time.sleep``) or the innermost frame's function when that is a library's;
+``[steps that hit it, those steps' seconds]``.
+"""
+
+import math
+from typing import Any, TypedDict
+
+VERSION = 1
+SUFFIX = ".loop.json"  # LAB_METER_DIR/<pid>.loop.json
+FLUSH_FILE = "loop.flush"  # bumped by the lab: every worker writes its snapshot now
+WRITE_S = 0.1
+BUCKETS_PER_DECADE = 20
+
+
+class Endpoint(TypedDict):
+    calls: int
+    steps: int
+    loop_s: float
+    cpu_s: float
+    max_step_s: float
+    longest: dict[str, int]
+    sites: dict[str, list[float]]  # site → [steps, seconds]
+
+
+class Snapshot(TypedDict):
+    v: int
+    pid: int
+    flush: int
+    busy_s: float
+    endpoints: dict[str, Endpoint]
+
+
+def bucket(seconds: float) -> str:
+    """The ``longest`` bucket of a step of ``seconds`` (steps under 1 µs share one)."""
+    return str(round(BUCKETS_PER_DECADE * math.log10(max(seconds * 1e6, 1.0))))
+
+
+def bucket_s(key: str) -> float:
+    """A bucket's value: the step length it stands for, in seconds."""
+    return 10 ** (int(key) / BUCKETS_PER_DECADE) / 1e6
+
+
+def quantile_s(counts: dict[str, int], q: float) -> float | None:
+    """The ``q`` quantile (0–1) of a ``longest`` histogram, as its bucket's value."""
+    total = sum(counts.values())
+    if total <= 0:
+        return None
+    seen = 0
+    for key in sorted(counts, key=int):
+        seen += counts[key]
+        if seen >= q * total:
+            return bucket_s(key)
+    return bucket_s(max(counts, key=int))
+
+
+def empty_endpoint() -> Endpoint:
+    return {"calls": 0, "steps": 0, "loop_s": 0.0, "cpu_s": 0.0, "max_step_s": 0.0,
+            "longest": {}, "sites": {}}
+
+
+def parse(raw: Any) -> Snapshot | None:
+    """A snapshot read back, or None when it is not one of this version."""
+    if not isinstance(raw, dict) or raw.get("v") != VERSION \
+            or not isinstance(raw.get("endpoints"), dict):
+        return None
+    return raw  # type: ignore[return-value]
+
+
+def diff(start: Snapshot | None, end: Snapshot) -> Snapshot:
+    """One worker's window: ``end`` less ``start`` (None: the worker had no snapshot then,
+    all of ``end`` is the window's), with only the endpoints that had calls in it. A
+    window's ``max_step_s`` is exact when the worker's maximum grew in it, else its
+    ``longest`` histogram's top bucket (no step in it beat the maximum before)."""
+    before = start["endpoints"] if start else {}
+    out: dict[str, Endpoint] = {}
+    for name, e in end["endpoints"].items():
+        b = before.get(name) or empty_endpoint()
+        calls = e["calls"] - b["calls"]
+        if calls <= 0:
+            continue
+        longest = {k: n - b["longest"].get(k, 0) for k, n in e["longest"].items()}
+        longest = {k: n for k, n in longest.items() if n > 0}
+        sites = {}
+        for site, (count, seconds) in e["sites"].items():
+            was = b["sites"].get(site, [0, 0.0])
+            if count - was[0] > 0:
+                sites[site] = [count - was[0], seconds - was[1]]
+        top = max(longest, key=int) if longest else None
+        max_step = (e["max_step_s"] if e["max_step_s"] > b["max_step_s"] or top is None
+                    else min(bucket_s(top), e["max_step_s"]))
+        out[name] = {"calls": calls, "steps": e["steps"] - b["steps"],
+                     "loop_s": e["loop_s"] - b["loop_s"], "cpu_s": e["cpu_s"] - b["cpu_s"],
+                     "max_step_s": max_step, "longest": longest, "sites": sites}
+    return {"v": VERSION, "pid": end["pid"], "flush": end["flush"],
+            "busy_s": end["busy_s"] - (start["busy_s"] if start else 0.0), "endpoints": out}
