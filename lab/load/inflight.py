@@ -58,12 +58,7 @@ class InFlightMeter:
     def begin(self) -> None:
         """A new window: from the next request each worker starts, its peak counts the
         requests then in flight (also those begun before) and the ones after."""
-        fd = os.open(self._control, os.O_RDWR | os.O_CREAT, 0o644)
-        with open(fd, "r+b"):
-            if os.fstat(fd).st_size < 8:
-                os.ftruncate(fd, 8)  # zeros; the workers may have created it too
-            with _u64s(fd, 1, write=True) as window:
-                window[0] += 1  # one aligned 8-byte store: a worker reads old or new
+        bump(self._control)
 
     def generation(self) -> int:
         """The current window (0 before the first ``begin``: the servers' whole life)."""
@@ -102,6 +97,18 @@ class InFlightMeter:
                 found[int(name)] = Reading(int(name), fields[GENERATION], fields[PEAK],
                                            fields[CURRENT], fields[STARTED], fields[TOTAL])
         return dict(sorted(found.items()))
+
+
+def bump(path: Path) -> int:
+    """Add one to the u64 counter at ``path`` (created as 0), which only the lab writes;
+    the new value."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with open(fd, "r+b"):
+        if os.fstat(fd).st_size < 8:
+            os.ftruncate(fd, 8)  # zeros; the workers may have created it too
+        with _u64s(fd, 1, write=True) as counter:
+            counter[0] += 1  # one aligned 8-byte store: a worker reads old or new
+            return counter[0]
 
 
 @contextmanager

@@ -12,6 +12,9 @@ from typing import Protocol
 
 import psutil
 
+from lab.load.loopreader import LoopReader
+from lab.servers.loopmeter import Snapshot
+
 SAMPLE_S = 0.1
 SETTLE_POLL_S = 0.01
 
@@ -26,6 +29,8 @@ class Usage:
     max_gap_s: float = 0.0  # the longest the lab went unscheduled (SIGSTOP, a paused VM)
     # the most requests in flight at once in each worker (pid), counted inside it
     inflight_peak: dict[int, int] = field(default_factory=dict)
+    # each worker's loop meter over the window (lab.servers.loopmeter.diff); None: not metered
+    loop: dict[int, Snapshot] | None = None
 
 
 class Meter(Protocol):
@@ -41,9 +46,10 @@ class Meter(Protocol):
 class Window:
     """Measures one window. Without a server pid (unit tests) it measures the client only."""
 
-    def __init__(self, server_pids: list[int] | None = None, meter: Meter | None = None
-                 ) -> None:
-        self._meter = meter
+    def __init__(self, server_pids: list[int] | None = None, meter: Meter | None = None,
+                 loop: LoopReader | None = None) -> None:
+        self._meter, self._loop = meter, loop
+        self._loop0: dict[int, Snapshot] = {}
         self._procs = [p for pid in server_pids or [] if (p := _process(pid))]
         self._peak_rss = 0
         self._stop = threading.Event()
@@ -58,6 +64,8 @@ class Window:
     def start(self) -> None:
         if self._meter is not None:
             self._meter.begin()
+        if self._loop is not None:
+            self._loop0 = self._loop.snapshots()
         self._server_cpu0 = self._server_cpu()
         self._t0, self._cpu0 = time.perf_counter(), time.process_time()
         self._max_gap = 0.0
@@ -89,7 +97,8 @@ class Window:
         self.usage = Usage(wall, cpu, server_cpu,
                            self._peak_rss / 2**20 if self._procs else None, len(self._procs),
                            max(self._max_gap, last_gap),
-                           self._meter.peaks() if self._meter is not None else {})
+                           self._meter.peaks() if self._meter is not None else {},
+                           self._loop.window(self._loop0) if self._loop is not None else None)
         return self.usage
 
     def _server_cpu(self) -> dict[int, float]:

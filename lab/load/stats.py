@@ -6,7 +6,9 @@ from dataclasses import dataclass, fields
 
 from lab.load.histogram import latency_figures
 from lab.load.samples import Measurement
-from lab.store.schema import Figures, KindFigures
+from lab.servers import loopmeter
+from lab.servers.loopmeter import Snapshot
+from lab.store.schema import Figures, KindFigures, LoopEndpoint, LoopFigures, LoopSite, LoopWorker
 
 CLIENT_LIMITED_CPU_PCT = 90.0  # of one core, for the busiest client process
 SATURATED_PCT = 90.0  # of all usable cores, client and server together
@@ -38,7 +40,9 @@ def summarize(m: Measurement, machine: MachineShare | None = None) -> Figures:
     # that uses them all has met its budget, which is a fair figure.
     busy = client_pct + (server_pct or 0.0) if machine.shared else 0.0
     return Figures(
-        **{f.name: getattr(m.parts, f.name) for f in fields(KindFigures)},  # as measured
+        **{f.name: getattr(m.parts, f.name) for f in fields(KindFigures)  # as measured
+           if f.name != "loop"},
+        loop=loop_figures(u.loop, u.wall_s) if u.loop is not None else None,
         requests=t.ok + errors, ok=t.ok, errors=dict(t.errors),
         error_rate=errors / (t.ok + errors) if t.ok + errors else 0.0,
         wall_s=u.wall_s if m.wall_s is None else m.wall_s,
@@ -57,6 +61,32 @@ def summarize(m: Measurement, machine: MachineShare | None = None) -> Figures:
                                if u.server_cpu_s is not None and t.ok else None),
         server_peak_rss_mb=u.server_peak_rss_mb, server_processes=u.server_processes,
         inflight_peak={str(pid): n for pid, n in sorted(u.inflight_peak.items())})
+
+
+def loop_figures(windows: dict[int, Snapshot], wall_s: float) -> LoopFigures:
+    """Each worker's loop meter window (``lab.servers.loopmeter.diff``) as figures, rounded to
+    a µs: a line holds one table per worker and endpoint."""
+
+    def ms(seconds: float | None) -> float | None:
+        return round(1000 * seconds, 3) if seconds is not None else None
+
+    def endpoint(e: loopmeter.Endpoint) -> LoopEndpoint:
+        sites = sorted(e["sites"].items(), key=lambda kv: -kv[1][1])
+        top = e["max_step_s"]
+
+        def longest(q: float) -> float | None:  # a bucket's value may lie above the max
+            at = loopmeter.quantile_s(e["longest"], q)
+            return ms(min(at, top) if at is not None else None)
+
+        return LoopEndpoint(
+            e["calls"], ms(e["loop_s"] / e["calls"]), ms(e["cpu_s"] / e["calls"]),
+            {"p50": longest(0.5), "p99": longest(0.99), "max": ms(top)},
+            tuple(LoopSite(site, int(n), round(seconds, 6)) for site, (n, seconds) in sites))
+
+    return LoopFigures({
+        str(pid): LoopWorker(round(w["busy_s"] / wall_s, 4) if wall_s > 0 else None,
+                             {name: endpoint(e) for name, e in w["endpoints"].items()})
+        for pid, w in sorted(windows.items())})
 
 
 def median(values: Iterable[float]) -> float:

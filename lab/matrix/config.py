@@ -40,6 +40,7 @@ class LabSettings:
     app: str = "apps.article:app"
     app_dir: str | None = None  # absolute; None: the lab's project root
     wrap: bool = True  # serve lab.servers.asgi_wrap around the app (worker header, ready markers)
+    loop_meter: bool = False  # the wrapper times each endpoint's steps on the event loop
     ready_path: str = "/health"  # ready once it answers ready_status (and every worker
     ready_status: int = 200  # has started, when the app is wrapped)
     repeats: int = 1
@@ -162,6 +163,8 @@ class Cell:
         exp = self.experiment
         spec = {
             "app": lab.app, "app_dir": lab.app_dir, "wrap": lab.wrap, "host": lab.host,
+            # only when on: the keys of the cells of every earlier run stay what they were
+            **({"loop_meter": True} if lab.loop_meter else {}),
             "placement": lab.placement.as_record(),
             "server": self.server, "workers": self.workers, "options": dict(self.options),
             "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint.record(),
@@ -488,10 +491,10 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
 
 
 def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> LabSettings:
-    t = _table(raw, "lab", {"app", "app_dir", "wrap", "ready_path", "ready_status", "repeats",
-                            "host", "start_timeout_s", "stop_grace_s", "cell_timeout_s",
-                            "order", "seed", "baseline", "server_cpus", "client_cpus",
-                            "restart"})
+    t = _table(raw, "lab", {"app", "app_dir", "wrap", "loop_meter", "ready_path",
+                            "ready_status", "repeats", "host", "start_timeout_s",
+                            "stop_grace_s", "cell_timeout_s", "order", "seed", "baseline",
+                            "server_cpus", "client_cpus", "restart"})
     d = LabSettings()
     app = _string(t.get("app", d.app), "lab.app")
     module, _, attr = app.partition(":")
@@ -500,6 +503,10 @@ def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> Lab
     wrap = t.get("wrap", d.wrap)
     if not isinstance(wrap, bool):
         raise ConfigError("lab.wrap", f"must be true or false, got {wrap!r}")
+    loop_meter = _boolean(t.get("loop_meter", d.loop_meter), "lab.loop_meter")
+    if loop_meter and not wrap:
+        raise ConfigError("lab.loop_meter", "needs lab.wrap = true: the wrapper meters the "
+                                            "loop inside each worker")
     host = _string(t.get("host", d.host), "lab.host")
     if not allow_non_loopback and not _is_loopback(host):
         raise ConfigError("lab.host", f"{host!r} is not a loopback address; the lab only "
@@ -510,6 +517,7 @@ def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> Lab
         app=app,
         app_dir=_app_dir(t["app_dir"], base_dir) if "app_dir" in t else None,
         wrap=wrap,
+        loop_meter=loop_meter,
         ready_path=_endpoint(t.get("ready_path", d.ready_path), "lab.ready_path"),
         ready_status=_status(t.get("ready_status", d.ready_status), "lab.ready_status"),
         repeats=_number(t.get("repeats", d.repeats), "lab.repeats", 1, integer=True),

@@ -26,7 +26,7 @@ from lab.matrix.config import Cell, Experiment, LabSettings, Matrix
 from lab.matrix.endpoint import Endpoint
 from lab.run import services
 from lab.servers import ADAPTERS
-from lab.servers.asgi_wrap import APP_DIR_ENV, APP_ENV, SERVED
+from lab.servers.asgi_wrap import APP_DIR_ENV, APP_ENV, LOOP_METER_ENV, SERVED
 from lab.store.results import RunDir, timestamp
 from lab.store.schema import Failure, FailureKind, Figures, Process, Result
 from lab.supervise import appcheck
@@ -107,7 +107,8 @@ class Launch:
         readiness = Readiness(lab.ready_path, lab.ready_status, markers=lab.wrap)
         if not lab.wrap:
             return cls(lab.app, {}, readiness, lab.app_dir)
-        env = {APP_ENV: lab.app, **({APP_DIR_ENV: lab.app_dir} if lab.app_dir else {})}
+        env = {APP_ENV: lab.app, **({APP_DIR_ENV: lab.app_dir} if lab.app_dir else {}),
+               **({LOOP_METER_ENV: "1"} if lab.loop_meter else {})}
         return cls(SERVED, env, readiness, lab.app_dir)
 
 
@@ -122,7 +123,8 @@ def engine_for(cell: Cell) -> str:
 def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
     """The cell's figures, from whichever engine and number of client processes it uses."""
     exp = replace(cell.experiment, engine=engine)
-    window = Window(server.pids(), server.meter)
+    loop_meter = server.loop if ctx.lab.loop_meter else None
+    window = Window(server.pids(), server.meter, loop_meter)
     deadline = time.monotonic() + ctx.lab.cell_timeout_s
 
     def check() -> None:
@@ -158,7 +160,7 @@ def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
             return f.client_limited or bool(f.open and f.open.client_behind)
 
         def probe(rate: float, seconds: float) -> Measurement:
-            w = Window(server.pids(), server.meter)
+            w = Window(server.pids(), server.meter, loop_meter)
             w.settle(exp.timeout_s, check)  # an overloaded probe's backlog is not the next's
             return at(rate, replace(exp, duration_s=seconds), w)
 

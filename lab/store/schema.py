@@ -234,6 +234,82 @@ class ProcessesFigures(_Part):
 
 
 @dataclass(frozen=True, slots=True)
+class LoopSite:
+    """Where steps of an endpoint blocked the loop: ``time.sleep at app.py:12 in slow``."""
+
+    site: str
+    count: int  # steps that hit it
+    seconds: float  # those steps' wall time
+
+    def to_json(self) -> dict[str, Any]:
+        return {"site": self.site, "count": self.count, "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, s: Mapping[str, Any]) -> "LoopSite":
+        return cls(str(s.get("site")), _int(s.get("count")), _num(s.get("seconds")) or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopEndpoint:
+    """One endpoint's hold on one worker's event loop over the window."""
+
+    calls: int  # requests that ended in the window
+    loop_ms_per_call: float | None  # its steps' wall time on the loop
+    cpu_ms_per_call: float | None  # their thread CPU time
+    longest_step_ms: dict[str, float | None]  # each call's longest step: p50, p99, max
+    sites: tuple[LoopSite, ...]  # most seconds first
+
+    def to_json(self) -> dict[str, Any]:
+        return {"calls": self.calls, "loop_ms_per_call": self.loop_ms_per_call,
+                "cpu_ms_per_call": self.cpu_ms_per_call,
+                "longest_step_ms": self.longest_step_ms,
+                "sites": [s.to_json() for s in self.sites]}
+
+    @classmethod
+    def from_json(cls, e: Mapping[str, Any], share: Callable[[Any], Any] = _unshared
+                  ) -> "LoopEndpoint":
+        return cls(_int(e.get("calls")), _num(e.get("loop_ms_per_call")),
+                   _num(e.get("cpu_ms_per_call")),
+                   _percentiles(e.get("longest_step_ms"), share),
+                   tuple(LoopSite.from_json(s) for s in e.get("sites") or ()
+                         if isinstance(s, dict)))
+
+
+@dataclass(frozen=True, slots=True)
+class LoopWorker:
+    """One worker's loop over the window (the wrapper's loop meter)."""
+
+    busy_share: float | None  # its requests' steps / the window's wall time
+    endpoints: dict[str, LoopEndpoint]  # route template (else path) → its figures
+
+    def to_json(self) -> dict[str, Any]:
+        return {"busy_share": self.busy_share,
+                "endpoints": {k: e.to_json() for k, e in self.endpoints.items()}}
+
+    @classmethod
+    def from_json(cls, w: Mapping[str, Any], share: Callable[[Any], Any] = _unshared
+                  ) -> "LoopWorker":
+        return cls(_num(w.get("busy_share")),
+                   {share(str(k)): LoopEndpoint.from_json(e, share)
+                    for k, e in _table(w.get("endpoints")).items() if isinstance(e, dict)})
+
+
+@dataclass(frozen=True, slots=True)
+class LoopFigures(_Part):
+    """Which endpoints held the event loop, per worker pid (``lab.loop_meter``)."""
+
+    loop: dict[str, LoopWorker]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"loop": {pid: w.to_json() for pid, w in self.loop.items()}}
+
+    @classmethod
+    def from_json(cls, f: Mapping[str, Any]) -> "LoopFigures":
+        return cls({str(pid): LoopWorker.from_json(w) for pid, w in _table(f.get("loop")).items()
+                    if isinstance(w, dict)})
+
+
+@dataclass(frozen=True, slots=True)
 class KindFigures:
     """The figures only some kinds or engines have; an engine's measurement carries them."""
 
@@ -243,11 +319,13 @@ class KindFigures:
     interference: InterferenceFigures | None = None
     wrk: WrkFigures | None = None
     processes: ProcessesFigures | None = None
+    loop: LoopFigures | None = None  # any kind's, with lab.loop_meter (from the window)
 
 
 PARTS: dict[str, type[_Part]] = {
     "burst": BurstFigures, "open": OpenFigures, "knee": KneeFigures,
-    "interference": InterferenceFigures, "wrk": WrkFigures, "processes": ProcessesFigures}
+    "interference": InterferenceFigures, "wrk": WrkFigures, "processes": ProcessesFigures,
+    "loop": LoopFigures}
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ import httpx
 
 from lab.errors import ServerStartError
 from lab.load.inflight import InFlightMeter
+from lab.load.loopreader import LoopReader
 from lab.matrix.placement import CPUS_ENV
 from lab.servers.asgi_wrap import METER_DIR_ENV, READY_DIR_ENV
 from lab.supervise import pgroup
@@ -240,6 +241,12 @@ class Server(Group):
             self._cleanup()  # no process to stop: Popen failed (say, a missing app folder)
             raise
         self.ready_s: float | None = None
+
+    @property
+    def loop(self) -> LoopReader:
+        """How long each endpoint held each worker's loop, written by lab.servers.asgi_wrap
+        when the lab serves it with its loop meter (``lab.loop_meter``)."""
+        return LoopReader(self._meter_dir)
 
     @property
     def meter(self) -> InFlightMeter:
