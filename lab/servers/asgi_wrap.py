@@ -208,7 +208,10 @@ class LoopMeter:
                                  if (f := getattr(sys.modules.get(name), "__file__", None))})
         self._roots = [os.path.join(os.path.realpath(d), "")
                        for d in (os.environ.get(APP_DIR_ENV), os.getcwd()) if d]
-        threading.Thread(target=self._watch, name="lab-loop-meter", daemon=True).start()
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="lab-loop-meter",
+                                          daemon=True)
+        self._watchdog.start()
 
     @types.coroutine
     def drive(self, coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any], scope: Scope
@@ -282,10 +285,18 @@ class LoopMeter:
                 f.write(text)
             os.replace(tmp, self._path)
 
+    def close(self) -> None:
+        """Stop the watchdog, and write the last counts (the worker's lifespan shutdown)."""
+        self._stop.set()
+        self._watchdog.join()
+        try:
+            self.write()
+        except OSError as e:
+            _stopped(e)
+
     def _watch(self) -> None:
         written, flushed, due = -1, -1, 0.0
-        while True:
-            time.sleep(POLL_S)
+        while not self._stop.wait(POLL_S):
             now = time.perf_counter()
             for thread, step in self._running.copy().items():
                 t0, call = step
@@ -300,8 +311,7 @@ class LoopMeter:
                     flushed, written, due = self._flush[0], self._changes, now + loopmeter.WRITE_S
                     self.write()
             except OSError as e:  # the run folder is gone (the lab has ended): stop writing
-                print(f"lab.servers.asgi_wrap: loop meter stopped ({type(e).__name__}: {e})",
-                      file=sys.stderr, flush=True)
+                _stopped(e)
                 return
 
     def _site(self, frame: types.FrameType) -> str:
@@ -327,6 +337,11 @@ class LoopMeter:
                 name = path[len(root):]
             self._app_file[filename] = name
         return self._app_file[filename]
+
+
+def _stopped(e: OSError) -> None:
+    print(f"lab.servers.asgi_wrap: loop meter stopped ({type(e).__name__}: {e})",
+          file=sys.stderr, flush=True)
 
 
 def _function(frame: types.FrameType) -> str:
@@ -431,7 +446,7 @@ class Wrapped:
             if message["type"] == "lifespan.startup":
                 state["received"] = True
             elif message["type"] == "lifespan.shutdown" and self._loop is not None:
-                self._loop.write()  # the last requests' counts, before the worker ends
+                self._loop.close()  # the last requests' counts, before the worker ends
             return message
 
         async def relay_send(message: Message) -> None:
