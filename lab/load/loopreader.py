@@ -4,7 +4,7 @@ meter (``lab.servers.loopmeter`` has the format, ``lab.servers.asgi_wrap`` the w
 A worker writes its snapshot every ``WRITE_S`` when it changed; a window's edges must not wait
 for that, nor miss the last calls: the lab bumps the folder's ``loop.flush`` counter and
 waits until every worker with a snapshot has written one that answers it (its watchdog looks
-every few ms, also while the loop is blocked).
+at least every `LAB_LOOP_BLOCK_MS`, also while the loop is blocked).
 """
 
 import json

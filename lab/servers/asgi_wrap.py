@@ -151,7 +151,7 @@ NOT_APP = ("uvicorn", "hypercorn", "granian", "starlette", "fastapi", "anyio", "
            "httptools", "uvloop", "lab")
 MAX_ENDPOINTS = 1000  # unrouted paths (a scan of 404s) beyond this many count as OTHER
 OTHER = "(other paths)"
-POLL_S = 0.002  # how often the watchdog looks at the running step
+WAKE_LATE_S = 0.001  # the watchdog looks this long after a step would pass the threshold
 
 
 class _Call:
@@ -296,12 +296,17 @@ class LoopMeter:
 
     def _watch(self) -> None:
         written, flushed, due = -1, -1, 0.0
-        while not self._stop.wait(POLL_S):
+        pause = self._block_s
+        while not self._stop.wait(pause):
             now = time.perf_counter()
+            # Wake when the running step would pass the threshold, not on a fixed short tick:
+            # each wake takes the GIL from the loop it watches.
+            pause = self._block_s
             for thread, step in self._running.copy().items():
                 t0, call = step
-                if now - t0 > self._block_s and (call.sampled is None
-                                                 or call.sampled[0] is not step):
+                if now - t0 <= self._block_s:
+                    pause = min(pause, self._block_s - (now - t0) + WAKE_LATE_S)
+                elif call.sampled is None or call.sampled[0] is not step:
                     frame = sys._current_frames().get(thread)
                     site = self._site(frame) if frame is not None else None
                     if site is not None and self._running.get(thread) is step:
