@@ -16,6 +16,7 @@ from lab.kinds import Fact, get
 from lab.load.stats import Spread
 from lab.report.groups import Comparison, Row
 from lab.report.verdict import Verdict, compare
+from lab.store.schema import Result
 
 SERIAL_FRACTION = 0.8  # wall ≥ 80 % of (busiest worker's share × delay) counts as serialised
 
@@ -135,3 +136,69 @@ def knees(comps: Iterable[Comparison]) -> tuple[Knee, ...]:
                     over = rate
         out.append(Knee(exp, sid, slo[exp], held, over))
     return tuple(out)
+
+
+NO_APP_FRAME = "(no frame of the app)"  # how the wrapper names a site outside the app
+HOLD_MS = 10.0  # a call that holds its worker's loop this long per call blocks it (the
+# wrapper's default LAB_LOOP_BLOCK_MS: the step that long is where a stack is sampled)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One endpoint's hold on the event loop on one configuration, over an experiment's
+    cells and repeats and every worker (the wrapper's loop meter, ``lab.loop_meter``)."""
+
+    experiment: str
+    server_id: str
+    endpoint: str  # the route template the app matched, else the path
+    calls: int
+    loop_ms_per_call: float  # its steps' wall time on the loop, per call
+    cpu_ms_per_call: float
+    longest_p99_ms: float | None  # the highest of the cells' p99 of each call's longest step
+    longest_max_ms: float | None
+    sites: tuple[tuple[str, int, float], ...]  # (site, steps, seconds), most seconds first
+
+    @property
+    def blocks(self) -> bool:
+        """It held the loop ≥ `HOLD_MS` per call, or steps of a tenth of its calls (two at
+        least) were caught blocking in the app's own code: a one-off in a library (anyio
+        importing its thread machinery at a `def` endpoint's first call) is not the
+        endpoint's."""
+        caught = sum(n for site, n, _ in self.sites if not site.endswith(NO_APP_FRAME))
+        return self.loop_ms_per_call >= HOLD_MS or caught >= max(2.0, self.calls / 10)
+
+
+def holds(results: Iterable[Result]) -> tuple[Hold, ...]:
+    """Each (experiment, configuration, endpoint) the loop meter saw, most loop time per
+    call first within an experiment and configuration; results without it give none."""
+    calls: dict[tuple[str, str, str], list[tuple[int, float, float]]] = {}
+    tails: dict[tuple[str, str, str], list[dict[str, float | None]]] = {}
+    sites: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for r in results:
+        if not r.ok or r.figures is None or r.figures.loop is None:
+            continue
+        for worker in r.figures.loop.loop.values():
+            for endpoint, e in worker.endpoints.items():
+                key = (r.experiment, r.server_id, endpoint)
+                calls.setdefault(key, []).append(
+                    (e.calls, (e.loop_ms_per_call or 0.0) * e.calls,
+                     (e.cpu_ms_per_call or 0.0) * e.calls))
+                tails.setdefault(key, []).append(e.longest_step_ms)
+                for s in e.sites:
+                    seen = sites.setdefault(key, {}).setdefault(s.site, [0, 0.0])
+                    seen[0] += s.count
+                    seen[1] += s.seconds
+    out = []
+    for key, parts in calls.items():
+        n = sum(c for c, _, _ in parts)
+        if not n:
+            continue
+        p99s = [p for t in tails[key] if (p := t.get("p99")) is not None]
+        maxes = [m for t in tails[key] if (m := t.get("max")) is not None]
+        out.append(Hold(*key, n, sum(x for _, x, _ in parts) / n,
+                        sum(x for _, _, x in parts) / n, max(p99s, default=None),
+                        max(maxes, default=None),
+                        tuple(sorted(((site, int(c), s) for site, (c, s)
+                                      in sites.get(key, {}).items()),
+                                     key=lambda x: -x[2]))))
+    return tuple(sorted(out, key=lambda h: (h.experiment, h.server_id, -h.loop_ms_per_call)))

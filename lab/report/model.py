@@ -12,7 +12,7 @@ from typing import Any
 from lab.kinds import Fact, get
 from lab.load.stats import Spread
 from lab.report import facts
-from lab.report.facts import Effect, Knee, Scaling, Serialised
+from lab.report.facts import Effect, Hold, Knee, Scaling, Serialised
 from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
 from lab.report.verdict import Verdict, compare
 from lab.store.schema import Result
@@ -179,6 +179,7 @@ class Report:
     noise: Mapping[str, float]  # kind → noise floor, %
     preferred: str | None  # lab.baseline, if the config named one
     knees: tuple[Knee, ...]  # fixed-rate open experiments: where each met its SLO
+    holds: tuple[Hold, ...] = ()  # the loop meter's endpoints, per experiment and configuration
 
     @classmethod
     def of(cls, lines: Iterable[Mapping[str, Any]], preferred: str | None = None
@@ -194,4 +195,5 @@ class Report:
         comps = comparisons(results)
         noise = noise_by_kind(comps)
         return cls(results, tuple(judged(c, noise.get(c.kind, 0.0), preferred)
-                                  for c in comps), noise, preferred, facts.knees(comps))
+                                  for c in comps), noise, preferred, facts.knees(comps),
+                   facts.holds(results))

@@ -9,7 +9,7 @@ from tabulate import tabulate
 from lab.kinds import get, kinds
 from lab.load.stats import Spread
 from lab.matrix.config import PYTHON_ENGINES
-from lab.report import article
+from lab.report import article, loop
 from lab.report.facts import Knee
 from lab.report.findings import findings
 from lab.report.fmt import fmt
@@ -399,7 +399,8 @@ def build(run: RunDir) -> Path:
     lines = [f"# asgi-lab report — {run.path.name}", "", *_warnings(info, records)]
     if warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
-    short = in_short(report, article.in_short(comps) or ways_short(comps))
+    short = in_short(report, (article.in_short(comps) or ways_short(comps))
+                     + loop.short(report))
     lines += _in_short(short, drawn)
     lines += _this_run(info, records) + _stale(stale)
     if claimed := article.claims(comps):
@@ -407,6 +408,7 @@ def build(run: RunDir) -> Path:
     found = findings(comps) + ways_findings(comps)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
+    lines += loop.section(report)
     lines += _sections(report, drawn)
     lines += _knees(report.knees)
     lines += _noise(comps, report.noise)
