@@ -303,6 +303,14 @@ def test_the_blocking_endpoints_are_named_with_their_line_on_every_server(
         else:  # the correct ones: no hold on the loop, no site (no false positive)
             assert ms < 3, (r["cell_id"], ms)
             assert sites == [], r["cell_id"]
+    # The report's answer names exactly the two that block, with their line and the fix.
+    report = (run.path / "report.md").read_text()
+    short = report[report.index("## In short"):report.index("## This run")]
+    named = [x for x in short.splitlines() if "holds its worker's event loop" in x]
+    assert len(named) == 2, short
+    assert any("`/sleepy/{n}`" in x and f"team.py:{sleep_line}" in x for x in named)
+    assert any("`/hash`" in x and f"team.py:{hash_line}" in x for x in named)
+    assert "## Who holds the event loop" in report and "The loop meter was on" in report
 
 
 @pytest.mark.servers

@@ -44,6 +44,7 @@ def test_an_endpoint_that_holds_the_loop_is_named_with_its_site_and_the_fix() ->
     assert line.startswith("`/slow` holds its worker's event loop 46–51 ms per call, at "
                            f"`{SLEEP}` (on 2 of 2 configurations)")
     assert "make it `def`" in line
+    assert "The loop meter was on" in loop.warning(report)[0]  # its cost is in every figure
     section = "\n".join(loop.section(report))
     assert section.index("`/slow`") < section.index("`/fine`")  # most loop time first
 
@@ -53,7 +54,15 @@ def test_a_library_one_off_and_short_steps_are_not_the_endpoint_s() -> None:
     in a library, 6 ms per call over ten calls — the table shows it, In short does not."""
     report = Report.of_results([_cell("uvicorn-w1", {
         "11": {"/threaded": _endpoint(10, 6.2, [(ANYIO, 1, 0.026)]),
-               "/fine": _endpoint(10, 0.2)}})])
+               "/fine": _endpoint(10, 0.2)}}),
+        # its very first call alone: 17 ms on the loop, all of it the library's
+        _cell("granian-w1", {"21": {"/threaded": _endpoint(1, 17.0, [(ANYIO, 1, 0.017)])}}),
+        # many short steps of its own, none past the watchdog's threshold: still a hold
+        _cell("granian-w1", {"21": {"/busy": _endpoint(10, 12.0)}})])
+    (busy,) = [h for h in report.holds if h.endpoint == "/busy"]
+    assert busy.blocks
+    report = Report.of_results([r for r in report.results
+                                if r.figures and "/busy" not in str(r.figures.loop)])
     assert not any(h.blocks for h in report.holds)
     assert loop.short(report) == ["No endpoint held its worker's event loop ≥ 10 ms per call "
                                   "(2 measured inside the workers)."]
@@ -63,3 +72,4 @@ def test_a_library_one_off_and_short_steps_are_not_the_endpoint_s() -> None:
 def test_a_run_without_the_meter_says_nothing_of_the_loop() -> None:
     report = Report.of_results([result({"requests": 10, "ok": 10, "rps": 100.0})])
     assert report.holds == () and loop.section(report) == [] and loop.short(report) == []
+    assert loop.warning(report) == []

@@ -8,8 +8,8 @@ requests one after another needs (its share of N) × delay; anything well below 
 overlapped.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from lab.kinds import Fact, get
@@ -160,45 +160,51 @@ class Hold:
 
     @property
     def blocks(self) -> bool:
-        """It held the loop ≥ `HOLD_MS` per call, or steps of a tenth of its calls (two at
-        least) were caught blocking in the app's own code: a one-off in a library (anyio
-        importing its thread machinery at a `def` endpoint's first call) is not the
-        endpoint's."""
-        caught = sum(n for site, n, _ in self.sites if not site.endswith(NO_APP_FRAME))
-        return self.loop_ms_per_call >= HOLD_MS or caught >= max(2.0, self.calls / 10)
+        """Its own code was caught blocking on a tenth of its calls (two at least), or it
+        held the loop ≥ `HOLD_MS` per call, unless that hold is a library's one-off: anyio
+        importing its thread machinery at a `def` endpoint's first call is caught outside
+        the app, once, and is not the endpoint's."""
+        app = sum(n for site, n, _ in self.sites if not site.endswith(NO_APP_FRAME))
+        library = sum(n for site, n, _ in self.sites if site.endswith(NO_APP_FRAME))
+        one_off = app == 0 and 0 < library <= max(1.0, self.calls / 10)
+        return app >= max(2.0, self.calls / 10) \
+            or (self.loop_ms_per_call >= HOLD_MS and not one_off)
+
+
+def merged(holds: Sequence[Hold]) -> Hold:
+    """Holds of one endpoint as one, per call over all their calls (workers, cells, repeats
+    or experiments), their sites added; named as the first."""
+    n = sum(h.calls for h in holds)
+    sites: dict[str, list[float]] = {}
+    for h in holds:
+        for site, steps, seconds in h.sites:
+            seen = sites.setdefault(site, [0, 0.0])
+            seen[0] += steps
+            seen[1] += seconds
+    tails = [h.longest_p99_ms for h in holds if h.longest_p99_ms is not None]
+    tops = [h.longest_max_ms for h in holds if h.longest_max_ms is not None]
+    return replace(holds[0], calls=n,
+                   loop_ms_per_call=sum(h.loop_ms_per_call * h.calls for h in holds) / n,
+                   cpu_ms_per_call=sum(h.cpu_ms_per_call * h.calls for h in holds) / n,
+                   longest_p99_ms=max(tails, default=None), longest_max_ms=max(tops, default=None),
+                   sites=tuple(sorted(((s, int(c), t) for s, (c, t) in sites.items()),
+                                      key=lambda x: -x[2])))
 
 
 def holds(results: Iterable[Result]) -> tuple[Hold, ...]:
     """Each (experiment, configuration, endpoint) the loop meter saw, most loop time per
     call first within an experiment and configuration; results without it give none."""
-    calls: dict[tuple[str, str, str], list[tuple[int, float, float]]] = {}
-    tails: dict[tuple[str, str, str], list[dict[str, float | None]]] = {}
-    sites: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    found: dict[tuple[str, str, str], list[Hold]] = {}
     for r in results:
         if not r.ok or r.figures is None or r.figures.loop is None:
             continue
         for worker in r.figures.loop.loop.values():
             for endpoint, e in worker.endpoints.items():
-                key = (r.experiment, r.server_id, endpoint)
-                calls.setdefault(key, []).append(
-                    (e.calls, (e.loop_ms_per_call or 0.0) * e.calls,
-                     (e.cpu_ms_per_call or 0.0) * e.calls))
-                tails.setdefault(key, []).append(e.longest_step_ms)
-                for s in e.sites:
-                    seen = sites.setdefault(key, {}).setdefault(s.site, [0, 0.0])
-                    seen[0] += s.count
-                    seen[1] += s.seconds
-    out = []
-    for key, parts in calls.items():
-        n = sum(c for c, _, _ in parts)
-        if not n:
-            continue
-        p99s = [p for t in tails[key] if (p := t.get("p99")) is not None]
-        maxes = [m for t in tails[key] if (m := t.get("max")) is not None]
-        out.append(Hold(*key, n, sum(x for _, x, _ in parts) / n,
-                        sum(x for _, _, x in parts) / n, max(p99s, default=None),
-                        max(maxes, default=None),
-                        tuple(sorted(((site, int(c), s) for site, (c, s)
-                                      in sites.get(key, {}).items()),
-                                     key=lambda x: -x[2]))))
-    return tuple(sorted(out, key=lambda h: (h.experiment, h.server_id, -h.loop_ms_per_call)))
+                if e.calls:
+                    found.setdefault((r.experiment, r.server_id, endpoint), []).append(Hold(
+                        r.experiment, r.server_id, endpoint, e.calls, e.loop_ms_per_call or 0.0,
+                        e.cpu_ms_per_call or 0.0, e.longest_step_ms.get("p99"),
+                        e.longest_step_ms.get("max"),
+                        tuple((s.site, s.count, s.seconds) for s in e.sites)))
+    return tuple(sorted(map(merged, found.values()),
+                        key=lambda h: (h.experiment, h.server_id, -h.loop_ms_per_call)))

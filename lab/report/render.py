@@ -397,6 +397,7 @@ def build(run: RunDir) -> Path:
 
         drawn = charts.draw(report, run.path)
     lines = [f"# asgi-lab report — {run.path.name}", "", *_warnings(info, records)]
+    lines += loop.warning(report)
     if warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
     short = in_short(report, (article.in_short(comps) or ways_short(comps))
