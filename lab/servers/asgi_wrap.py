@@ -51,6 +51,7 @@ METER_DIR_ENV = "LAB_METER_DIR"  # one meter file per worker, and the window's g
 LOOP_METER_ENV = "LAB_LOOP_METER"  # "1": meter the loop (LoopMeter)
 LOOP_BLOCK_MS_ENV = "LAB_LOOP_BLOCK_MS"  # a step past this many ms is sampled for its site
 LOOP_BLOCK_MS = 10.0
+THREADS_ENV = "LAB_THREADS"  # tokens of anyio's default thread limiter (lab.threads), when set
 SERVED = "lab.servers.asgi_wrap:app"  # what the servers are given when the lab wraps the app
 
 Scope = MutableMapping[str, Any]
