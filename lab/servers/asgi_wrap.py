@@ -37,6 +37,7 @@ import sysconfig
 import threading
 import time
 import types
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -155,28 +156,6 @@ OTHER = "(other paths)"
 WAKE_LATE_S = 0.001  # the watchdog looks this long after a step would pass the threshold
 
 
-class _Call:
-    """One request's steps so far; its endpoint is known when it ends."""
-
-    __slots__ = ("steps", "loop_s", "cpu_s", "longest", "sites", "sampled")
-
-    def __init__(self) -> None:
-        self.steps, self.loop_s, self.cpu_s, self.longest = 0, 0.0, 0.0, 0.0
-        self.sites: list[tuple[str, float]] = []
-        self.sampled: tuple[object, str] | None = None  # (the step, its site): the watchdog's
-
-    def add(self, wall: float, cpu: float, step: object) -> None:
-        self.steps += 1
-        self.loop_s += wall
-        self.cpu_s += cpu
-        if wall > self.longest:
-            self.longest = wall
-        if self.sampled is not None:
-            if self.sampled[0] is step:  # not a site found for a step that had just ended
-                self.sites.append((self.sampled[1], wall))
-            self.sampled = None
-
-
 class LoopMeter:
     """How long each endpoint's requests held this worker's event loop, and where a long
     step blocked it (``lab.servers.loopmeter`` has the format).
@@ -185,20 +164,24 @@ class LoopMeter:
     it is one synchronous step, timed in wall and thread CPU time, and whatever it yields
     goes up to the server's loop unchanged. That sees every step on asyncio, uvloop and
     under granian's Rust scheduler, which neither a task factory nor a loop hook does
-    (DESIGN.md). The watchdog thread finds the steps that run past the threshold and
-    samples the loop thread's stack once per step; it also writes the snapshot. The lock
-    keeps the counts whole if a server runs the app from several threads."""
+    (DESIGN.md). The request's path does the least it can: two clocks read twice per step
+    and its call appended to a queue when it ends. The watchdog thread adds the calls up by
+    endpoint (off the request's path, in batches), finds the steps that run past the
+    threshold and samples the loop thread's stack once per step, and writes the snapshot."""
 
     def __init__(self, folder: str, block_s: float) -> None:
         self._path = os.path.join(folder, f"{os.getpid()}{loopmeter.SUFFIX}")
         self._flush = map_u64s(os.path.join(folder, loopmeter.FLUSH_FILE), 1, write=False)
         self._block_s = block_s
-        self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
         self._endpoints: dict[str, loopmeter.Endpoint] = {}
         self._busy_s = 0.0
-        self._changes = 0
-        self._running: dict[int, tuple[float, _Call]] = {}  # thread → its step (start, call)
+        # (scope, steps, loop_s, cpu_s, longest step, sites) of each ended call, in order;
+        # deque's append and popleft are atomic: no lock on the request's path
+        self._ended: deque[tuple[Scope, int, float, float, float,
+                                 list[tuple[str, float]] | None]]
+        self._ended = deque()
+        self._running: dict[int, float] = {}  # thread → its running step's start
+        self._found: dict[int, tuple[float, str]] = {}  # thread → (a step's start, its site)
         # filename → the file as a site names it; None: not the app's
         self._app_file: dict[str, str | None] = {}
         paths = sysconfig.get_paths()
@@ -218,15 +201,17 @@ class LoopMeter:
     def drive(self, coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any], scope: Scope
               ) -> Generator[Any, Any, None]:
         """Run ``coro`` (the app's call) step by step, timing each step."""
-        call, running = _Call(), self._running
-        perf, cpu = time.perf_counter, time.thread_time
+        perf, cpu, ident = time.perf_counter, time.thread_time, threading.get_ident
+        running, found, block_s = self._running, self._found, self._block_s
+        steps, loop_s, cpu_s, longest = 0, 0.0, 0.0, 0.0
+        sites: list[tuple[str, float]] | None = None  # most calls have none
         value: Any = None
         error: BaseException | None = None
         try:
             while True:
-                thread = threading.get_ident()
-                t0, c0 = perf(), cpu()
-                running[thread] = step = (t0, call)
+                thread = ident()  # a server may resume a request on another thread
+                running[thread] = t0 = perf()  # this float, by identity, is the step
+                c0 = cpu()
                 try:
                     if error is None:
                         yielded = coro.send(value)
@@ -236,8 +221,16 @@ class LoopMeter:
                     return
                 finally:
                     wall, spent = perf() - t0, cpu() - c0
-                    running.pop(thread, None)
-                    call.add(wall, spent, step)
+                    del running[thread]
+                    steps += 1
+                    loop_s += wall
+                    cpu_s += spent
+                    if wall > longest:
+                        longest = wall
+                    # only a step past the threshold can have been sampled; a site found for
+                    # an earlier step of this thread is not this one's
+                    if wall > block_s and (hit := found.pop(thread, None)) and hit[0] is t0:
+                        sites = [*(sites or ()), (hit[1], wall)]
                 try:
                     value = yield yielded
                 except GeneratorExit:  # the server dropped the request's coroutine
@@ -246,45 +239,51 @@ class LoopMeter:
                 except BaseException as e:  # cancelled (the client went away), or thrown in
                     value, error = None, e
         finally:
-            self._ended(call, scope)
+            self._ended.append((scope, steps, loop_s, cpu_s, longest, sites))
 
-    def _ended(self, call: _Call, scope: Scope) -> None:
-        # Starlette and FastAPI set the route while routing: read it once the call is over.
-        name = getattr(scope.get("route"), "path", None) or str(scope.get("path"))
-        with self._lock:
-            e = self._endpoints.get(name)
+    def _count(self) -> bool:
+        """Add the calls that ended to their endpoints (the watchdog's, and close's); False
+        when none had."""
+        ended, endpoints = self._ended, self._endpoints
+        if not ended:
+            return False
+        while ended:
+            scope, steps, loop_s, cpu_s, longest, sites = ended.popleft()
+            # Starlette and FastAPI set the route while routing: read once the call is over.
+            name = getattr(scope.get("route"), "path", None) or str(scope.get("path"))
+            e = endpoints.get(name)
             if e is None:
-                if len(self._endpoints) >= MAX_ENDPOINTS:
+                if len(endpoints) >= MAX_ENDPOINTS:
                     name = OTHER
-                e = self._endpoints.setdefault(name, loopmeter.empty_endpoint())
+                e = endpoints.setdefault(name, loopmeter.empty_endpoint())
             e["calls"] += 1
-            e["steps"] += call.steps
-            e["loop_s"] += call.loop_s
-            e["cpu_s"] += call.cpu_s
-            if call.longest > e["max_step_s"]:
-                e["max_step_s"] = call.longest
-            key = loopmeter.bucket(call.longest)
+            e["steps"] += steps
+            e["loop_s"] += loop_s
+            e["cpu_s"] += cpu_s
+            if longest > e["max_step_s"]:
+                e["max_step_s"] = longest
+            key = loopmeter.bucket(longest)
             e["longest"][key] = e["longest"].get(key, 0) + 1
-            for site, seconds in call.sites:
+            for site, seconds in sites or ():
                 hit = e["sites"].setdefault(site, [0, 0.0])
                 hit[0] += 1
                 hit[1] += seconds
-            self._busy_s += call.loop_s
-            self._changes += 1
+            self._busy_s += loop_s
+        return True
 
     def write(self) -> None:
-        """The snapshot, whole (a temporary file, then ``os.replace``)."""
-        with self._write_lock:
-            flush = self._flush[0]
-            with self._lock:
-                snapshot: loopmeter.Snapshot = {
-                    "v": loopmeter.VERSION, "pid": os.getpid(), "flush": flush,
-                    "busy_s": self._busy_s, "endpoints": self._endpoints}
-                text = json.dumps(snapshot, separators=(",", ":"))
-            tmp = f"{self._path}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, self._path)
+        """The snapshot, whole (a temporary file, then ``os.replace``), with every call that
+        has ended. Only one thread writes at a time: the watchdog, or close once it stopped."""
+        flush = self._flush[0]
+        self._count()
+        snapshot: loopmeter.Snapshot = {
+            "v": loopmeter.VERSION, "pid": os.getpid(), "flush": flush,
+            "busy_s": self._busy_s, "endpoints": self._endpoints}
+        text = json.dumps(snapshot, separators=(",", ":"))
+        tmp = f"{self._path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, self._path)
 
     def close(self) -> None:
         """Stop the watchdog, and write the last counts (the worker's lifespan shutdown)."""
@@ -296,25 +295,25 @@ class LoopMeter:
             _stopped(e)
 
     def _watch(self) -> None:
-        written, flushed, due = -1, -1, 0.0
-        pause = self._block_s
+        flushed, due, changed, block_s = -1, 0.0, False, self._block_s
+        pause = block_s
         while not self._stop.wait(pause):
             now = time.perf_counter()
             # Wake when the running step would pass the threshold, not on a fixed short tick:
             # each wake takes the GIL from the loop it watches.
-            pause = self._block_s
-            for thread, step in self._running.copy().items():
-                t0, call = step
-                if now - t0 <= self._block_s:
-                    pause = min(pause, self._block_s - (now - t0) + WAKE_LATE_S)
-                elif call.sampled is None or call.sampled[0] is not step:
+            pause = block_s
+            for thread, t0 in self._running.copy().items():
+                if now - t0 <= block_s:
+                    pause = min(pause, block_s - (now - t0) + WAKE_LATE_S)
+                elif (hit := self._found.get(thread)) is None or hit[0] is not t0:
                     frame = sys._current_frames().get(thread)
                     site = self._site(frame) if frame is not None else None
-                    if site is not None and self._running.get(thread) is step:
-                        call.sampled = (step, site)  # the frames were taken during the step
+                    if site is not None and self._running.get(thread) is t0:
+                        self._found[thread] = (t0, site)  # the frames were taken in the step
+            changed = self._count() or changed  # every wake: short batches, short GIL holds
             try:
-                if self._flush[0] != flushed or (self._changes != written and now >= due):
-                    flushed, written, due = self._flush[0], self._changes, now + loopmeter.WRITE_S
+                if self._flush[0] != flushed or (changed and now >= due):
+                    flushed, due, changed = self._flush[0], now + loopmeter.WRITE_S, False
                     self.write()
             except OSError as e:  # the run folder is gone (the lab has ended): stop writing
                 _stopped(e)
