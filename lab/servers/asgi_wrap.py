@@ -37,7 +37,6 @@ import sysconfig
 import threading
 import time
 import types
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -156,6 +155,25 @@ OTHER = "(other paths)"
 WAKE_LATE_S = 0.001  # the watchdog looks this long after a step would pass the threshold
 
 
+class _Counts:
+    """One endpoint's counts, as the request's path adds to them (``loopmeter.Endpoint`` is
+    their snapshot); the ``longest`` histogram keyed by int, the snapshot's by str."""
+
+    __slots__ = ("calls", "steps", "loop_s", "cpu_s", "max_step_s", "longest", "sites")
+
+    def __init__(self) -> None:
+        self.calls = self.steps = 0
+        self.loop_s = self.cpu_s = self.max_step_s = 0.0
+        self.longest: dict[int, int] = {}
+        self.sites: dict[str, list[float]] = {}  # site → [steps, seconds]
+
+    def snapshot(self) -> loopmeter.Endpoint:
+        return {"calls": self.calls, "steps": self.steps, "loop_s": self.loop_s,
+                "cpu_s": self.cpu_s, "max_step_s": self.max_step_s,
+                "longest": {str(k): n for k, n in self.longest.items()},
+                "sites": {k: list(v) for k, v in self.sites.items()}}
+
+
 class LoopMeter:
     """How long each endpoint's requests held this worker's event loop, and where a long
     step blocked it (``lab.servers.loopmeter`` has the format).
@@ -164,22 +182,19 @@ class LoopMeter:
     it is one synchronous step, timed in wall and thread CPU time, and whatever it yields
     goes up to the server's loop unchanged. That sees every step on asyncio, uvloop and
     under granian's Rust scheduler, which neither a task factory nor a loop hook does
-    (DESIGN.md). The request's path does the least it can: two clocks read twice per step
-    and its call appended to a queue when it ends. The watchdog thread adds the calls up by
-    endpoint (off the request's path, in batches), finds the steps that run past the
-    threshold and samples the loop thread's stack once per step, and writes the snapshot."""
+    (DESIGN.md). The request's path keeps its counts in locals and adds them to its
+    endpoint's when it ends, on the loop's thread, where they are warm in its cache: no
+    lock (every server runs an ASGI app's code on one thread per worker; the GIL keeps
+    each snapshot whole). The watchdog thread finds the steps that run past the threshold
+    and samples the loop thread's stack once per step, and writes the snapshot."""
 
     def __init__(self, folder: str, block_s: float) -> None:
         self._path = os.path.join(folder, f"{os.getpid()}{loopmeter.SUFFIX}")
         self._flush = map_u64s(os.path.join(folder, loopmeter.FLUSH_FILE), 1, write=False)
         self._block_s = block_s
-        self._endpoints: dict[str, loopmeter.Endpoint] = {}
+        self._endpoints: dict[str, _Counts] = {}
         self._busy_s = 0.0
-        # (scope, steps, loop_s, cpu_s, longest step, sites) of each ended call, in order;
-        # deque's append and popleft are atomic: no lock on the request's path
-        self._ended: deque[tuple[Scope, int, float, float, float,
-                                 list[tuple[str, float]] | None]]
-        self._ended = deque()
+        self._calls = 0  # all calls that ended: the watchdog writes when it grew
         self._running: dict[int, float] = {}  # thread → its running step's start
         self._found: dict[int, tuple[float, str]] = {}  # thread → (a step's start, its site)
         # filename → the file as a site names it; None: not the app's
@@ -239,46 +254,39 @@ class LoopMeter:
                 except BaseException as e:  # cancelled (the client went away), or thrown in
                     value, error = None, e
         finally:
-            self._ended.append((scope, steps, loop_s, cpu_s, longest, sites))
+            self._ended(scope, steps, loop_s, cpu_s, longest, sites)
 
-    def _count(self) -> bool:
-        """Add the calls that ended to their endpoints (the watchdog's, and close's); False
-        when none had."""
-        ended, endpoints = self._ended, self._endpoints
-        if not ended:
-            return False
-        while ended:
-            scope, steps, loop_s, cpu_s, longest, sites = ended.popleft()
-            # Starlette and FastAPI set the route while routing: read once the call is over.
-            name = getattr(scope.get("route"), "path", None) or str(scope.get("path"))
-            e = endpoints.get(name)
-            if e is None:
-                if len(endpoints) >= MAX_ENDPOINTS:
-                    name = OTHER
-                e = endpoints.setdefault(name, loopmeter.empty_endpoint())
-            e["calls"] += 1
-            e["steps"] += steps
-            e["loop_s"] += loop_s
-            e["cpu_s"] += cpu_s
-            if longest > e["max_step_s"]:
-                e["max_step_s"] = longest
-            key = loopmeter.bucket(longest)
-            e["longest"][key] = e["longest"].get(key, 0) + 1
-            for site, seconds in sites or ():
-                hit = e["sites"].setdefault(site, [0, 0.0])
-                hit[0] += 1
-                hit[1] += seconds
-            self._busy_s += loop_s
-        return True
+    def _ended(self, scope: Scope, steps: int, loop_s: float, cpu_s: float, longest: float,
+               sites: list[tuple[str, float]] | None) -> None:
+        # Starlette and FastAPI set the route while routing: read it once the call is over.
+        name = getattr(scope.get("route"), "path", None) or str(scope.get("path"))
+        e = self._endpoints.get(name)
+        if e is None:
+            if len(self._endpoints) >= MAX_ENDPOINTS:
+                name = OTHER
+            e = self._endpoints.setdefault(name, _Counts())
+        e.calls += 1
+        e.steps += steps
+        e.loop_s += loop_s
+        e.cpu_s += cpu_s
+        if longest > e.max_step_s:
+            e.max_step_s = longest
+        key = loopmeter.bucket_index(longest)
+        e.longest[key] = e.longest.get(key, 0) + 1
+        for site, seconds in sites or ():
+            hit = e.sites.setdefault(site, [0, 0.0])
+            hit[0] += 1
+            hit[1] += seconds
+        self._busy_s += loop_s
+        self._calls += 1
 
     def write(self) -> None:
-        """The snapshot, whole (a temporary file, then ``os.replace``), with every call that
-        has ended. Only one thread writes at a time: the watchdog, or close once it stopped."""
+        """The snapshot, whole (a temporary file, then ``os.replace``). Only one thread writes
+        at a time: the watchdog, or close once it has stopped."""
         flush = self._flush[0]
-        self._count()
         snapshot: loopmeter.Snapshot = {
-            "v": loopmeter.VERSION, "pid": os.getpid(), "flush": flush,
-            "busy_s": self._busy_s, "endpoints": self._endpoints}
+            "v": loopmeter.VERSION, "pid": os.getpid(), "flush": flush, "busy_s": self._busy_s,
+            "endpoints": {k: e.snapshot() for k, e in list(self._endpoints.items())}}
         text = json.dumps(snapshot, separators=(",", ":"))
         tmp = f"{self._path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -295,7 +303,7 @@ class LoopMeter:
             _stopped(e)
 
     def _watch(self) -> None:
-        flushed, due, changed, block_s = -1, 0.0, False, self._block_s
+        flushed, written, due, block_s = -1, -1, 0.0, self._block_s
         pause = block_s
         while not self._stop.wait(pause):
             now = time.perf_counter()
@@ -310,10 +318,9 @@ class LoopMeter:
                     site = self._site(frame) if frame is not None else None
                     if site is not None and self._running.get(thread) is t0:
                         self._found[thread] = (t0, site)  # the frames were taken in the step
-            changed = self._count() or changed  # every wake: short batches, short GIL holds
             try:
-                if self._flush[0] != flushed or (changed and now >= due):
-                    flushed, due, changed = self._flush[0], now + loopmeter.WRITE_S, False
+                if self._flush[0] != flushed or (self._calls != written and now >= due):
+                    flushed, written, due = self._flush[0], self._calls, now + loopmeter.WRITE_S
                     self.write()
             except OSError as e:  # the run folder is gone (the lab has ended): stop writing
                 _stopped(e)

@@ -41,7 +41,7 @@ from typing import Any, TypedDict
 VERSION = 1
 SUFFIX = ".loop.json"  # LAB_METER_DIR/<pid>.loop.json
 FLUSH_FILE = "loop.flush"  # bumped by the lab: every worker writes its snapshot now
-WRITE_S = 0.1
+WRITE_S = 1.0
 BUCKETS_PER_DECADE = 20
 
 
@@ -63,9 +63,14 @@ class Snapshot(TypedDict):
     endpoints: dict[str, Endpoint]
 
 
-def bucket(seconds: float) -> str:
+def bucket_index(seconds: float) -> int:
     """The ``longest`` bucket of a step of ``seconds`` (steps under 1 µs share one)."""
-    return str(round(BUCKETS_PER_DECADE * math.log10(max(seconds * 1e6, 1.0))))
+    return round(BUCKETS_PER_DECADE * math.log10(max(seconds * 1e6, 1.0)))
+
+
+def bucket(seconds: float) -> str:
+    """`bucket_index` as a snapshot's key."""
+    return str(bucket_index(seconds))
 
 
 def bucket_s(key: str) -> float:
