@@ -184,8 +184,8 @@ class LoopMeter:
     under granian's Rust scheduler, which neither a task factory nor a loop hook does
     (DESIGN.md). The request's path keeps its counts in locals and adds them to its
     endpoint's when it ends, on the loop's thread, where they are warm in its cache: no
-    lock (every server runs an ASGI app's code on one thread per worker; the GIL keeps
-    each snapshot whole). The watchdog thread finds the steps that run past the threshold
+    lock (every server runs an ASGI app's code on one thread per worker, granian too: since
+    2.0 it allows one blocking thread for ASGI; the GIL keeps each snapshot whole). The watchdog thread finds the steps that run past the threshold
     and samples the loop thread's stack once per step, and writes the snapshot."""
 
     def __init__(self, folder: str, block_s: float) -> None:
