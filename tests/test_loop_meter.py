@@ -46,11 +46,13 @@ def test_quantiles_come_from_the_buckets() -> None:
 def endpoint(calls: int, loop_s: float, max_step_s: float, longest: dict[str, int],
              sites: dict[str, list[float]] | None = None) -> Endpoint:
     return {"calls": calls, "steps": 2 * calls, "loop_s": loop_s, "cpu_s": loop_s / 10,
-            "max_step_s": max_step_s, "longest": longest, "sites": sites or {}}
+            "max_step_s": max_step_s, "longest": longest, "sites": sites or {},
+            "thread_calls": 0, "thread_wait_s": 0.0}
 
 
 def snapshot(busy_s: float, **endpoints: Endpoint) -> Snapshot:
-    return {"v": 1, "pid": 7, "flush": 1, "busy_s": busy_s,
+    return {"v": 2, "pid": 7, "flush": 1, "busy_s": busy_s, "loop_cpu_s": None,
+            "beats": {"lag": {}, "held_s": 0.0, "sites": {}}, "threads": None,
             "endpoints": {f"/{k}": e for k, e in endpoints.items()}}
 
 

@@ -8,7 +8,15 @@ from lab.load.histogram import latency_figures
 from lab.load.samples import Measurement
 from lab.servers import loopmeter
 from lab.servers.loopmeter import Snapshot
-from lab.store.schema import Figures, KindFigures, LoopEndpoint, LoopFigures, LoopSite, LoopWorker
+from lab.store.schema import (
+    Figures,
+    KindFigures,
+    LoopEndpoint,
+    LoopFigures,
+    LoopSite,
+    LoopThreads,
+    LoopWorker,
+)
 
 CLIENT_LIMITED_CPU_PCT = 90.0  # of one core, for the busiest client process
 SATURATED_PCT = 90.0  # of all usable cores, client and server together
@@ -81,12 +89,50 @@ def loop_figures(windows: dict[int, Snapshot], wall_s: float) -> LoopFigures:
         return LoopEndpoint(
             e["calls"], ms(e["loop_s"] / e["calls"]), ms(e["cpu_s"] / e["calls"]),
             {"p50": longest(0.5), "p99": longest(0.99), "max": ms(top)},
-            tuple(LoopSite(site, int(n), round(seconds, 6)) for site, (n, seconds) in sites))
+            tuple(LoopSite(site, int(n), round(seconds, 6)) for site, (n, seconds) in sites),
+            ms(e["thread_wait_s"] / e["calls"]) if e["thread_calls"] else None)
 
-    return LoopFigures({
-        str(pid): LoopWorker(round(w["busy_s"] / wall_s, 4) if wall_s > 0 else None,
-                             {name: endpoint(e) for name, e in w["endpoints"].items()})
-        for pid, w in sorted(windows.items())})
+    def lag(beats: loopmeter.Beats) -> dict[str, float | None]:
+        if not beats["lag"]:
+            return {}
+        return {"p50": ms(loopmeter.quantile_s(beats["lag"], 0.5)),
+                "p99": ms(loopmeter.quantile_s(beats["lag"], 0.99)),
+                "max": ms(loopmeter.bucket_s(max(beats["lag"], key=int)))}
+
+    def share(seconds: float | None) -> float | None:
+        return round(seconds / wall_s, 4) if seconds is not None and wall_s > 0 else None
+
+    def worker(w: Snapshot) -> LoopWorker:
+        requests_cpu = sum(e["cpu_s"] for e in w["endpoints"].values())
+        outside = (max(w["loop_cpu_s"] - requests_cpu, 0.0) if w["loop_cpu_s"] is not None
+                   else None)
+        held = tuple(LoopSite(site, int(n), round(seconds, 6)) for site, (n, seconds)
+                     in sorted(w["beats"]["sites"].items(), key=lambda kv: -kv[1][1]))
+        return LoopWorker(share(w["busy_s"]),
+                          {name: endpoint(e) for name, e in w["endpoints"].items()},
+                          share(outside), lag(w["beats"]), share(w["beats"]["held_s"]), held,
+                          threads(w["threads"]) if w["threads"] is not None else None)
+
+    return LoopFigures({str(pid): worker(w) for pid, w in sorted(windows.items())})
+
+
+def threads(t: loopmeter.Threads) -> LoopThreads:
+    """The limiter's window: time-weighted means of what the watchdog saw, and the waits of
+    the requests' runs."""
+    seen = sum(t["in_use_s"].values())
+
+    def mean(hist: dict[str, float]) -> float | None:
+        return round(sum(int(k) * s for k, s in hist.items()) / seen, 2) if seen > 0 else None
+
+    def wait(q: float) -> float | None:
+        at = loopmeter.quantile_s(t["waits"], q)
+        return round(1000 * at, 3) if at is not None else None
+
+    full = sum(s for k, s in t["in_use_s"].items() if int(k) >= t["tokens"])
+    return LoopThreads(t["tokens"], mean(t["in_use_s"]),
+                       round(full / seen, 4) if seen > 0 else None, mean(t["waiting_s"]),
+                       max(map(int, t["waiting_s"]), default=0), sum(t["waits"].values()),
+                       {"p50": wait(0.5), "p99": wait(0.99), "max": wait(1.0)})
 
 
 def median(values: Iterable[float]) -> float:

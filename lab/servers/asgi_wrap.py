@@ -15,9 +15,13 @@ from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
 - counts the HTTP requests in flight in the worker (inside the app's call) and their peak
   over the lab's measurement window, in the worker's meter file ``LAB_METER_DIR/<pid>``
   (``Meter``; the lab reads it with ``lab.load.inflight``), when the lab names that folder;
+- with ``LAB_THREADS = "n"`` (the lab's ``threads`` axis), gives anyio's default thread
+  limiter n tokens at the worker's first request (``lab.servers.threadpool``);
 - with ``LAB_LOOP_METER = "1"``, times every synchronous step of each HTTP request on the
-  worker's loop, per endpoint, samples where a long one blocked, and writes the counts to
-  ``LAB_METER_DIR/<pid>.loop.json`` (``LoopMeter``; the format is ``lab.servers.loopmeter``).
+  worker's loop, per endpoint, samples where a long one blocked, what held the loop outside
+  the requests and how they waited for threads, and writes the counts to
+  ``LAB_METER_DIR/<pid>.loop.json`` (``lab.servers.loopwatch``; the format is
+  ``lab.servers.loopmeter``).
 
 One module that both sides import: the lab reads the header's name and the environment's
 names from here, the servers the wrapper. It imports only the standard library at module
@@ -28,20 +32,17 @@ code around the app's call (no loop hook sees granian's requests, DESIGN.md).
 """
 
 import importlib
-import json
-import linecache
 import mmap
 import os
 import sys
-import sysconfig
 import threading
-import time
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from lab.servers import loopmeter
+from lab.servers import loopmeter, threadpool
+from lab.servers.loopwatch import LoopMeter
 
 WORKER_HEADER = "x-lab-worker"  # lower case: what every server sends and wrk's table holds
 APP_ENV = "LAB_APP"  # the user's app, "module:attr"
@@ -145,238 +146,6 @@ def open_meter() -> Meter | None:
         return None
 
 
-# The packages whose frames are not the app's, besides the standard library and whatever is
-# installed in site-packages: the servers and frameworks where they are installed elsewhere
-# (an editable install), and the lab itself.
-NOT_APP = ("uvicorn", "hypercorn", "granian", "starlette", "fastapi", "anyio", "h11",
-           "httptools", "uvloop", "lab")
-MAX_ENDPOINTS = 1000  # unrouted paths (a scan of 404s) beyond this many count as OTHER
-OTHER = "(other paths)"
-WAKE_LATE_S = 0.001  # the watchdog looks this long after a step would pass the threshold
-
-
-class _Counts:
-    """One endpoint's counts, as the request's path adds to them (``loopmeter.Endpoint`` is
-    their snapshot); the ``longest`` histogram keyed by int, the snapshot's by str."""
-
-    __slots__ = ("calls", "steps", "loop_s", "cpu_s", "max_step_s", "longest", "sites")
-
-    def __init__(self) -> None:
-        self.calls = self.steps = 0
-        self.loop_s = self.cpu_s = self.max_step_s = 0.0
-        self.longest: dict[int, int] = {}
-        self.sites: dict[str, list[float]] = {}  # site → [steps, seconds]
-
-    def snapshot(self) -> loopmeter.Endpoint:
-        return {"calls": self.calls, "steps": self.steps, "loop_s": self.loop_s,
-                "cpu_s": self.cpu_s, "max_step_s": self.max_step_s,
-                "longest": {str(k): n for k, n in self.longest.items()},
-                "sites": {k: list(v) for k, v in self.sites.items()}}
-
-
-class LoopMeter:
-    """How long each endpoint's requests held this worker's event loop, and where a long
-    step blocked it (``lab.servers.loopmeter`` has the format).
-
-    The wrapper drives the app's coroutine itself (`drive`): each ``send()``/``throw()`` into
-    it is one synchronous step, timed in wall and thread CPU time, and whatever it yields
-    goes up to the server's loop unchanged. That sees every step on asyncio, uvloop and
-    under granian's Rust scheduler, which neither a task factory nor a loop hook does
-    (DESIGN.md). The request's path keeps its counts in locals and adds them to its
-    endpoint's when it ends, on the loop's thread, where they are warm in its cache: no
-    lock (every server runs an ASGI app's code on one thread per worker, granian too: since
-    2.0 it allows one blocking thread for ASGI; the GIL keeps each snapshot whole). The watchdog thread finds the steps that run past the threshold
-    and samples the loop thread's stack once per step, and writes the snapshot."""
-
-    def __init__(self, folder: str, block_s: float) -> None:
-        self._path = os.path.join(folder, f"{os.getpid()}{loopmeter.SUFFIX}")
-        self._flush = map_u64s(os.path.join(folder, loopmeter.FLUSH_FILE), 1, write=False)
-        self._block_s = block_s
-        self._endpoints: dict[str, _Counts] = {}
-        self._busy_s = 0.0
-        self._calls = 0  # all calls that ended: the watchdog writes when it grew
-        self._running: dict[int, float] = {}  # thread → its running step's start
-        self._found: dict[int, tuple[float, str]] = {}  # thread → (a step's start, its site)
-        # filename → the file as a site names it; None: not the app's
-        self._app_file: dict[str, str | None] = {}
-        paths = sysconfig.get_paths()
-        self._not_app = tuple({os.path.join(os.path.realpath(paths[k]), "")
-                               for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-                              | {os.path.join(os.path.dirname(os.path.realpath(f)), "")
-                                 for name in NOT_APP
-                                 if (f := getattr(sys.modules.get(name), "__file__", None))})
-        self._roots = [os.path.join(os.path.realpath(d), "")
-                       for d in (os.environ.get(APP_DIR_ENV), os.getcwd()) if d]
-        self._stop = threading.Event()
-        self._watchdog = threading.Thread(target=self._watch, name="lab-loop-meter",
-                                          daemon=True)
-        self._watchdog.start()
-
-    @types.coroutine
-    def drive(self, coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any], scope: Scope
-              ) -> Generator[Any, Any, None]:
-        """Run ``coro`` (the app's call) step by step, timing each step."""
-        perf, cpu, ident = time.perf_counter, time.thread_time, threading.get_ident
-        running, found, block_s = self._running, self._found, self._block_s
-        steps, loop_s, cpu_s, longest = 0, 0.0, 0.0, 0.0
-        sites: list[tuple[str, float]] | None = None  # most calls have none
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            while True:
-                thread = ident()  # a server may resume a request on another thread
-                running[thread] = t0 = perf()  # this float, by identity, is the step
-                c0 = cpu()
-                try:
-                    if error is None:
-                        yielded = coro.send(value)
-                    else:
-                        yielded, error = coro.throw(error), None
-                except StopIteration:
-                    return
-                finally:
-                    wall, spent = perf() - t0, cpu() - c0
-                    del running[thread]
-                    steps += 1
-                    loop_s += wall
-                    cpu_s += spent
-                    if wall > longest:
-                        longest = wall
-                    # only a step past the threshold can have been sampled; a site found for
-                    # an earlier step of this thread is not this one's
-                    if wall > block_s and (hit := found.pop(thread, None)) and hit[0] is t0:
-                        sites = [*(sites or ()), (hit[1], wall)]
-                try:
-                    value = yield yielded
-                except GeneratorExit:  # the server dropped the request's coroutine
-                    coro.close()
-                    raise
-                except BaseException as e:  # cancelled (the client went away), or thrown in
-                    value, error = None, e
-        finally:
-            self._ended(scope, steps, loop_s, cpu_s, longest, sites)
-
-    def _ended(self, scope: Scope, steps: int, loop_s: float, cpu_s: float, longest: float,
-               sites: list[tuple[str, float]] | None) -> None:
-        # Starlette and FastAPI set the route while routing: read it once the call is over.
-        name = getattr(scope.get("route"), "path", None) or str(scope.get("path"))
-        e = self._endpoints.get(name)
-        if e is None:
-            if len(self._endpoints) >= MAX_ENDPOINTS:
-                name = OTHER
-            e = self._endpoints.setdefault(name, _Counts())
-        e.calls += 1
-        e.steps += steps
-        e.loop_s += loop_s
-        e.cpu_s += cpu_s
-        if longest > e.max_step_s:
-            e.max_step_s = longest
-        key = loopmeter.bucket_index(longest)
-        e.longest[key] = e.longest.get(key, 0) + 1
-        for site, seconds in sites or ():
-            hit = e.sites.setdefault(site, [0, 0.0])
-            hit[0] += 1
-            hit[1] += seconds
-        self._busy_s += loop_s
-        self._calls += 1
-
-    def write(self) -> None:
-        """The snapshot, whole (a temporary file, then ``os.replace``). Only one thread writes
-        at a time: the watchdog, or close once it has stopped."""
-        flush = self._flush[0]
-        snapshot: loopmeter.Snapshot = {
-            "v": loopmeter.VERSION, "pid": os.getpid(), "flush": flush, "busy_s": self._busy_s,
-            "endpoints": {k: e.snapshot() for k, e in list(self._endpoints.items())}}
-        text = json.dumps(snapshot, separators=(",", ":"))
-        tmp = f"{self._path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, self._path)
-
-    def close(self) -> None:
-        """Stop the watchdog, and write the last counts (the worker's lifespan shutdown)."""
-        self._stop.set()
-        self._watchdog.join()
-        try:
-            self.write()
-        except OSError as e:
-            _stopped(e)
-
-    def _watch(self) -> None:
-        flushed, written, due, block_s = -1, -1, 0.0, self._block_s
-        pause = block_s
-        while not self._stop.wait(pause):
-            now = time.perf_counter()
-            # Wake when the running step would pass the threshold, not on a fixed short tick:
-            # each wake takes the GIL from the loop it watches.
-            pause = block_s
-            for thread, t0 in self._running.copy().items():
-                if now - t0 <= block_s:
-                    pause = min(pause, block_s - (now - t0) + WAKE_LATE_S)
-                elif (hit := self._found.get(thread)) is None or hit[0] is not t0:
-                    frame = sys._current_frames().get(thread)
-                    site = self._site(frame) if frame is not None else None
-                    if site is not None and self._running.get(thread) is t0:
-                        self._found[thread] = (t0, site)  # the frames were taken in the step
-            try:
-                if self._flush[0] != flushed or (self._calls != written and now >= due):
-                    flushed, written, due = self._flush[0], self._calls, now + loopmeter.WRITE_S
-                    self.write()
-            except OSError as e:  # the run folder is gone (the lab has ended): stop writing
-                _stopped(e)
-                return
-
-    def _site(self, frame: types.FrameType) -> str:
-        """``time.sleep at app.py:12 in slow``: the innermost frame of the app, led by what
-        it was calling, or by the innermost frame's function when that is a library's."""
-        f: types.FrameType | None = frame
-        while f is not None and self._app_name(f.f_code.co_filename) is None:
-            f = f.f_back
-        if f is None:
-            return f"{_function(frame)} (no frame of the app)"
-        where = f"{self._app_name(f.f_code.co_filename)}:{f.f_lineno} in {f.f_code.co_name}"
-        callee = _callee(f) if f is frame else _function(frame)
-        return f"{callee} at {where}" if callee else where
-
-    def _app_name(self, filename: str) -> str | None:
-        """The file as a site names it (relative to the app's folder or the cwd), or None
-        when it is not the app's."""
-        if filename not in self._app_file:
-            path = os.path.realpath(filename)
-            name: str | None = None
-            if not filename.startswith("<") and not path.startswith(self._not_app):
-                root = next((r for r in self._roots if path.startswith(r)), "")
-                name = path[len(root):]
-            self._app_file[filename] = name
-        return self._app_file[filename]
-
-
-def _stopped(e: OSError) -> None:
-    print(f"lab.servers.asgi_wrap: loop meter stopped ({type(e).__name__}: {e})",
-          file=sys.stderr, flush=True)
-
-
-def _function(frame: types.FrameType) -> str:
-    return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_qualname}"
-
-
-def _callee(frame: types.FrameType) -> str | None:
-    """What ``frame`` is calling now (``time.sleep``), from the source of its call
-    instruction; None when it is not in a call (pure Python work of its own)."""
-    import dis  # the watchdog's, once a step blocked: not the loop's start-up
-
-    code, at = frame.f_code, frame.f_lasti
-    if not dis.opname[code.co_code[at]].startswith(("CALL", "PRECALL")):
-        return None
-    line, end_line, col, end_col = list(code.co_positions())[at // 2]
-    if line is None or col is None:
-        return None
-    text = linecache.getline(code.co_filename, line).encode()
-    expr = text[col:end_col if end_line == line else None].decode(errors="replace")
-    name = expr.split("(", 1)[0].strip()
-    return name if name and all(p.isidentifier() for p in name.split(".")) else None
-
-
 def open_loop_meter() -> LoopMeter | None:
     """This worker's loop meter, when the lab asks for one (``LAB_LOOP_METER = "1"`` and a
     meter folder); one that cannot be opened is reported once and the app served without."""
@@ -385,7 +154,9 @@ def open_loop_meter() -> LoopMeter | None:
         return None
     try:
         block_ms = float(os.environ.get(LOOP_BLOCK_MS_ENV) or LOOP_BLOCK_MS)
-        return LoopMeter(folder, block_ms / 1000)
+        flush = map_u64s(os.path.join(folder, loopmeter.FLUSH_FILE), 1, write=False)
+        roots = [d for d in (os.environ.get(APP_DIR_ENV), os.getcwd()) if d]
+        return LoopMeter(folder, flush, block_ms / 1000, roots)
     except (OSError, ValueError) as e:
         print(f"lab.servers.asgi_wrap: no loop meter in {folder} ({type(e).__name__}: {e})",
               file=sys.stderr, flush=True)
@@ -421,6 +192,10 @@ class Wrapped:
                 self._mark()
                 self._meter = open_meter()
                 self._loop = open_loop_meter()
+                if self._loop is not None or os.environ.get(THREADS_ENV):
+                    limiter = threadpool.apply_tokens(THREADS_ENV)  # on this loop, first
+                    if self._loop is not None:
+                        self._loop.attach(limiter)
             header = self._header
 
             async def send_with_header(message: Message) -> None:

@@ -13,9 +13,20 @@ servers import it with the wrapper.
 
 A snapshot (JSON, one object)::
 
-    {"v": 1, "pid": 1234,
+    {"v": 2, "pid": 1234,
      "flush": 7,             # the last loop.flush value this worker answered
      "busy_s": 1.25,         # all steps of all requests, wall seconds
+     "loop_cpu_s": 3.5,      # the loop thread's CPU time (null: no clock for it)
+     "beats": {              # the watchdog's heartbeat on the loop (call_soon_threadsafe)
+       "lag": {"40": 900},   # each beat's lag: bucket → beats
+       "held_s": 0.2,        # beats late past the threshold while no request's step ran:
+       "sites": {"time.sleep at app.py:30 in cleanup": [4, 0.2]}},  # [holds, seconds]
+     "threads": {            # anyio's default thread limiter (null: the app has none)
+       "tokens": 40,
+       "in_use_s": {"0": 1.5, "40": 0.4},   # seconds the watchdog saw n tokens in use
+       "waiting_s": {"0": 1.7, "20": 0.2},  # seconds it saw n tasks waiting for one
+       "waits": {"60": 40, "90": 20}},      # requests' runs in its threads by their wait
+                                            # (asking → running), bucketed as "longest"
      "endpoints": {          # by route template ("/items/{id}"), else the path
        "/async-blocking": {
          "calls": 10,        # requests that ended (a call counts when it ends)
@@ -24,7 +35,9 @@ A snapshot (JSON, one object)::
          "cpu_s": 0.001,     # the same steps' thread CPU time
          "max_step_s": 0.031,
          "longest": {"90": 10},   # each call's longest step: bucket → calls (below)
-         "sites": {"time.sleep at app.py:12 in slow": [10, 0.30]}}}}   # [steps, seconds]
+         "sites": {"time.sleep at app.py:12 in slow": [10, 0.30]},   # [steps, seconds]
+         "thread_calls": 0,  # its calls' runs in the default limiter's threads
+         "thread_wait_s": 0.0}}}   # their waits, from asking to running in a thread
 
 ``longest`` buckets a call's longest step by ``round(BUCKETS_PER_DECADE · log10(µs))``
 (≈ 12 % wide): counts add and subtract, so a window's is the difference of two snapshots.
@@ -32,13 +45,15 @@ A site is where a step that ran past ``LAB_LOOP_BLOCK_MS`` (default 10) was foun
 watchdog sampled the loop thread's stack: the innermost frame of the app (not of the
 standard library or an installed package) as ``file:line in function``, led by what it was
 calling (``time.sleep``) or the innermost frame's function when that is a library's;
-``[steps that hit it, those steps' seconds]``.
+``[steps that hit it, those steps' seconds]``. Every count is cumulative, so a window is
+the difference of two snapshots; a hold outside the requests is the time from its beat's
+post (or the first look that found no request's step) to the beat's run.
 """
 
 import math
 from typing import Any, TypedDict
 
-VERSION = 1
+VERSION = 2
 SUFFIX = ".loop.json"  # LAB_METER_DIR/<pid>.loop.json
 FLUSH_FILE = "loop.flush"  # bumped by the lab: every worker writes its snapshot now
 WRITE_S = 1.0
@@ -53,6 +68,21 @@ class Endpoint(TypedDict):
     max_step_s: float
     longest: dict[str, int]
     sites: dict[str, list[float]]  # site → [steps, seconds]
+    thread_calls: int
+    thread_wait_s: float
+
+
+class Beats(TypedDict):
+    lag: dict[str, int]
+    held_s: float
+    sites: dict[str, list[float]]  # site → [holds, seconds]
+
+
+class Threads(TypedDict):
+    tokens: int
+    in_use_s: dict[str, float]
+    waiting_s: dict[str, float]
+    waits: dict[str, int]
 
 
 class Snapshot(TypedDict):
@@ -60,6 +90,9 @@ class Snapshot(TypedDict):
     pid: int
     flush: int
     busy_s: float
+    loop_cpu_s: float | None
+    beats: Beats
+    threads: Threads | None
     endpoints: dict[str, Endpoint]
 
 
@@ -93,7 +126,23 @@ def quantile_s(counts: dict[str, int], q: float) -> float | None:
 
 def empty_endpoint() -> Endpoint:
     return {"calls": 0, "steps": 0, "loop_s": 0.0, "cpu_s": 0.0, "max_step_s": 0.0,
-            "longest": {}, "sites": {}}
+            "longest": {}, "sites": {}, "thread_calls": 0, "thread_wait_s": 0.0}
+
+
+def _less(end: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
+    """A histogram's window: ``end`` less ``start``, only the keys that grew."""
+    out = {k: n - start.get(k, 0) for k, n in end.items()}
+    return {k: n for k, n in out.items() if n > 0}
+
+
+def _sites_less(end: dict[str, list[float]], start: dict[str, list[float]]
+                ) -> dict[str, list[float]]:
+    out = {}
+    for site, (count, seconds) in end.items():
+        was = start.get(site, [0, 0.0])
+        if count - was[0] > 0:
+            out[site] = [count - was[0], seconds - was[1]]
+    return out
 
 
 def parse(raw: Any) -> Snapshot | None:
@@ -116,18 +165,31 @@ def diff(start: Snapshot | None, end: Snapshot) -> Snapshot:
         calls = e["calls"] - b["calls"]
         if calls <= 0:
             continue
-        longest = {k: n - b["longest"].get(k, 0) for k, n in e["longest"].items()}
-        longest = {k: n for k, n in longest.items() if n > 0}
-        sites = {}
-        for site, (count, seconds) in e["sites"].items():
-            was = b["sites"].get(site, [0, 0.0])
-            if count - was[0] > 0:
-                sites[site] = [count - was[0], seconds - was[1]]
+        longest = _less(e["longest"], b["longest"])
         top = max(longest, key=int) if longest else None
         max_step = (e["max_step_s"] if e["max_step_s"] > b["max_step_s"] or top is None
                     else min(bucket_s(top), e["max_step_s"]))
         out[name] = {"calls": calls, "steps": e["steps"] - b["steps"],
                      "loop_s": e["loop_s"] - b["loop_s"], "cpu_s": e["cpu_s"] - b["cpu_s"],
-                     "max_step_s": max_step, "longest": longest, "sites": sites}
+                     "max_step_s": max_step, "longest": longest,
+                     "sites": _sites_less(e["sites"], b["sites"]),
+                     "thread_calls": e["thread_calls"] - b["thread_calls"],
+                     "thread_wait_s": e["thread_wait_s"] - b["thread_wait_s"]}
+    beats, was = end["beats"], (start["beats"] if start else {"lag": {}, "held_s": 0.0,
+                                                              "sites": {}})
+    threads = end["threads"]
+    if threads is not None:
+        t0: Threads = (start["threads"] if start else None) or {
+            "tokens": 0, "in_use_s": {}, "waiting_s": {}, "waits": {}}
+        threads = {"tokens": threads["tokens"],
+                   "in_use_s": _less(threads["in_use_s"], t0["in_use_s"]),
+                   "waiting_s": _less(threads["waiting_s"], t0["waiting_s"]),
+                   "waits": _less(threads["waits"], t0["waits"])}
+    cpu, cpu0 = end["loop_cpu_s"], (start["loop_cpu_s"] if start else 0.0)
     return {"v": VERSION, "pid": end["pid"], "flush": end["flush"],
-            "busy_s": end["busy_s"] - (start["busy_s"] if start else 0.0), "endpoints": out}
+            "busy_s": end["busy_s"] - (start["busy_s"] if start else 0.0),
+            "loop_cpu_s": cpu - cpu0 if cpu is not None and cpu0 is not None else None,
+            "beats": {"lag": _less(beats["lag"], was["lag"]),
+                      "held_s": beats["held_s"] - was["held_s"],
+                      "sites": _sites_less(beats["sites"], was["sites"])},
+            "threads": threads, "endpoints": out}

@@ -258,12 +258,16 @@ class LoopEndpoint:
     cpu_ms_per_call: float | None  # their thread CPU time
     longest_step_ms: dict[str, float | None]  # each call's longest step: p50, p99, max
     sites: tuple[LoopSite, ...]  # most seconds first
+    thread_wait_ms_per_call: float | None = None  # asking → running in a thread (None: never)
 
     def to_json(self) -> dict[str, Any]:
-        return {"calls": self.calls, "loop_ms_per_call": self.loop_ms_per_call,
-                "cpu_ms_per_call": self.cpu_ms_per_call,
-                "longest_step_ms": self.longest_step_ms,
-                "sites": [s.to_json() for s in self.sites]}
+        out = {"calls": self.calls, "loop_ms_per_call": self.loop_ms_per_call,
+               "cpu_ms_per_call": self.cpu_ms_per_call,
+               "longest_step_ms": self.longest_step_ms,
+               "sites": [s.to_json() for s in self.sites]}
+        if self.thread_wait_ms_per_call is not None:
+            out["thread_wait_ms_per_call"] = self.thread_wait_ms_per_call
+        return out
 
     @classmethod
     def from_json(cls, e: Mapping[str, Any], share: Callable[[Any], Any] = _unshared
@@ -271,8 +275,37 @@ class LoopEndpoint:
         return cls(_int(e.get("calls")), _num(e.get("loop_ms_per_call")),
                    _num(e.get("cpu_ms_per_call")),
                    _percentiles(e.get("longest_step_ms"), share),
-                   tuple(LoopSite.from_json(s) for s in e.get("sites") or ()
-                         if isinstance(s, dict)))
+                   _sites(e.get("sites")), _num(e.get("thread_wait_ms_per_call")))
+
+
+def _sites(value: Any) -> tuple[LoopSite, ...]:
+    return tuple(LoopSite.from_json(s) for s in value or () if isinstance(s, dict))
+
+
+@dataclass(frozen=True, slots=True)
+class LoopThreads:
+    """anyio's default thread limiter in one worker over the window: where FastAPI runs
+    `def` endpoints and sync dependencies."""
+
+    tokens: int
+    in_use_mean: float | None  # tokens in use, on average over the window
+    saturated_share: float | None  # the window's share with every token in use
+    waiting_mean: float | None  # tasks waiting for a token, on average
+    peak_waiting: int  # the most the watchdog saw waiting (it looks every ≤ 10 ms)
+    runs: int  # requests' runs in its threads
+    wait_ms: dict[str, float | None]  # their waits, asking → running: p50, p99, max
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tokens": self.tokens, "in_use_mean": self.in_use_mean,
+                "saturated_share": self.saturated_share, "waiting_mean": self.waiting_mean,
+                "peak_waiting": self.peak_waiting, "runs": self.runs, "wait_ms": self.wait_ms}
+
+    @classmethod
+    def from_json(cls, t: Mapping[str, Any]) -> "LoopThreads":
+        return cls(_int(t.get("tokens")), _num(t.get("in_use_mean")),
+                   _num(t.get("saturated_share")), _num(t.get("waiting_mean")),
+                   _int(t.get("peak_waiting")), _int(t.get("runs")),
+                   _percentiles(t.get("wait_ms")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,17 +314,37 @@ class LoopWorker:
 
     busy_share: float | None  # its requests' steps / the window's wall time
     endpoints: dict[str, LoopEndpoint]  # route template (else path) → its figures
+    outside_cpu_share: float | None = None  # the loop thread's CPU outside requests' steps
+    lag_ms: dict[str, float | None] = field(default_factory=dict)  # heartbeat: p50, p99, max
+    held_outside_share: float | None = None  # held past the threshold outside any request
+    held_outside: tuple[LoopSite, ...] = ()  # where: most seconds first
+    threads: LoopThreads | None = None  # None: the app has no anyio limiter
 
     def to_json(self) -> dict[str, Any]:
-        return {"busy_share": self.busy_share,
-                "endpoints": {k: e.to_json() for k, e in self.endpoints.items()}}
+        out: dict[str, Any] = {
+            "busy_share": self.busy_share,
+            "endpoints": {k: e.to_json() for k, e in self.endpoints.items()}}
+        # the heartbeat's and the limiter's only where measured: an older line stays the same
+        for key, value in (("outside_cpu_share", self.outside_cpu_share),
+                           ("lag_ms", self.lag_ms or None),
+                           ("held_outside_share", self.held_outside_share),
+                           ("held_outside", [s.to_json() for s in self.held_outside] or None)):
+            if value is not None:
+                out[key] = value
+        if self.threads is not None:
+            out["threads"] = self.threads.to_json()
+        return out
 
     @classmethod
     def from_json(cls, w: Mapping[str, Any], share: Callable[[Any], Any] = _unshared
                   ) -> "LoopWorker":
+        threads = w.get("threads")
         return cls(_num(w.get("busy_share")),
                    {share(str(k)): LoopEndpoint.from_json(e, share)
-                    for k, e in _table(w.get("endpoints")).items() if isinstance(e, dict)})
+                    for k, e in _table(w.get("endpoints")).items() if isinstance(e, dict)},
+                   _num(w.get("outside_cpu_share")), _percentiles(w.get("lag_ms"), share),
+                   _num(w.get("held_outside_share")), _sites(w.get("held_outside")),
+                   LoopThreads.from_json(threads) if isinstance(threads, dict) else None)
 
 
 @dataclass(frozen=True, slots=True)
