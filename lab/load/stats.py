@@ -110,7 +110,9 @@ def loop_figures(windows: dict[int, Snapshot], wall_s: float) -> LoopFigures:
                      in sorted(w["beats"]["sites"].items(), key=lambda kv: -kv[1][1]))
         return LoopWorker(share(w["busy_s"]),
                           {name: endpoint(e) for name, e in w["endpoints"].items()},
-                          share(outside), lag(w["beats"]), share(w["beats"]["held_s"]), held,
+                          share(outside), lag(w["beats"]),
+                          # a hold that began before the window is counted up to its length
+                          share(min(w["beats"]["held_s"], wall_s)), held,
                           threads(w["threads"]) if w["threads"] is not None else None)
 
     return LoopFigures({str(pid): worker(w) for pid, w in sorted(windows.items())})

@@ -8,15 +8,14 @@ requests one after another needs (its share of N) × delay; anything well below 
 overlapped.
 """
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 from lab.kinds import Fact, get
 from lab.load.stats import Spread
 from lab.report.groups import Comparison, Row
 from lab.report.verdict import Verdict, compare
-from lab.store.schema import Result
 
 SERIAL_FRACTION = 0.8  # wall ≥ 80 % of (busiest worker's share × delay) counts as serialised
 
@@ -136,75 +135,3 @@ def knees(comps: Iterable[Comparison]) -> tuple[Knee, ...]:
                     over = rate
         out.append(Knee(exp, sid, slo[exp], held, over))
     return tuple(out)
-
-
-NO_APP_FRAME = "(no frame of the app)"  # how the wrapper names a site outside the app
-HOLD_MS = 10.0  # a call that holds its worker's loop this long per call blocks it (the
-# wrapper's default LAB_LOOP_BLOCK_MS: the step that long is where a stack is sampled)
-
-
-@dataclass(frozen=True)
-class Hold:
-    """One endpoint's hold on the event loop on one configuration, over an experiment's
-    cells and repeats and every worker (the wrapper's loop meter, ``lab.loop_meter``)."""
-
-    experiment: str
-    server_id: str
-    endpoint: str  # the route template the app matched, else the path
-    calls: int
-    loop_ms_per_call: float  # its steps' wall time on the loop, per call
-    cpu_ms_per_call: float
-    longest_p99_ms: float | None  # the highest of the cells' p99 of each call's longest step
-    longest_max_ms: float | None
-    sites: tuple[tuple[str, int, float], ...]  # (site, steps, seconds), most seconds first
-
-    @property
-    def blocks(self) -> bool:
-        """Its own code was caught blocking on a tenth of its calls (two at least), or it
-        held the loop ≥ `HOLD_MS` per call, unless that hold is a library's one-off: anyio
-        importing its thread machinery at a `def` endpoint's first call is caught outside
-        the app, once, and is not the endpoint's."""
-        app = sum(n for site, n, _ in self.sites if not site.endswith(NO_APP_FRAME))
-        library = sum(n for site, n, _ in self.sites if site.endswith(NO_APP_FRAME))
-        one_off = app == 0 and 0 < library <= max(1.0, self.calls / 10)
-        return app >= max(2.0, self.calls / 10) \
-            or (self.loop_ms_per_call >= HOLD_MS and not one_off)
-
-
-def merged(holds: Sequence[Hold]) -> Hold:
-    """Holds of one endpoint as one, per call over all their calls (workers, cells, repeats
-    or experiments), their sites added; named as the first."""
-    n = sum(h.calls for h in holds)
-    sites: dict[str, list[float]] = {}
-    for h in holds:
-        for site, steps, seconds in h.sites:
-            seen = sites.setdefault(site, [0, 0.0])
-            seen[0] += steps
-            seen[1] += seconds
-    tails = [h.longest_p99_ms for h in holds if h.longest_p99_ms is not None]
-    tops = [h.longest_max_ms for h in holds if h.longest_max_ms is not None]
-    return replace(holds[0], calls=n,
-                   loop_ms_per_call=sum(h.loop_ms_per_call * h.calls for h in holds) / n,
-                   cpu_ms_per_call=sum(h.cpu_ms_per_call * h.calls for h in holds) / n,
-                   longest_p99_ms=max(tails, default=None), longest_max_ms=max(tops, default=None),
-                   sites=tuple(sorted(((s, int(c), t) for s, (c, t) in sites.items()),
-                                      key=lambda x: -x[2])))
-
-
-def holds(results: Iterable[Result]) -> tuple[Hold, ...]:
-    """Each (experiment, configuration, endpoint) the loop meter saw, most loop time per
-    call first within an experiment and configuration; results without it give none."""
-    found: dict[tuple[str, str, str], list[Hold]] = {}
-    for r in results:
-        if not r.ok or r.figures is None or r.figures.loop is None:
-            continue
-        for worker in r.figures.loop.loop.values():
-            for endpoint, e in worker.endpoints.items():
-                if e.calls:
-                    found.setdefault((r.experiment, r.server_id, endpoint), []).append(Hold(
-                        r.experiment, r.server_id, endpoint, e.calls, e.loop_ms_per_call or 0.0,
-                        e.cpu_ms_per_call or 0.0, e.longest_step_ms.get("p99"),
-                        e.longest_step_ms.get("max"),
-                        tuple((s.site, s.count, s.seconds) for s in e.sites)))
-    return tuple(sorted(map(merged, found.values()),
-                        key=lambda h: (h.experiment, h.server_id, -h.loop_ms_per_call)))

@@ -1,22 +1,34 @@
 """Who holds the event loop: the endpoints the wrapper's loop meter (``lab.loop_meter``)
 timed inside every worker, ranked by how long each call held its worker's loop, with the
-longest step and where the watchdog found a long step blocked; and the lines that name, in
-"In short", the endpoints that block their worker and what to do about it."""
+longest step and where the watchdog found a long step blocked; what held the loop outside
+any request; how `def` endpoints queued for anyio's threads; and the lines that name, in
+"In short", the endpoints that block their worker or queue for threads and what to do."""
 
-from itertools import groupby
 
 from tabulate import tabulate
 
-from lab.report.facts import HOLD_MS, Hold, merged
 from lab.report.fmt import fmt
+from lab.report.loopfacts import HOLD_MS, OUTSIDE_SHARE, Hold, Outside, Pool, merged
+from lab.report.loopfacts import NO_APP_FRAME as NO_APP
 from lab.report.model import Report
 
 FIX = "make it `def` (FastAPI runs it in a thread), or await an async driver instead"
+FIX_OUTSIDE = ("run that work in a thread (`await asyncio.to_thread(...)`) or make it await; "
+               "until then it stalls every request of its worker")
+FIX_POOL = "raise `threads` (`[lab] threads = [40, 100]` measures it) or add workers"
 
 
-def _site(site: tuple[str, int, float]) -> str:
-    name, steps, seconds = site
-    return f"`{name}` ({steps} steps, {fmt(seconds)} s)"
+def _pct(share: float | None) -> str:
+    return f"{fmt(100 * share)} %" if share is not None else "–"
+
+
+def _site(site: tuple[str, int, float], unit: str = "steps") -> str:
+    name, count, seconds = site
+    return f"`{name}` ({count} {unit}, {fmt(seconds)} s)"
+
+
+def _hold(site: tuple[str, int, float]) -> str:
+    return _site(site, "holds")
 
 
 def _row(h: Hold) -> list[str]:
@@ -35,6 +47,21 @@ def warning(report: Report) -> list[str]:
             "Compare this run's throughput only with runs that had it on too.", ""]
 
 
+def _outside_row(o: Outside) -> list[str]:
+    return [o.server_id, _pct(o.held_share), _pct(o.outside_cpu_share), fmt(o.lag_p99_ms),
+            "; ".join(map(_hold, o.sites[:2])) or "–"]
+
+
+def _pool_row(p: Pool) -> list[str]:
+    return [p.server_id, p.load, ", ".join(f"`{e}`" for e in p.endpoints), str(p.tokens),
+            str(p.runs), _pct(p.saturated_share), str(p.peak_waiting),
+            f"{fmt(p.wait_ms_per_call)} / {fmt(p.wait_p99_ms)}"]
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> list[str]:
+    return [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+
+
 def section(report: Report) -> list[str]:
     if not report.holds:
         return []
@@ -43,15 +70,32 @@ def section(report: Report) -> list[str]:
              "synchronous step of a request's coroutine, timed on the event loop. A call that "
              f"holds the loop ≥ {HOLD_MS:g} ms (or whose step was caught blocking) stalls every "
              "other request of its worker meanwhile; a *site* is where the watchdog found such a "
-             "step, in the app's code. Over every cell and repeat of the experiment.", ""]
-    for experiment, group in groupby(report.holds, key=lambda h: h.experiment):
-        rows = sorted(group, key=lambda h: (-h.loop_ms_per_call, h.server_id))
-        lines += [f"### `{experiment}`", "",
-                  tabulate([_row(h) for h in rows],
-                           headers=["endpoint", "configuration", "calls", "loop ms per call",
-                                    "CPU ms per call", "longest step p99 / max ms",
-                                    "blocking sites"],
-                           tablefmt="github", disable_numparse=True), ""]
+             "step, in the app's code. Over every cell and repeat of the experiment. *Outside "
+             "the requests*: a heartbeat the watchdog posts to the loop every "
+             f"{HOLD_MS:g} ms, late past that while no request's step ran — a task the app "
+             "started, the downstream of a `BaseHTTPMiddleware`, the server's own work. "
+             "*Threads*: anyio's default limiter, where FastAPI runs `def` endpoints and sync "
+             "dependencies (40 threads per worker unless `threads` says otherwise).", ""]
+    experiments = dict.fromkeys(h.experiment for h in report.holds)
+    for experiment in experiments:
+        rows = sorted((h for h in report.holds if h.experiment == experiment),
+                      key=lambda h: (-h.loop_ms_per_call, h.server_id))
+        lines += [f"### `{experiment}`", ""]
+        lines += _table([_row(h) for h in rows],
+                        ["endpoint", "configuration", "calls", "loop ms per call",
+                         "CPU ms per call", "longest step p99 / max ms", "blocking sites"])
+        outside = [o for o in report.outside if o.experiment == experiment]
+        if any(o.sites or o.held_share for o in outside):
+            lines += ["Outside the requests:", ""]
+            lines += _table([_outside_row(o) for o in outside],
+                            ["configuration", "held (share of window)",
+                             "loop CPU outside requests", "heartbeat lag p99 ms", "sites"])
+        pools = [p for p in report.pools if p.experiment == experiment]
+        if pools:
+            lines += ["Threads for `def` endpoints:", ""]
+            lines += _table([_pool_row(p) for p in pools],
+                            ["configuration", "load", "endpoints", "threads", "runs",
+                             "all threads busy", "peak waiting", "wait for a thread ms / p99"])
     return lines
 
 
@@ -78,4 +122,49 @@ def short(report: Report) -> list[str]:
     if not out:
         out.append(f"No endpoint held its worker's event loop ≥ {HOLD_MS:g} ms per call "
                    f"({len(by)} measured inside the workers).")
+    return out + _outside_short(report) + _pool_short(report)
+
+
+def _outside_short(report: Report) -> list[str]:
+    """One line per site of the app's that held the loops outside the requests."""
+    held = [o for o in report.outside if o.blocks]
+    out = []
+    for site in dict.fromkeys(s for o in held for s, _, _ in o.sites if not s.endswith(NO_APP)):
+        mine = [o for o in held if any(s == site for s, _, _ in o.sites)]
+        worst = max(mine, key=lambda o: o.held_share)
+        configurations = {o.server_id for o in mine}
+        out.append(f"Outside any request, `{site}` held the event loop up to "
+                   f"{_pct(worst.held_share)} of a window (`{worst.experiment}` on "
+                   f"{worst.server_id}; ≥ {_pct(OUTSIDE_SHARE)} on {len(configurations)} "
+                   f"configuration{'s' * (len(configurations) > 1)}): work the app handed to "
+                   "another task (`asyncio.create_task`, a `BaseHTTPMiddleware`'s downstream) "
+                   f"blocks its worker: {FIX_OUTSIDE}.")
+    return out
+
+
+def _pool_short(report: Report) -> list[str]:
+    """One line per `def` endpoint that queued for a thread: where, how long, at which load,
+    and what more threads did where the run measured them."""
+    out = []
+    for endpoint in dict.fromkeys(e for p in report.pools for e in p.endpoints):
+        mine = [p for p in report.pools if endpoint in p.endpoints]
+        queued = [p for p in mine if p.queues]
+        if not queued:
+            continue
+        worst = max(queued, key=lambda p: p.wait_ms_per_call or 0.0)
+        calm = [p for p in mine if not p.queues and p.experiment == worst.experiment
+                and p.server_id == worst.server_id]
+        line = (f"`{endpoint}` (`def`) waited {fmt(worst.wait_ms_per_call)} ms per call for a "
+                f"thread at {worst.load} on {worst.server_id} (all {worst.tokens} threads busy "
+                f"{_pct(worst.saturated_share)} of the window, up to {worst.peak_waiting} "
+                "waiting)")
+        if calm:
+            line += f"; {fmt(calm[0].wait_ms_per_call)} ms at {calm[0].load}"
+        more = [p for p in mine if not p.queues and p.experiment == worst.experiment
+                and p.load == worst.load and p.tokens > worst.tokens]
+        if more:
+            best = min(more, key=lambda p: p.wait_ms_per_call or 0.0)
+            line += (f"; with {best.tokens} threads ({best.server_id}) it waited "
+                     f"{fmt(best.wait_ms_per_call)} ms")
+        out.append(line + f": {FIX_POOL}.")
     return out

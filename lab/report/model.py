@@ -11,9 +11,10 @@ from typing import Any
 
 from lab.kinds import Fact, get
 from lab.load.stats import Spread
-from lab.report import facts
-from lab.report.facts import Effect, Hold, Knee, Scaling, Serialised
+from lab.report import facts, loopfacts
+from lab.report.facts import Effect, Knee, Scaling, Serialised
 from lab.report.groups import Comparison, Row, comparisons, noise_by_kind
+from lab.report.loopfacts import Hold, Outside, Pool
 from lab.report.verdict import Verdict, compare
 from lab.store.schema import Result
 
@@ -180,6 +181,8 @@ class Report:
     preferred: str | None  # lab.baseline, if the config named one
     knees: tuple[Knee, ...]  # fixed-rate open experiments: where each met its SLO
     holds: tuple[Hold, ...] = ()  # the loop meter's endpoints, per experiment and configuration
+    outside: tuple[Outside, ...] = ()  # what held the loops outside any request
+    pools: tuple[Pool, ...] = ()  # the thread limiter, per experiment, configuration and load
 
     @classmethod
     def of(cls, lines: Iterable[Mapping[str, Any]], preferred: str | None = None
@@ -196,4 +199,5 @@ class Report:
         noise = noise_by_kind(comps)
         return cls(results, tuple(judged(c, noise.get(c.kind, 0.0), preferred)
                                   for c in comps), noise, preferred, facts.knees(comps),
-                   facts.holds(results))
+                   loopfacts.holds(results), loopfacts.outside(results),
+                   loopfacts.pools(results))
