@@ -1,5 +1,6 @@
 """Config → Matrix → Cells, and every bad config through the real CLI (exit 2, one line)."""
 
+import json
 import os
 import time
 import tomllib
@@ -10,7 +11,10 @@ import pytest
 
 from lab.errors import ConfigError
 from lab.matrix.config import Matrix, parse
+from lab.run.estimate import Estimate, cell_s
+from lab.run.runner import Launch, describe
 from lab.servers import ADAPTERS
+from lab.servers.asgi_wrap import APP_ENV, THREADS_ENV
 from tests.conftest import ROOT, run_lab
 
 ARTICLE = """
@@ -228,6 +232,118 @@ def test_baseline_names_a_configuration() -> None:
     with pytest.raises(ConfigError) as e:
         matrix('[lab]\nbaseline = "granian-w1"\n' + ARTICLE)
     assert e.value.path == "lab.baseline"
+
+
+# ---- lab.threads: the thread limiter's size, an axis of every configuration --------------
+
+THREADED = '[lab]\nthreads = [40, 100]\n' + ARTICLE
+THREADED_CONFIGS = [f"{c}-t{t}" for c in CONFIGS for t in (40, 100)]
+
+
+def test_threads_multiply_every_configuration_and_name_it_in_the_id() -> None:
+    m = matrix(THREADED)
+    cells = m.cells()
+    assert [c.id for c in cells] == [f"{c}-{p}" for c in THREADED_CONFIGS for p in POINTS]
+    assert m.size() == len(cells) == 2 * len(ARTICLE_IDS)
+    assert {(c.server_id, c.threads) for c in cells} == {
+        (sid, int(sid.rsplit("-t", 1)[1])) for sid in THREADED_CONFIGS}
+    # each value is its own measurement: --resume does not take one for the other
+    assert len({c.key(m.lab) for c in cells}) == len(cells)
+    assert {c.key(m.lab) for c in cells}.isdisjoint(c.key(m.lab) for c in matrix(ARTICLE).cells())
+    # a measurement point has a cell on every threaded configuration, side by side
+    (_, _, first), *_ = m.points(1)
+    assert [c.server_id for c in first] == THREADED_CONFIGS
+
+
+def test_threads_come_before_the_varying_options_in_the_id_and_one_value_is_shown() -> None:
+    text = """
+[lab]
+threads = 100
+
+[servers.uvicorn]
+workers = [1]
+options = { loop = ["asyncio", "uvloop"] }
+
+[[experiments]]
+name = "x"
+kind = "burst"
+endpoints = ["/hello"]
+requests = [5]
+"""
+    assert [c.id for c in matrix(text).cells()] == [
+        "uvicorn-w1-t100-loop=asyncio-x-hello-n5", "uvicorn-w1-t100-loop=uvloop-x-hello-n5"]
+
+
+def test_a_threaded_configuration_is_a_baseline() -> None:
+    assert matrix('[lab]\nthreads = [40, 100]\nbaseline = "granian-w2-t100"\n'
+                  + ARTICLE).lab.baseline == "granian-w2-t100"
+    with pytest.raises(ConfigError) as e:
+        matrix('[lab]\nthreads = [40, 100]\nbaseline = "uvicorn-w1"\n' + ARTICLE)
+    assert str(e.value) == ("lab.baseline: 'uvicorn-w1' is not a configuration of this "
+                            "matrix (e.g. 'uvicorn-w1-t40')")
+
+
+@pytest.mark.parametrize(("lab", "error"), [
+    ('threads = [40, "x"]', "lab.threads[1]: must be an integer, got 'x'"),
+    ("threads = [40, 0]", "lab.threads[1]: must be ≥ 1, got 0"),
+    ("threads = [-3]", "lab.threads[0]: must be ≥ 1, got -3"),
+    ("threads = [1.5]", "lab.threads[0]: must be an integer, got 1.5"),
+    ("threads = [true]", "lab.threads[0]: must be an integer, got True"),
+    ("threads = [40, 20000]", "lab.threads[1]: must be ≤ 10000, got 20000"),
+    ('threads = "many"', "lab.threads: must be an integer, got 'many'"),
+    ("threads = [40, 100, 40]", "lab.threads: has duplicate values: [40, 100, 40]"),
+    ("threads = []", "lab.threads: must not be empty"),
+    ("threads = [40]\nwrap = false", "lab.threads: needs lab.wrap = true: the wrapper sets "
+                                     "the thread limiter inside each worker"),
+])
+def test_bad_threads_are_refused_with_their_key_path(lab: str, error: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        matrix(f"[lab]\n{lab}\n" + ARTICLE)
+    assert str(e.value) == error
+
+
+def test_threads_under_a_server_point_to_lab_threads() -> None:
+    with pytest.raises(ConfigError) as e:
+        matrix(ARTICLE.replace("workers = [2]", "workers = [2]\nthreads = [100]"))
+    assert e.value.path == "servers.granian.threads"
+    assert "lab.threads" in str(e.value)
+
+
+def test_a_threaded_server_is_launched_with_lab_threads_and_others_without() -> None:
+    threaded, plain = matrix(THREADED), matrix(ARTICLE)
+    cell = next(c for c in threaded.cells() if c.server_id == "uvicorn-w1-t100")
+    env = Launch.for_cell(threaded.lab, cell).env
+    assert env[THREADS_ENV] == "100"
+    assert env[APP_ENV] == "apps.article:app"  # the rest as before
+    assert {Launch.for_cell(threaded.lab, c).env[THREADS_ENV] for c in threaded.cells()} == {
+        "40", "100"}
+    assert all(THREADS_ENV not in Launch.for_cell(plain.lab, c).env for c in plain.cells())
+    assert Launch.for_cell(plain.lab, plain.cells()[0]).env == Launch.of(plain.lab).env
+
+
+def test_a_results_line_carries_the_threads_it_ran_with_only_when_set() -> None:
+    threaded = matrix(THREADED)
+    cell = next(c for c in threaded.cells() if c.server_id == "granian-w2-t100")
+    line = describe(cell, threaded.lab, "run", "rawhttp", "2026-01-01T00:00:00+00:00").to_json()
+    assert (line["server_id"], line["settings"]["threads"]) == ("granian-w2-t100", "100")
+    plain = matrix(ARTICLE)
+    line = describe(plain.cells()[0], plain.lab, "run", "rawhttp",
+                    "2026-01-01T00:00:00+00:00").to_json()
+    assert '"threads"' not in json.dumps(line)  # a run without the axis writes lines as before
+
+
+def test_the_estimate_counts_every_threaded_configuration_and_its_waves() -> None:
+    hello = ARTICLE.split("[[experiments]]")[0] + "[[experiments]]" + ARTICLE.split(
+        "[[experiments]]")[2]  # closed only: its windows last what the config says
+    plain, threaded = (Estimate.of(matrix(t).cells()) for t in (hello, "[lab]\nthreads = "
+                                                               "[40, 100]\n" + hello))
+    assert threaded.cells == 2 * plain.cells
+    assert threaded.seconds == pytest.approx(2 * plain.seconds)  # a server start each, too
+    # a burst of 50 sleeping `def` requests: two waves of 40 threads, one of 100
+    waves = {c.threads: cell_s(c) for c in matrix(THREADED).cells()
+             if c.id.endswith("article-blocking-n50") and c.server == "uvicorn"
+             and c.workers == 1}
+    assert waves[40] - waves[100] == pytest.approx(0.2)  # one delay fewer
 
 
 # ---- Matrix.only -----------------------------------------------------------------------

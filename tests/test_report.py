@@ -584,6 +584,50 @@ def test_how_many_workers_says_the_scaling_and_names_limited_rows(tmp_path: Path
     assert rows["granian-w1"].scaling is None and rows["uvicorn-w1"].scaling is None
 
 
+def test_threads_are_shown_per_configuration_and_each_value_scales_against_its_own(
+        tmp_path: Path) -> None:
+    """lab.threads = [40, 100]: the configurations as run say each one's threads, and 2
+    workers are compared with 1 worker of the same threads (1.8× at 40, 3× at 100)."""
+    config = ("[lab]\nrepeats = 3\nthreads = [40, 100]\n" + CONFIG).replace(
+        "workers = [1]", "workers = [1, 2]")
+    matrix = parse(tomllib.loads(config))
+    rps = {(1, 40): 1000, (2, 40): 1800, (1, 100): 500, (2, 100): 1500}
+    records = []
+    for cell in matrix.cells():
+        if cell.experiment.kind != "closed" or cell.server != "uvicorn":
+            continue
+        r = record_for(cell, matrix, "threads")
+        n = round(rps[cell.workers, cell.threads] * (1 + cell.repeat / 100))
+        r["figures"] = summarize(measurement(
+            [Sample(0.2 + i / 1e4, 0.004, None, 1000 + i % cell.workers) for i in range(n)],
+            1.0, 0.2, clients=1)).to_json()
+        r["status"], r["failure"] = "ok", None
+        records.append(r)
+    run = make_run(tmp_path, config, "threads", records)
+    rows = rows_of(model(run), "/hello")
+    assert set(rows) == {"uvicorn-w1-t40", "uvicorn-w2-t40", "uvicorn-w1-t100",
+                         "uvicorn-w2-t100"}
+    at40, at100 = rows["uvicorn-w2-t40"].scaling, rows["uvicorn-w2-t100"].scaling
+    assert at40 is not None and at100 is not None
+    assert at40.ratio == pytest.approx(1.8, abs=0.01)
+    assert at100.ratio == pytest.approx(3.0, abs=0.02)
+    md = report.build(run).read_text()
+    assert "uvicorn with 100 threads ×3.0" in md and "uvicorn with 40 threads ×1.8" in md
+    settings = md.split("## Server configurations as run", 1)[1].split("\n## ", 1)[0]
+    assert "*threads* is the size of anyio's default thread limiter" in settings
+    assert "(40 threads)" not in settings  # not said of every server any more
+    shown = {r["configuration"]: (r["workers"], r["threads"])
+             for r in table_rows(settings, main_only=True)}
+    assert shown == {"uvicorn-w1-t40": ("1", "40"), "uvicorn-w2-t40": ("2", "40"),
+                     "uvicorn-w1-t100": ("1", "100"), "uvicorn-w2-t100": ("2", "100")}
+
+
+def test_a_run_without_threads_has_no_threads_column(built: str) -> None:
+    settings = built.split("## Server configurations as run", 1)[1].split("\n## ", 1)[0]
+    assert all("threads" not in r for r in table_rows(settings, main_only=True))
+    assert "(40 threads)" in settings
+
+
 def _probe_row(sid: str, idle: tuple[float, float], loaded: tuple[float, float, float]
                ) -> Row:
     """An interference row of one repeat: idle probe (p50, p90), loaded (p50, p90, max)."""

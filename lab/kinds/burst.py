@@ -3,17 +3,18 @@
 import math
 
 from lab.kinds import Fact, Headline, Kind, register
-from lab.matrix.config import PYTHON_ENGINES, Cell
+from lab.matrix.config import DEFAULT_THREADS, PYTHON_ENGINES, Cell
 from lab.run.estimate import CELL_OVERHEAD_S, blocks_loop, delay_s
 from lab.store.schema import Figures
 
 
 def estimate_s(cell: Cell) -> float:
     """N × delay where the servers may send every request to one blocked worker, else a
-    delay per 40 requests (the thread pool)."""
+    delay per thread pool's worth of requests (lab.threads, by default 40)."""
     if blocks_loop(cell):
         return CELL_OVERHEAD_S + cell.load * delay_s(cell)
-    return CELL_OVERHEAD_S + delay_s(cell) * math.ceil(cell.load / 40)
+    return CELL_OVERHEAD_S + delay_s(cell) * math.ceil(cell.load / (cell.threads
+                                                                     or DEFAULT_THREADS))
 
 
 def progress(f: Figures) -> str:

@@ -33,6 +33,8 @@ ENGINE_NAMES = ("rawhttp", "httpx", "aiohttp", "wrk")
 PYTHON_ENGINES = ("rawhttp", "httpx", "aiohttp")
 CONNECT = ("warm", "cold")  # connections opened before the window, or one per request in it
 AXIS_SETTINGS = ("connect", "probe_connect")  # a list of them is an axis of experiments
+DEFAULT_THREADS = 40  # anyio's default thread limiter: its tokens when lab.threads is absent
+MAX_THREADS = 10_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class LabSettings:
     # "configuration": one server start per configuration and repeat, serving all its cells
     # (restarted after a failed cell); "cell": a fresh server for every cell.
     restart: str = "configuration"
+    # Tokens of anyio's default thread limiter in each worker (FastAPI's `def` endpoints and
+    # sync dependencies), applied by the wrapper: an axis of every server configuration.
+    # (): not set, the app's own (40).
+    threads: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,7 @@ class Cell:
     repeat: int
     label_options: tuple[str, ...] = field(default=(), compare=False)  # axes shown in the id
     label_repeat: bool = field(default=False, compare=False)
+    threads: int | None = None  # lab.threads: the thread limiter's tokens; None: the app's own
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoint", as_endpoint(self.endpoint))
@@ -132,13 +139,20 @@ class Cell:
         ``lab.restart = "configuration"`` those of one configuration and repeat."""
         if restart == "cell":
             return (self.id,)
-        return (self.server, self.workers, self.options, self.repeat)
+        return (*self.configuration, self.repeat)
+
+    @property
+    def configuration(self) -> tuple[object, ...]:
+        """What one server start serves: server, workers, options and threads."""
+        return (self.server, self.workers, self.options, self.threads)
 
     @property
     def server_id(self) -> str:
-        """The server configuration: server, workers and the options that vary."""
+        """The server configuration: server, workers, threads when lab.threads is set, and
+        the options that vary."""
+        threads = [] if self.threads is None else [f"t{self.threads}"]
         shown = [f"{k}={v}" for k, v in self.options if k in self.label_options]
-        return "-".join([self.server, f"w{self.workers}", *shown])
+        return "-".join([self.server, f"w{self.workers}", *threads, *shown])
 
     @property
     def id(self) -> str:
@@ -165,6 +179,7 @@ class Cell:
             "app": lab.app, "app_dir": lab.app_dir, "wrap": lab.wrap, "host": lab.host,
             # only when on: the keys of the cells of every earlier run stay what they were
             **({"loop_meter": True} if lab.loop_meter else {}),
+            **({"threads": self.threads} if self.threads is not None else {}),
             "placement": lab.placement.as_record(),
             "server": self.server, "workers": self.workers, "options": dict(self.options),
             "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint.record(),
@@ -195,6 +210,10 @@ class Service:
     server: str = "uvicorn"
 
 
+# A server configuration: server, workers, options' variant, threads (None: not set).
+Configuration = tuple[str, int, tuple[tuple[str, OptionValue], ...], int | None]
+
+
 @dataclass(frozen=True)
 class Matrix:
     lab: LabSettings
@@ -207,8 +226,19 @@ class Matrix:
         return self.lab.repeats * self._configuration_count() * self._point_count()
 
     def _configuration_count(self) -> int:
-        return sum(len(s.workers) * math.prod(len(v) for v in s.options.values())
-                   for s in self.servers)
+        return len(self._threads()) * sum(
+            len(s.workers) * math.prod(len(v) for v in s.options.values()) for s in self.servers)
+
+    def _threads(self) -> tuple[int | None, ...]:
+        """The threads axis: None alone when lab.threads is not set."""
+        return self.lab.threads or (None,)
+
+    def _configurations(self) -> list[Configuration]:
+        """Every server configuration in config order: server, workers, its options'
+        variant, threads (innermost, so that its values run side by side)."""
+        return [(spec.name, workers, variant, threads) for spec in self.servers
+                for workers, variant, threads in itertools.product(
+                    spec.workers, spec.variants(), self._threads())]
 
     def _point_count(self) -> int:
         return sum(len(e.endpoints) * len(e.loads) for e in self.experiments)
@@ -222,19 +252,18 @@ class Matrix:
         with a seeded generator instead, so the same config always runs in the same order."""
         varying = {s.name: tuple(k for k, v in s.options.items() if len(v) > 1)
                    for s in self.servers}
-        configs = [(spec.name, workers, variant) for spec in self.servers
-                   for workers, variant in itertools.product(spec.workers, spec.variants())]
+        configs = self._configurations()
         points = [(exp, endpoint, load) for exp in self.experiments
                   for endpoint, load in itertools.product(exp.endpoints, exp.loads)]
         rng = random.Random(self.lab.seed)
 
-        def cell(config: tuple[str, int, tuple[tuple[str, OptionValue], ...]],
-                 point: tuple[Experiment, Endpoint, int], repeat: int) -> Cell:
-            (name, workers, variant), (exp, endpoint, load) = config, point
+        def cell(config: Configuration, point: tuple[Experiment, Endpoint, int],
+                 repeat: int) -> Cell:
+            (name, workers, variant, threads), (exp, endpoint, load) = config, point
             return Cell(name, workers, variant, exp, endpoint, load, repeat, varying[name],
-                        self.lab.repeats > 1)
+                        self.lab.repeats > 1, threads)
 
-        def arranged(repeat: int) -> list[tuple[str, int, tuple[tuple[str, OptionValue], ...]]]:
+        def arranged(repeat: int) -> list[Configuration]:
             if self.lab.order == "shuffled":
                 return rng.sample(configs, len(configs))
             k = (repeat - 1) % len(configs) if self.lab.restart == "configuration" else 0
@@ -256,10 +285,9 @@ class Matrix:
         for i, exp in enumerate(self.experiments):
             for (j, endpoint), load in itertools.product(enumerate(exp.endpoints), exp.loads):
                 yield i, j, [
-                    Cell(spec.name, workers, variant, exp, endpoint, load, repeat,
-                         varying[spec.name], self.lab.repeats > 1)
-                    for spec in self.servers
-                    for workers, variant in itertools.product(spec.workers, spec.variants())
+                    Cell(name, workers, variant, exp, endpoint, load, repeat, varying[name],
+                         self.lab.repeats > 1, threads)
+                    for name, workers, variant, threads in self._configurations()
                 ]
 
     def only(self, servers: set[str] | None = None, workers: set[int] | None = None,
@@ -494,7 +522,7 @@ def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> Lab
     t = _table(raw, "lab", {"app", "app_dir", "wrap", "loop_meter", "ready_path",
                             "ready_status", "repeats", "host", "start_timeout_s",
                             "stop_grace_s", "cell_timeout_s", "order", "seed", "baseline",
-                            "server_cpus", "client_cpus", "restart"})
+                            "server_cpus", "client_cpus", "restart", "threads"})
     d = LabSettings()
     app = _string(t.get("app", d.app), "lab.app")
     module, _, attr = app.partition(":")
@@ -507,6 +535,10 @@ def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> Lab
     if loop_meter and not wrap:
         raise ConfigError("lab.loop_meter", "needs lab.wrap = true: the wrapper meters the "
                                             "loop inside each worker")
+    threads = _threads(t["threads"]) if "threads" in t else d.threads
+    if threads and not wrap:
+        raise ConfigError("lab.threads", "needs lab.wrap = true: the wrapper sets the thread "
+                                         "limiter inside each worker")
     host = _string(t.get("host", d.host), "lab.host")
     if not allow_non_loopback and not _is_loopback(host):
         raise ConfigError("lab.host", f"{host!r} is not a loopback address; the lab only "
@@ -533,7 +565,21 @@ def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> Lab
         baseline=_string(t["baseline"], "lab.baseline") if "baseline" in t else None,
         placement=_placement(t),
         restart=_choice(t.get("restart", d.restart), "lab.restart", ("configuration", "cell")),
+        threads=threads,
     )
+
+
+def _threads(value: Any) -> tuple[int, ...]:
+    """lab.threads: distinct token counts of the thread limiter, 1 to MAX_THREADS each."""
+    values = _list(value, "lab.threads")
+    out = []
+    for i, v in enumerate(values):
+        path = f"lab.threads[{i}]" if isinstance(value, list) else "lab.threads"
+        n = _number(v, path, 1, integer=True)
+        if n > MAX_THREADS:
+            raise ConfigError(path, f"must be ≤ {MAX_THREADS}, got {n}")
+        out.append(int(n))
+    return tuple(out)
 
 
 def _app_dir(value: Any, base_dir: Path | None) -> str:
@@ -586,6 +632,10 @@ def _parse_server(name: str, raw: Any) -> ServerSpec:
     path = f"servers.{name}"
     if name not in ADAPTERS:
         raise ConfigError(path, f"unknown server (known: {', '.join(sorted(ADAPTERS))})")
+    if isinstance(raw, dict) and "threads" in raw:  # the thread limiter is every server's
+        raise ConfigError(f"{path}.threads", "unknown key (allowed: options, workers); the "
+                                             "thread limiter's size is lab.threads, an axis "
+                                             "of every server")
     t = _table(raw, path, {"workers", "options"}, {"workers"})
     workers = tuple(_number(w, f"{path}.workers[{i}]", 1, integer=True)
                     for i, w in enumerate(_list(t["workers"], f"{path}.workers")))
@@ -701,7 +751,7 @@ def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False,
     _check_ids(last)
     if lab.baseline and lab.baseline not in {c.server_id for c in last[0][2]}:
         raise ConfigError("lab.baseline", f"{lab.baseline!r} is not a configuration of this "
-                                          "matrix (e.g. 'uvicorn-w1')")
+                                          f"matrix (e.g. {last[0][2][0].server_id!r})")
     return matrix
 
 
@@ -710,7 +760,9 @@ def _check_size(matrix: Matrix) -> None:
     n = matrix.size()
     if n <= MAX_CELLS:
         return
-    factors = {"lab.repeats": matrix.lab.repeats, "servers": matrix._configuration_count(),
+    threads = len(matrix._threads())
+    factors = {"lab.repeats": matrix.lab.repeats,
+               "servers": matrix._configuration_count() // threads, "lab.threads": threads,
                "experiments": matrix._point_count()}
     raise ConfigError(max(factors, key=lambda k: factors[k]),
                       f"the matrix has {n:,} cells (repeats × server configurations × "

@@ -12,6 +12,7 @@ from lab.kinds import Headline, get
 from lab.load.histogram import Histogram, latency_figures
 from lab.load.stats import Spread
 from lab.report.verdict import noise_floor_pct
+from lab.servers.base import THREADS
 from lab.store.schema import Figures, Result
 
 Getter = Callable[[Figures], float | None]
@@ -200,9 +201,14 @@ class Row:
         return {r.engine or "?" for r in self.results if r.ok}
 
     @property
-    def variant(self) -> tuple[str, str]:
-        """A server and its options: rows that differ only in workers share it."""
-        return self.server, repr(sorted(self.options.items()))
+    def threads(self) -> str | None:
+        """Its thread limiter's tokens (lab.threads) as run; None where the config left them."""
+        return self.results[0].settings.get(THREADS) if self.results else None
+
+    @property
+    def variant(self) -> tuple[str, str, str | None]:
+        """A server, its options and its threads: rows that differ only in workers share it."""
+        return self.server, repr(sorted(self.options.items())), self.threads
 
 
 @dataclass(frozen=True)

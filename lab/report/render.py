@@ -19,7 +19,7 @@ from lab.report.model import NOISY_SPREAD_PCT, Report, noisy
 from lab.report.summary import in_short
 from lab.report.tables import table
 from lab.report.ways import ways_findings, ways_short
-from lab.servers.base import FACTS
+from lab.servers.base import FACTS, THREADS
 from lab.store.results import ENVIRONMENT, RunDir, current, write_atomically
 from lab.store.schema import MergedRun, Result, RunInfo
 
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 REPORT = "report.md"
 SETTINGS = (*FACTS, "other options")  # the results store sorts keys: restore the order
+THREADS_NOTE = ("*threads* is the size of anyio's default thread limiter in each worker "
+                "(`lab.threads`; *default*: the app's own, 40 unless it changes it), which "
+                "FastAPI and Starlette run `def` endpoints and sync dependencies in. ")
 
 
 def _title(comp: Comparison) -> str:
@@ -278,7 +281,9 @@ def _settings(records: Sequence[Result], servers: list[dict[str, Any]]) -> list[
     for r in records:
         rows.setdefault(r.server_id, []).append(r)
     server_of = {cell: entry for entry in servers for cell in entry.get("cells", [])}
-    body = []
+    sized = any(THREADS in r.settings for r in records)  # lab.threads set (in a run merged)
+    settings: list[list[Any]] = []
+    placed: list[list[Any]] = []
     for sid, rs in rows.items():
         first = rs[0]
         starts = [r.start_to_ready_s for r in rs if r.start_to_ready_s is not None]
@@ -289,24 +294,26 @@ def _settings(records: Sequence[Result], servers: list[dict[str, Any]]) -> list[
         cores = place.get("server_cores")
         flag = " ⚠ more workers than server cores" if cores and first.workers > cores else ""
         engines = ", ".join(sorted({r.engine or "?" for r in rs if _could_use_wrk(r)}))
-        body.append([sid, first.server_version, f"{first.workers}{flag}",
-                     *(first.settings.get(k, "–") for k in SETTINGS),
-                     place.get("server_cpus", "all"), place.get("client_cpus", "all"),
-                     engines or "–", f"{len(starts)} for {len(rs)} cells",
-                     _range(starts), _range(stops), killed])
+        threads = [first.settings.get(THREADS, "default")] if sized else []
+        settings.append([sid, first.server_version, f"{first.workers}{flag}", *threads,
+                         *(first.settings.get(k, "–") for k in SETTINGS)])
+        placed.append([sid, place.get("server_cpus", "all"), place.get("client_cpus", "all"),
+                       engines or "–", f"{len(starts)} for {len(rs)} cells",
+                       _range(starts), _range(stops), killed])
     return ["## Server configurations as run", "",
             "What actually ran, to judge whether a comparison is like for like: the lab's "
             "defaults plus the config's options, and each server's own default where neither "
-            "set it. " + article.thread_pool_note({r.app for r in records})
+            "set it. " + (THREADS_NOTE if sized else
+                          article.thread_pool_note({r.app for r in records}))
             + "*server CPUs* / *client CPUs* are the cores each side was pinned to "
             "(the same cores: they competed). *starts* counts server starts (a server serves "
             "all cells of its configuration and repeat unless a cell failed, or "
             "`lab.restart = \"cell\"`). Start-to-ready and stop times are medians (min–max); "
             "SIGKILLed counts stops that needed SIGKILL.", "",
-            tabulate([r[:3 + len(SETTINGS)] for r in body],
-                     headers=["configuration", "version", "workers", *SETTINGS],
+            tabulate(settings, headers=["configuration", "version", "workers",
+                                        *([THREADS] if sized else []), *SETTINGS],
                      tablefmt="github", disable_numparse=True), "",
-            tabulate([r[:1] + r[3 + len(SETTINGS):] for r in body],
+            tabulate(placed,
                      headers=["configuration", "server CPUs", "client CPUs",
                               "closed-loop engine", "starts", "start-to-ready s", "stop s",
                               "SIGKILLed"], tablefmt="github", disable_numparse=True), ""]

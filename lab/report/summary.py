@@ -95,7 +95,8 @@ def _scaling(row: RowFacts, x: Scaling) -> tuple[str, bool]:
     used = x.workers_used
     notes = [f"only {used} of {row.workers} workers got requests"] if 0 < used < row.workers \
         else []
-    text = f"{row.server} ×{x.ratio:.2f} at {row.workers} workers"
+    threads = f" with {row.threads} threads" if row.threads else ""  # lab.threads, when set
+    text = f"{row.server}{threads} ×{x.ratio:.2f} at {row.workers} workers"
     if x.limited:
         return text + (f" ({notes[0]})" if notes else ""), True
     v = x.verdict

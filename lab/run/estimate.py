@@ -4,10 +4,10 @@ Closed and open windows last what the config says. A burst or a probe lasts what
 endpoint takes, which a config says only through a ``delay`` parameter, read as
 apps.article's endpoints use it: a burst of /async-blocking takes N × delay (servers may
 send every request to one worker), other sleeping endpoints a delay per 40 requests (the
-thread pool); a probe stalled by /async-blocking waits for the background users' requests,
-a few rounds of them. Other bursts and probes count only their overhead, and the estimate
-says it is a floor: a real app's took twice as long. The live ETA (``lab.run.progress``)
-learns the pace from the cells measured.
+thread pool, or ``lab.threads``); a probe stalled by /async-blocking waits for the
+background users' requests, a few rounds of them. Other bursts and probes count only their
+overhead, and the estimate says it is a floor: a real app's took twice as long. The live
+ETA (``lab.run.progress``) learns the pace from the cells measured.
 """
 
 from dataclasses import dataclass

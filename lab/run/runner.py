@@ -26,7 +26,8 @@ from lab.matrix.config import Cell, Experiment, LabSettings, Matrix
 from lab.matrix.endpoint import Endpoint
 from lab.run import services
 from lab.servers import ADAPTERS
-from lab.servers.asgi_wrap import APP_DIR_ENV, APP_ENV, LOOP_METER_ENV, SERVED
+from lab.servers.asgi_wrap import APP_DIR_ENV, APP_ENV, LOOP_METER_ENV, SERVED, THREADS_ENV
+from lab.servers.base import THREADS
 from lab.store.results import RunDir, timestamp
 from lab.store.schema import Failure, FailureKind, Figures, Process, Result
 from lab.supervise import appcheck
@@ -58,11 +59,14 @@ def describe(cell: Cell, lab: LabSettings, run_id: str, engine: str, started_at:
     adapter = ADAPTERS[cell.server]
     load: dict[str, Any] = {get(exp.kind).load_key: "auto" if cell.searched else cell.load}
     load |= exp.shown_settings()
+    settings = adapter.settings(dict(cell.options))
+    if cell.threads is not None:  # only when set: the lines of a run without it are as before
+        settings[THREADS] = str(cell.threads)
     return Result(
         run_id=run_id, cell_id=cell.id, server_id=cell.server_id, server=cell.server,
         server_version=adapter.version(), workers=cell.workers,
         options=adapter.effective_options(dict(cell.options)),
-        settings=adapter.settings(dict(cell.options)), app=lab.app, app_dir=lab.app_dir,
+        settings=settings, app=lab.app, app_dir=lab.app_dir,
         wrap=lab.wrap, experiment=exp.name, kind=exp.kind, endpoint=cell.endpoint.label,
         request=cell.endpoint.record(), params=dict(exp.params), load=load,
         engine=engine, engine_requested=exp.engine, ways=exp.ways, repeat=cell.repeat,
@@ -94,8 +98,9 @@ class Context:
 
 @dataclass(frozen=True)
 class Launch:
-    """How every server of a run serves the app: what it is given to import, the
-    environment that names the user's app to the wrapper, and when it is ready."""
+    """How a server serves the app: what it is given to import, the environment that names
+    the user's app to the wrapper (and the configuration's thread limiter, ``threads``), and
+    when it is ready."""
 
     app: str
     env: dict[str, str]
@@ -103,13 +108,18 @@ class Launch:
     app_dir: str | None
 
     @classmethod
-    def of(cls, lab: LabSettings) -> "Launch":
+    def of(cls, lab: LabSettings, threads: int | None = None) -> "Launch":
         readiness = Readiness(lab.ready_path, lab.ready_status, markers=lab.wrap)
-        if not lab.wrap:
+        if not lab.wrap:  # the config refuses lab.threads without the wrapper
             return cls(lab.app, {}, readiness, lab.app_dir)
         env = {APP_ENV: lab.app, **({APP_DIR_ENV: lab.app_dir} if lab.app_dir else {}),
-               **({LOOP_METER_ENV: "1"} if lab.loop_meter else {})}
+               **({LOOP_METER_ENV: "1"} if lab.loop_meter else {}),
+               **({THREADS_ENV: str(threads)} if threads is not None else {})}
         return cls(SERVED, env, readiness, lab.app_dir)
+
+    @classmethod
+    def for_cell(cls, lab: LabSettings, cell: Cell) -> "Launch":
+        return cls.of(lab, cell.threads)
 
 
 def engine_for(cell: Cell) -> str:
@@ -193,7 +203,7 @@ class Servers:
         self.healthy = False
         self.plan, self.out = plan, out
         self.checked = not plan
-        # "app", or a configuration (server, workers, options) → (first cell, its failure)
+        # "app", or a configuration (Cell.configuration) → (first cell, its failure)
         self.refused: dict[object, tuple[str, ServerStartError]] = {}
 
     def get(self, cell: Cell, log_path: Path) -> tuple[Server, bool]:
@@ -205,7 +215,7 @@ class Servers:
             return self.server, False
         self.stop()
         self.cells = []
-        configuration = (cell.server, cell.workers, cell.options)
+        configuration = cell.configuration
         if refused := self.refused.get("app") or self.refused.get(configuration):
             first, e = refused
             raise ServerStartError(f"not started: {e.reason} (same as cell {first})",
@@ -230,7 +240,7 @@ class Servers:
 
     def _start(self, cell: Cell, log_path: Path) -> Server:
         lab, adapter = self.ctx.lab, ADAPTERS[cell.server]
-        launch = Launch.of(lab)
+        launch = Launch.for_cell(lab, cell)
         return start(
             lambda port: adapter.argv(sys.executable, launch.app, lab.host, port,
                                       cell.workers, dict(cell.options)),

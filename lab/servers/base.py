@@ -8,6 +8,9 @@ from importlib import metadata, util
 
 OptionValue = str | int | bool
 FACTS = ("loop", "http", "keep-alive", "runtime threads", "access log")
+# A results line's setting beside them, only when the config sets lab.threads: the tokens of
+# anyio's default thread limiter in each worker (applied by the wrapper, on every server).
+THREADS = "threads"
 
 
 @dataclass(frozen=True)
