@@ -141,8 +141,11 @@ async def app(scope, receive, send):
 '''
 
 
-def line_of(source: str, text: str) -> int:
-    return next(i for i, line in enumerate(source.splitlines(), 1) if text in line)
+def line_of(source: str, text: str, after: str | None = None) -> int:
+    """The line of ``source`` with ``text``: the first, or the first after ``def after``."""
+    lines = source.splitlines()
+    start = next(i for i, line in enumerate(lines) if f"def {after}(" in line) if after else 0
+    return next(i for i, line in enumerate(lines[start:], start + 1) if text in line)
 
 
 def test_the_wrapper_times_each_step_and_names_the_blocking_line(

@@ -1,0 +1,235 @@
+"""The loop meter on every kind of blocking a team's FastAPI app has, through ``python -m lab
+run`` on uvicorn, hypercorn and granian, at 1 and 2 workers, on asyncio and uvloop.
+
+The app, in a folder outside the project: an `async def` that reads a socket from a local
+upstream, one that hashes (CPU), one that queries sqlite, a blocking dependency under an
+endpoint that does not block, a correct `async def`, a `def`, an endpoint that starts a
+task which blocks, and a route behind a ``BaseHTTPMiddleware`` (its endpoint runs in a task
+of the middleware's). The report must name each blocking one with its line, none of the
+correct ones, the task and the middleware's downstream outside the requests, and the `def`
+endpoint's queue for threads where a worker had more requests than threads — not at N = 10.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_any_app import lab_run
+from tests.test_loop_meter import line_of
+
+DELAY_S = 0.03
+
+APP = f'''
+import asyncio
+import hashlib
+import socket
+import sqlite3
+import threading
+import time
+
+from fastapi import Depends, FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+DELAY = {DELAY_S}
+app = FastAPI()
+
+
+def _upstream() -> int:
+    """A local upstream that answers each connection after DELAY."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            conn, _ = server.accept()
+            time.sleep(DELAY)
+            conn.sendall(b"upstream")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+UPSTREAM = _upstream()
+_t0 = time.thread_time()
+hashlib.pbkdf2_hmac("sha256", b"pw", b"salt", 10_000)
+ROUNDS = max(10_000, int(10_000 * DELAY / max(time.thread_time() - _t0, 1e-6)))
+_jobs = set()
+
+
+@app.get("/socket")
+async def socket_read():
+    with socket.create_connection(("127.0.0.1", UPSTREAM)) as s:
+        return s.recv(100).decode()
+
+
+@app.get("/hash")
+async def hashing():
+    return hashlib.pbkdf2_hmac("sha256", b"pw", b"salt", ROUNDS).hex()
+
+
+@app.get("/sqlite")
+async def query():
+    with sqlite3.connect(":memory:") as db:
+        return db.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                          "WHERE x < 150000) SELECT count(*) FROM c").fetchone()[0]
+
+
+async def current_user():
+    time.sleep(DELAY)
+    return "user"
+
+
+@app.get("/profile")
+async def profile(user: str = Depends(current_user)):
+    return user
+
+
+@app.get("/ok")
+async def ok():
+    await asyncio.sleep(DELAY)
+    return "ok"
+
+
+@app.get("/threaded")
+def threaded():
+    time.sleep(DELAY)
+    return "threaded"
+
+
+async def cleanup():
+    time.sleep(DELAY)
+
+
+@app.get("/spawn")
+async def spawn():
+    job = asyncio.create_task(cleanup())
+    _jobs.add(job)
+    job.add_done_callback(_jobs.discard)
+    return "spawned"
+
+
+async def legacy(request):
+    time.sleep(DELAY)
+    return PlainTextResponse("legacy")
+
+
+class Timing(BaseHTTPMiddleware):
+    async def dispatch(self, request, call_next):
+        return await call_next(request)
+
+
+app.mount("/old", Starlette(routes=[Route("/legacy", legacy)], middleware=[Middleware(Timing)]))
+'''
+
+CONFIG = """
+[lab]
+start_timeout_s = 30
+stop_grace_s = 3
+cell_timeout_s = 30
+app = "ext:app"
+app_dir = "ext"
+ready_path = "/ok"
+loop_meter = true
+
+[servers.uvicorn]
+workers = [1, 2]
+options = { loop = ["asyncio", "uvloop"] }
+
+[servers.hypercorn]
+workers = [1, 2]
+options = { worker_class = ["asyncio", "uvloop"] }
+
+[servers.granian]
+workers = [1, 2]
+options = { loop = ["asyncio", "uvloop"] }
+
+[[experiments]]
+name = "burst"
+kind = "burst"
+endpoints = ["/socket", "/hash", "/sqlite", "/profile", "/ok", "/threaded"]
+requests = [6]
+timeout_s = 10
+
+[[experiments]]
+name = "threads"
+kind = "burst"
+endpoints = ["/threaded"]
+requests = [10, 60, 120]
+timeout_s = 10
+
+[[experiments]]
+name = "tasks"
+kind = "closed"
+endpoints = ["/spawn", "/old/legacy"]
+users = [2]
+duration_s = 0.6
+warmup_s = 0
+timeout_s = 5
+"""
+
+CORRECT = ("/ok", "/threaded", "/spawn", "/old/legacy")  # their own steps never block
+TOKENS = 40
+
+
+def _lines(run_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(s) for s in (run_path / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.servers
+def test_every_kind_of_blocking_is_named_on_every_server_workers_and_loop(
+        tmp_path: Path) -> None:
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "ext" / "ext.py").write_text(APP)
+    code, output, run = lab_run(tmp_path, CONFIG, "kinds")
+    assert code == 0, output
+    lines = _lines(run.path)
+    configurations = {r["server_id"] for r in lines}
+    assert len(configurations) == 12 and len(lines) == 12 * 11, sorted(configurations)
+    app_sites = {r["endpoint"]: set() for r in lines}  # type: dict[str, set[str]]
+    for r in lines:
+        assert r["status"] == "ok", (r["cell_id"], r["failure"])
+        workers = r["figures"]["loop"]
+        for worker in workers.values():
+            for e in worker["endpoints"].values():
+                app_sites[r["endpoint"]] |= {s["site"] for s in e["sites"]
+                                             if "(no frame of the app)" not in s["site"]}
+        held = {s["site"]: s for w in workers.values() for s in w.get("held_outside", [])}
+        if r["experiment"] == "tasks":  # the other task's hold is outside the requests
+            where = {"/spawn": "cleanup", "/old/legacy": "legacy"}[r["endpoint"]]
+            site = f"time.sleep at ext.py:{line_of(APP, 'time.sleep', after=where)} in {where}"
+            assert site in held, (r["cell_id"], held)
+            assert max(w["held_outside_share"] for w in workers.values()) > 0.3, r["cell_id"]
+        if r["experiment"] == "threads":  # a queue exactly where a worker had > 40 requests
+            most = max(r["figures"]["pids"].values())
+            busy = max(w["threads"]["saturated_share"] for w in workers.values())
+            waiting = max(w["threads"]["peak_waiting"] for w in workers.values())
+            if most >= TOKENS + 5:
+                assert busy > 0.05 and waiting > 0, (r["cell_id"], busy, waiting, most)
+            elif most <= TOKENS - 5:
+                assert busy == 0 and waiting == 0, (r["cell_id"], busy, most)
+    # each blocking endpoint at its own line; the correct ones at none (0 false positives)
+    assert app_sites["/socket"] == {f"s.recv at ext.py:{line_of(APP, 's.recv')} in socket_read"}
+    assert app_sites["/hash"] == {
+        f"hashlib.pbkdf2_hmac at ext.py:{line_of(APP, 'ROUNDS).hex()')} in hashing"}
+    assert app_sites["/sqlite"] == {f"db.execute at ext.py:{line_of(APP, 'db.execute')} in query"}
+    assert app_sites["/profile"] == {
+        f"time.sleep at ext.py:{line_of(APP, 'time.sleep', after='current_user')} in current_user"}
+    assert all(not app_sites[e] for e in CORRECT), {e: app_sites[e] for e in CORRECT}
+
+    report = (run.path / "report.md").read_text()
+    short = report[report.index("## In short"):report.index("## This run")]
+    named = [x for x in short.splitlines() if "holds its worker's event loop" in x]
+    assert sorted(x.split("`")[1] for x in named) == ["/hash", "/profile", "/socket", "/sqlite"]
+    assert all("(on 12 of 12 configurations)" in x for x in named), named
+    outside = [x for x in short.splitlines() if x.startswith("- Outside any request")]
+    assert len(outside) == 2 and any("in cleanup`" in x for x in outside) \
+        and any("in legacy`" in x for x in outside), outside
+    queued = [x for x in short.splitlines() if "waited" in x and "for a" in x]
+    assert len(queued) == 1 and queued[0].startswith("- `/threaded` (`def`)"), queued
+    assert "raise `threads`" in queued[0]
