@@ -233,3 +233,50 @@ def test_every_kind_of_blocking_is_named_on_every_server_workers_and_loop(
     queued = [x for x in short.splitlines() if "waited" in x and "for a" in x]
     assert len(queued) == 1 and queued[0].startswith("- `/threaded` (`def`)"), queued
     assert "raise `threads`" in queued[0]
+
+
+@pytest.mark.servers
+def test_the_threads_axis_answers_whether_to_raise_the_40_threads(tmp_path: Path) -> None:
+    """60 `def` requests at once on one worker: with anyio's 40 threads, 20 wait a delay for
+    one; with `threads = 100` none does, and In short says so with both figures. A first
+    burst starts the threads (anyio starts one per run while none is idle: 15 ms for 60
+    here), so that the measured one compares pools, not thread starts."""
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "ext" / "ext.py").write_text(APP)
+    text = CONFIG[:CONFIG.index("[servers.uvicorn]")].replace(
+        "loop_meter = true", "loop_meter = true\nthreads = [40, 100]") + """
+[servers.uvicorn]
+workers = [1]
+
+[[experiments]]
+name = "start"
+kind = "burst"
+endpoints = ["/threaded"]
+requests = [60]
+timeout_s = 10
+
+[[experiments]]
+name = "threads"
+kind = "burst"
+endpoints = ["/threaded"]
+requests = [60]
+timeout_s = 10
+"""
+    code, output, run = lab_run(tmp_path, text, "axis")
+    assert code == 0, output
+    by = {r["server_id"]: r for r in _lines(run.path) if r["experiment"] == "threads"}
+    assert sorted(by) == ["uvicorn-w1-t100", "uvicorn-w1-t40"]
+    for sid, tokens in (("uvicorn-w1-t40", 40), ("uvicorn-w1-t100", 100)):
+        (worker,) = by[sid]["figures"]["loop"].values()
+        assert worker["threads"]["tokens"] == tokens, sid
+    (t40,), (t100,) = (by[s]["figures"]["loop"].values() for s in sorted(by, reverse=True))
+    wait40 = t40["endpoints"]["/threaded"]["thread_wait_ms_per_call"]
+    wait100 = t100["endpoints"]["/threaded"]["thread_wait_ms_per_call"]
+    # a third of the requests waited one delay: ≈ DELAY / 3 per call, against a thread's start
+    assert t40["threads"]["peak_waiting"] > 0 and t100["threads"]["peak_waiting"] == 0
+    assert t100["threads"]["saturated_share"] == 0
+    assert wait40 > 0.2 * DELAY_S * 1000 and wait40 > 2 * wait100, (wait40, wait100)
+    report = (run.path / "report.md").read_text()
+    short = report[report.index("## In short"):report.index("## This run")]
+    (line,) = [x for x in short.splitlines() if x.startswith("- `/threaded` (`def`) waited")]
+    assert "on uvicorn-w1-t40" in line and "with 100 threads (uvicorn-w1-t100)" in line, line
