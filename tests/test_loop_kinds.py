@@ -11,11 +11,13 @@ endpoint's queue for threads where a worker had more requests than threads — n
 """
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.test_any_app import lab_run
 from tests.test_loop_meter import line_of
 
@@ -280,3 +282,35 @@ timeout_s = 10
     short = report[report.index("## In short"):report.index("## This run")]
     (line,) = [x for x in short.splitlines() if x.startswith("- `/threaded` (`def`) waited")]
     assert "on uvicorn-w1-t40" in line and "with 100 threads (uvicorn-w1-t100)" in line, line
+
+
+@pytest.mark.servers
+def test_the_article_s_report_says_who_holds_the_loop_and_who_waits_for_threads(
+        tmp_path: Path) -> None:
+    """configs/loop.toml, smaller: `/async-blocking` holds the loop ≈ its delay per call at
+    its `time.sleep`; `/blocking` holds it ≈ 0 and queues behind the 40 threads at N = 60;
+    the findings say why the burst ran one after another and why the probe stalled."""
+    text = (ROOT / "configs" / "loop.toml").read_text()
+    text = text.replace("threads = [40, 100]", "").replace("delay = 0.05", f"delay = {DELAY_S}")
+    text = text[:text.index("[servers.hypercorn]")] + "[servers.granian]\nworkers = [1]\n" \
+        + text[text.index("# A first burst"):]
+    code, output, run = lab_run(tmp_path, text, "article")
+    assert code == 0, output
+    report = (run.path / "report.md").read_text()
+    claims = report[report.index("## The article's claims"):report.index("## Findings")]
+    (trap,) = [x for x in claims.splitlines() if x.startswith("- `/async-blocking` inside")]
+    (held,) = re.findall(r"held its worker's event loop ([\d.]+)–?([\d.]+)? ms", trap)
+    assert all(0.9 * DELAY_S * 1e3 < float(ms) < 2 * DELAY_S * 1e3 for ms in held if ms), trap
+    assert f"at `time.sleep at apps/article.py:{_line('time.sleep(delay)', 'async_blocking')}" \
+        in trap
+    (thread,) = [x for x in claims.splitlines() if x.startswith("- `/blocking` inside")]
+    (held,) = re.findall(r"held its worker's event loop ([\d.]+)", thread)
+    assert float(held) < 0.2 * DELAY_S * 1e3, thread
+    assert "at N = 60 it queued for one of the 40 threads" in thread, thread
+    findings = report[report.index("## Findings"):]
+    assert "**Why `/async-blocking` ran a burst's requests one after another**" in findings
+    assert "**Why `/async-blocking` stalled the probe**" in findings
+
+
+def _line(text: str, function: str) -> int:
+    return line_of((ROOT / "apps" / "article.py").read_text(), text, after=function)

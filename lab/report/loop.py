@@ -4,10 +4,13 @@ longest step and where the watchdog found a long step blocked; what held the loo
 any request; how `def` endpoints queued for anyio's threads; and the lines that name, in
 "In short", the endpoints that block their worker or queue for threads and what to do."""
 
+import re
 
 from tabulate import tabulate
 
+from lab.report.article import ARTICLE_APP
 from lab.report.fmt import fmt
+from lab.report.groups import delay_of
 from lab.report.loopfacts import HOLD_MS, OUTSIDE_SHARE, Hold, Outside, Pool, merged
 from lab.report.loopfacts import NO_APP_FRAME as NO_APP
 from lab.report.model import Report
@@ -142,6 +145,11 @@ def _outside_short(report: Report) -> list[str]:
     return out
 
 
+def _unthreaded(server_id: str) -> str:
+    """The configuration without its threads value: uvicorn-w1-t100 → uvicorn-w1."""
+    return re.sub(r"-t\d+(?=-|$)", "", server_id)
+
+
 def _pool_short(report: Report) -> list[str]:
     """One line per `def` endpoint that queued for a thread: where, how long, at which load,
     and what more threads did where the run measured them."""
@@ -161,10 +169,91 @@ def _pool_short(report: Report) -> list[str]:
         if calm:
             line += f"; {fmt(calm[0].wait_ms_per_call)} ms at {calm[0].load}"
         more = [p for p in mine if not p.queues and p.experiment == worst.experiment
-                and p.load == worst.load and p.tokens > worst.tokens]
+                and p.load == worst.load and p.tokens > worst.tokens
+                and _unthreaded(p.server_id) == _unthreaded(worst.server_id)]
         if more:
             best = min(more, key=lambda p: p.wait_ms_per_call or 0.0)
             line += (f"; with {best.tokens} threads ({best.server_id}) it waited "
                      f"{fmt(best.wait_ms_per_call)} ms")
         out.append(line + f": {FIX_POOL}.")
+    return out
+
+
+def article(report: Report) -> list[str]:
+    """The article's two blocking endpoints as the meter saw them inside the workers: the
+    trap holds the loop a delay per call at its `time.sleep`; `def` holds it for ≈ 0 and
+    queues for threads instead."""
+    mine = {r.experiment for r in report.results if r.app == ARTICLE_APP}
+    out = []
+    for endpoint in ("/async-blocking", "/blocking"):
+        found = [h for h in report.holds if h.experiment in mine and h.endpoint == endpoint]
+        if not found:
+            continue
+        by: dict[str, list[Hold]] = {}
+        for h in found:
+            by.setdefault(h.server_id, []).append(h)
+        each = [merged(hs) for hs in by.values()]
+        ms = [h.loop_ms_per_call for h in each]
+        span = fmt(min(ms)) if min(ms) == max(ms) else f"{fmt(min(ms))}–{fmt(max(ms))}"
+        delays = {d for r in report.results if r.experiment in mine and r.endpoint == endpoint
+                  and (d := delay_of(r.params)) is not None}
+        delay = f" against a {fmt(1e3 * delays.pop())} ms delay" if len(delays) == 1 else ""
+        line = (f"`{endpoint}` inside the workers: each call held its worker's event loop "
+                f"{span} ms{delay} on {len(each)} configurations")
+        if endpoint == "/async-blocking":
+            where = next((h.sites[0][0] for h in each if h.sites), None)
+            out.append(line + (f", at `{where}`" if where else "")
+                       + ": every other request of that worker waited meanwhile.")
+            continue
+        pools = [p for p in report.pools if p.experiment in mine and endpoint in p.endpoints]
+        queued = [p for p in pools if p.queues]
+        if queued:
+            worst = max(queued, key=lambda p: p.wait_ms_per_call or 0.0)
+            line += (f" — its sleep runs in a thread; at {worst.load} it queued for one of the "
+                     f"{worst.tokens} threads instead: {fmt(worst.wait_ms_per_call)} ms per "
+                     f"call on {worst.server_id}, all threads busy "
+                     f"{_pct(worst.saturated_share)} of the window, up to {worst.peak_waiting} "
+                     "waiting")
+        elif pools:
+            line += (" — its sleep runs in a thread, and no burst here filled the "
+                     f"{pools[0].tokens} threads")
+        out.append(line + ".")
+    return out
+
+
+def explained(report: Report) -> list[str]:
+    """A stalled probe or a serialised burst, next to what held the loop in the same
+    experiment: the endpoint's own hold and site, or a hold outside the requests."""
+    out, seen = [], set()
+    for comp in report.comparisons:
+        if (comp.experiment, comp.endpoint) in seen:
+            continue  # one line for an endpoint's bursts at every N
+        if comp.kind == "interference":
+            hit = [r.server_id for r in comp.rows if r.stalled]
+            what = "stalled the probe"
+        elif comp.kind == "burst":
+            hit = [r.server_id for r in comp.rows if r.serialised and r.serialised.serial]
+            what = "ran a burst's requests one after another"
+        else:
+            continue
+        if not hit:
+            continue
+        seen.add((comp.experiment, comp.endpoint))
+        own = [h for h in report.holds if h.experiment == comp.experiment
+               and h.endpoint == comp.endpoint and h.server_id in hit and h.blocks]
+        if own:
+            h = merged(own)
+            where = f" at `{h.sites[0][0]}`" if h.sites else ""
+            out.append(f"**Why `{comp.endpoint}` {what}** (`{comp.experiment}`, "
+                       f"{len(own)} of {len(hit)} configurations): inside the workers each "
+                       f"call held its worker's event loop {fmt(h.loop_ms_per_call)} ms{where}; "
+                       "every other request of that worker waited behind it.")
+            continue
+        held = [o for o in report.outside if o.experiment == comp.experiment
+                and o.server_id in hit and o.blocks]
+        if held:
+            site = next(s for o in held for s, _, _ in o.sites if not s.endswith(NO_APP))
+            out.append(f"**Why `{comp.endpoint}` {what}** (`{comp.experiment}`): outside any "
+                       f"request, `{site}` held the event loop up to "
+                       f"{_pct(max(o.held_share for o in held))} of a window.")
     return out

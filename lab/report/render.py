@@ -411,9 +411,9 @@ def build(run: RunDir) -> Path:
                      + loop.short(report))
     lines += _in_short(short, drawn)
     lines += _this_run(info, records) + _stale(stale)
-    if claimed := article.claims(comps):
+    if claimed := article.claims(comps) + loop.article(report):
         lines += ["## The article's claims, measured", "", *(f"- {x}" for x in claimed), ""]
-    found = findings(comps) + ways_findings(comps)
+    found = findings(comps) + ways_findings(comps) + loop.explained(report)
     lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
               ""]
     lines += loop.section(report)
