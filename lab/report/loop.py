@@ -45,9 +45,10 @@ def warning(report: Report) -> list[str]:
     if not report.holds:
         return []
     return ["> **The loop meter was on** (`lab.loop_meter = true`): driving each request's "
-            "coroutine step by step cost 14–20 % of a trivial endpoint's req/s on a 2-core "
-            "machine (`python -m benchmarks.wrap_cost --loop-meter`, docs/benchmarks.md). "
-            "Compare this run's throughput only with runs that had it on too.", ""]
+            "coroutine step by step and its watchdog cost 7–19 % of a trivial endpoint's "
+            "req/s on a 2-core machine (uvicorn 0.81×, hypercorn 0.93×, granian 0.85×: "
+            "`python -m benchmarks.wrap_cost --loop-meter`, docs/benchmarks.md). Compare this "
+            "run's throughput only with runs that had it on too.", ""]
 
 
 def _outside_row(o: Outside) -> list[str]:
@@ -78,7 +79,10 @@ def section(report: Report) -> list[str]:
              f"{HOLD_MS:g} ms, late past that while no request's step ran — a task the app "
              "started, the downstream of a `BaseHTTPMiddleware`, the server's own work. "
              "*Threads*: anyio's default limiter, where FastAPI runs `def` endpoints and sync "
-             "dependencies (40 threads per worker unless `threads` says otherwise).", ""]
+             "dependencies (40 threads per worker unless `threads` says otherwise); a call's "
+             "wait runs from asking for a thread to running in one, over each of its runs "
+             "(FastAPI also validates a `def` endpoint's response in a thread), and includes "
+             "starting a thread while none is idle.", ""]
     experiments = dict.fromkeys(h.experiment for h in report.holds)
     for experiment in experiments:
         rows = sorted((h for h in report.holds if h.experiment == experiment),
@@ -98,7 +102,8 @@ def section(report: Report) -> list[str]:
             lines += ["Threads for `def` endpoints:", ""]
             lines += _table([_pool_row(p) for p in pools],
                             ["configuration", "load", "endpoints", "threads", "runs",
-                             "all threads busy", "peak waiting", "wait for a thread ms / p99"])
+                             "all threads busy", "peak waiting",
+                             "wait for a thread: ms per call / p99 of a run"])
     return lines
 
 

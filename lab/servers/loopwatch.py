@@ -336,8 +336,9 @@ class LoopMeter:
             posted, ran = landed
             key = bucket_index(ran - posted)
             self._lags[key] = self._lags.get(key, 0) + 1
-            if self._held_site is not None and self._free_since is not None:
-                held = ran - max(posted, self._free_since)
+            held = ran - max(posted, self._free_since or ran)
+            # a beat late mostly behind requests' steps, outside them only briefly, is theirs
+            if self._held_site is not None and held >= self._block_s / 2:
                 self._held_s += held
                 _add(self._held_sites, self._held_site, held)
             self._posted = self._free_since = self._held_site = None
