@@ -198,8 +198,11 @@ def populated() -> dict[str, set[str]]:
         "figures": common,
         **{name: set(getattr(figures, name).to_json()) for name in PARTS},
         "figures.knee_probes": set(KneeProbe.from_json({}).to_json()),
-        "figures.loop": set(LoopWorker.from_json({}).to_json()),
-        "figures.loop.endpoints": set(LoopEndpoint.from_json({}).to_json()),
+        "figures.loop": set(LoopWorker.from_json({  # the heartbeat's and limiter's too
+            "outside_cpu_share": 0.1, "lag_ms": {"p99": 1.0}, "held_outside_share": 0.1,
+            "held_outside": [{}], "threads": {}}).to_json()),
+        "figures.loop.endpoints": set(LoopEndpoint.from_json(
+            {"thread_wait_ms_per_call": 1.0}).to_json()),
         "figures.loop.endpoints.sites": set(LoopSite.from_json({}).to_json()),
         "run.json": set(info.to_json()),
         "run.json merged_from": set(MergedRun.from_json({}).to_json()),
