@@ -50,7 +50,8 @@ the difference of two snapshots; a hold outside the requests is the time from it
 post (or the first look that found no request's step) to the beat's run.
 """
 
-import math
+from bisect import bisect_right
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 VERSION = 2
@@ -96,9 +97,16 @@ class Snapshot(TypedDict):
     endpoints: dict[str, Endpoint]
 
 
-def bucket_index(seconds: float) -> int:
+# Bucket k holds the steps whose round(BUCKETS_PER_DECADE · log10(µs)) is k: those from
+# _EDGES[k - 1] to below _EDGES[k] seconds; a bisection costs a third of the logarithm
+# (0.48 µs here) on every call's path. Up to 10^5 s; longer ones share the top bucket.
+_EDGES = [10 ** ((k + 0.5) / BUCKETS_PER_DECADE) / 1e6 for k in range(11 * BUCKETS_PER_DECADE)]
+
+
+def bucket_index(seconds: float, _find: Callable[[list[float], float], int] = bisect_right
+                 ) -> int:
     """The ``longest`` bucket of a step of ``seconds`` (steps under 1 µs share one)."""
-    return round(BUCKETS_PER_DECADE * math.log10(max(seconds * 1e6, 1.0)))
+    return _find(_EDGES, seconds)
 
 
 def bucket(seconds: float) -> str:
