@@ -82,8 +82,9 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m lab", description=(
-        "Measure ASGI servers (uvicorn, hypercorn, granian) at several worker counts and "
-        "options, from a TOML config matrix, and write a markdown comparison report."),
+        "Measure ASGI servers (uvicorn, hypercorn, granian, gunicorn) at several worker "
+        "counts and options, from a TOML config matrix, and write a markdown comparison "
+        "report."),
         epilog="exit codes: 0 ok, 1 the run folder could not be written (disk full), "
                "2 bad config/arguments or a lock held by another lab, 3 some cells failed, "
                "4 compare found a regression, "
@@ -131,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild report.md of a run, or merge runs into one",
                          description="Rebuild RUN_DIR/report.md from its results files only. "
                          "With several RUN_DIRs and --out DIR: merge the runs (e.g. the "
-                         "three `tox -e uvicorn|hypercorn|granian` runs) into one report in "
-                         "DIR, saying when their environments differ.")
+                         "`tox -e uvicorn|hypercorn|granian|gunicorn` runs) into one report "
+                         "in DIR, saying when their environments differ.")
     rep.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                      help="e.g. reports/20261126-101500-matrix")
     rep.add_argument("--out", type=Path, metavar="DIR",

@@ -1,4 +1,5 @@
-"""Every server at 1 and 2 workers, started for real on 127.0.0.1 through lab.supervise.process."""
+"""Every registered server at 1 and 2 workers, started for real on 127.0.0.1 through
+lab.supervise.process."""
 
 import asyncio
 import sys
@@ -22,6 +23,7 @@ APP = "apps.article:app"
 DELAY = 0.05
 BURST = 40
 START_TIMEOUT_S = 20.0
+SERVERS = list(ADAPTERS)  # every registered server: a new adapter is tested like the others
 
 
 def argv_for(server: str, workers: int, app: str = APP):
@@ -39,7 +41,7 @@ async def burst(base_url: str, n: int) -> tuple[float, list[httpx.Response]]:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
+@pytest.mark.parametrize("name", SERVERS)
 def test_server_serves_with_its_workers_and_leaves_nothing(
         name: str, workers: int, tmp_path: Path, leak_token: str) -> None:
     with running(argv_for(name, workers), HOST, workers, tmp_path / "server.log",
@@ -79,7 +81,7 @@ def test_server_serves_with_its_workers_and_leaves_nothing(
         httpx.get(f"{server.base_url}/health", trust_env=False, timeout=2.0)
 
 
-@pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
+@pytest.mark.parametrize("name", SERVERS)
 def test_server_that_cannot_start(name: str, tmp_path: Path, leak_token: str) -> None:
     log = tmp_path / "server.log"
     t0 = time.monotonic()
@@ -108,7 +110,7 @@ def test_stop_after_the_server_exited_by_itself(tmp_path: Path, leak_token: str)
 
 
 @pytest.mark.parametrize("host", ["::1", "[::1]", "localhost"])
-@pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
+@pytest.mark.parametrize("name", SERVERS)
 def test_every_loopback_host_the_config_accepts_works(name: str, host: str, tmp_path: Path,
                                                        leak_token: str) -> None:
     """lab.matrix.config accepts localhost, ::1 and [::1] as loopback: each must work on every
@@ -123,7 +125,7 @@ def test_every_loopback_host_the_config_accepts_works(name: str, host: str, tmp_
     assert leftovers(leak_token) == []
 
 
-@pytest.mark.parametrize("name", ["uvicorn", "hypercorn", "granian"])
+@pytest.mark.parametrize("name", SERVERS)
 def test_workers_that_ignore_sigterm_are_killed(name: str, tmp_path: Path,
                                                 leak_token: str) -> None:
     """apps.stubborn's workers ignore SIGTERM: the stop still ends the whole group, within

@@ -85,6 +85,13 @@ def imported_modules(distribution: str) -> dict[str, str]:
     return found
 
 
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class Adapter:
     """A server the lab can run. A new server is one module that builds one of these."""
@@ -100,19 +107,30 @@ class Adapter:
     # What a reader needs to judge like-for-like: setting → (option that sets it, or None;
     # the server's own default, as documented by its --help).
     facts: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    # Further distributions it serves with, which its own does not require (gunicorn's
+    # worker class is uvicorn-worker's, which runs uvicorn): each must be installed, their
+    # modules count as the server's and their versions join its own.
+    runs_on: tuple[str, ...] = ()
 
     def installed(self) -> bool:
-        return util.find_spec(self.module) is not None
+        return util.find_spec(self.module) is not None and all(
+            _version(d) is not None for d in self.runs_on)
 
     def modules(self) -> dict[str, str]:
         """What it imports from installed distributions: top-level module → distribution."""
-        return imported_modules(self.distribution)
+        found: dict[str, str] = {}
+        for dist in (self.distribution, *self.runs_on):
+            found = {**imported_modules(dist), **found}
+        return found
 
     def version(self) -> str | None:
-        try:
-            return metadata.version(self.distribution)
-        except metadata.PackageNotFoundError:
-            return None
+        """Its distribution's version, with those it runs on: ``23.0.0 (uvicorn-worker 0.4.0,
+        uvicorn 0.34.0)``."""
+        own = _version(self.distribution)
+        if own is None or not self.runs_on:
+            return own
+        others = (f"{d} {_version(d) or 'not installed'}" for d in self.runs_on)
+        return f"{own} ({', '.join(others)})"
 
     def effective_options(self, options: Mapping[str, OptionValue]) -> dict[str, OptionValue]:
         return {**self.defaults, **options}

@@ -33,7 +33,8 @@ def collect_cpu() -> dict[str, Any]:
 
 def collect_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
-    for name in sorted({a.distribution for a in ADAPTERS.values()} | set(LIBRARIES)):
+    servers = {d for a in ADAPTERS.values() for d in (a.distribution, *a.runs_on)}
+    for name in sorted(servers | set(LIBRARIES)):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
