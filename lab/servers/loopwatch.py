@@ -42,8 +42,8 @@ from lab.servers.loopmeter import bucket_index
 # The packages whose frames are not the app's, besides the standard library and whatever is
 # installed in site-packages: the servers and frameworks where they are installed elsewhere
 # (an editable install), and the lab itself.
-NOT_APP = ("uvicorn", "hypercorn", "granian", "starlette", "fastapi", "anyio", "h11",
-           "httptools", "uvloop", "lab")
+NOT_APP = ("uvicorn", "hypercorn", "granian", "gunicorn", "uvicorn_worker", "starlette",
+           "fastapi", "anyio", "h11", "httptools", "uvloop", "lab")
 MAX_ENDPOINTS = 1000  # unrouted paths (a scan of 404s) beyond this many count as OTHER
 OTHER = "(other paths)"
 WAKE_LATE_S = 0.001  # the watchdog looks this long after a step would pass the threshold
