@@ -165,8 +165,10 @@ def test_an_open_model_schedule_the_client_cannot_hold_is_flagged_and_gets_no_ve
     with serve("uvicorn", 1, tmp_path) as server:
         held = figures_of(cell, server)
         late = summarize(loop.run(starved(server.base_url, Window(server.pids())))).to_json()
-    assert not held["client_behind"] and late["client_behind"], (held, late)
-    assert late["send_lag_p99_ms"] > 10
+    # The starved client is flagged and sent later than the one beside it; whether that
+    # one kept its schedule depends on the machine (a busy CI flagged it too, rightly).
+    assert late["client_behind"] and late["send_lag_p99_ms"] > 10, late
+    assert late["send_lag_p99_ms"] > held["send_lag_p99_ms"], (held, late)
     report = Report.of([_line("uvicorn-w1", held), _line("granian-w1", late)])
     row = {r.server_id: r for r in report.comparisons[0].rows}["granian-w1"]
     assert row.limit() == "client" and row.verdict is not None

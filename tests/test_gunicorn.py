@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,10 @@ def test_lab_list_shows_gunicorn_with_its_version_and_options() -> None:
 @pytest.mark.servers
 def test_two_workers_serve_hello_and_a_burst_and_a_closed_loop_split_across_both(
         tmp_path: Path, leak_token: str) -> None:
+    """Every answer comes from one of its 2 workers, never the arbiter, and both answer. Which
+    worker accepts a connection is the kernel's and the workers' race: in CI one worker took
+    all 50 of a burst's connections, opened before the window. So closed loops run until
+    both have answered, 5 at most."""
     with serve("gunicorn", 2, tmp_path) as server:
         workers = set(server.ready_pids())
         assert len(workers) == 2
@@ -116,17 +121,21 @@ def test_two_workers_serve_hello_and_a_burst_and_a_closed_loop_split_across_both
         assert server.main_pid() not in workers
         burst = figures_of(make_cell("gunicorn", 2, "burst", "/non-blocking", 50,
                                      {"delay": 0.05}), server)
-        closed = figures_of(make_cell("gunicorn", 2, "closed", "/hello", 16,
-                                      duration_s=1.0, warmup_s=0.5), server)
+        closed: list[dict[str, Any]] = []
+        answered: set[int] = set()
+        while answered != workers and len(closed) < 5:
+            closed.append(figures_of(make_cell("gunicorn", 2, "closed", "/hello", 16,
+                                               duration_s=1.0, warmup_s=0.5), server))
+            answered |= {int(pid) for pid in closed[-1]["pids"]}
         pgid = server.pgid
-    for figures in (burst, closed):
+    for figures in (burst, *closed):
         assert figures["errors"] == {}
         split = {int(pid): n for pid, n in figures["pids"].items()}
-        assert set(split) == workers, split  # both workers answered, and only they did
-        assert all(n > 0 for n in split.values())
+        assert set(split) <= workers and all(n > 0 for n in split.values()), split
+    assert answered == workers, [c["pids"] for c in closed]
     assert sum(burst["pids"].values()) == 50
     assert burst["wall_s"] < 50 * 0.05 / 4  # overlapped, not one after another
-    assert closed["rps"] > 100
+    assert all(c["rps"] > 100 for c in closed)
     assert server.last_stop is not None and not server.last_stop.killed
     assert not carrying(leak_token), f"group {pgid} left processes"
 
