@@ -43,7 +43,7 @@ def test_an_endpoint_that_holds_the_loop_is_named_with_its_site_and_the_fix() ->
     (line,) = loop.short(report)
     assert line.startswith("`/slow` holds its worker's event loop 46–51 ms per call, at "
                            f"`{SLEEP}` (on 2 of 2 configurations)")
-    assert "make it `def`" in line
+    assert "make `slow` `def`" in line  # the function the site names
     assert "The loop meter was on" in loop.warning(report)[0]  # its cost is in every figure
     section = "\n".join(loop.section(report))
     assert section.index("`/slow`") < section.index("`/fine`")  # most loop time first

@@ -15,7 +15,8 @@ from lab.report.loopfacts import HOLD_MS, OUTSIDE_SHARE, Hold, Outside, Pool, me
 from lab.report.loopfacts import NO_APP_FRAME as NO_APP
 from lab.report.model import Report
 
-FIX = "make it `def` (FastAPI runs it in a thread), or await an async driver instead"
+FIX = ("make {it} `def` (FastAPI runs a `def` endpoint, dependency or background task in a "
+       "thread), or await an async driver instead")
 FIX_OUTSIDE = ("run that work in a thread (`await asyncio.to_thread(...)`) or make it await; "
                "until then it stalls every request of its worker")
 FIX_POOL = "raise `threads` (`[lab] threads = [40, 100]` measures it) or add workers"
@@ -107,6 +108,14 @@ def section(report: Report) -> list[str]:
     return lines
 
 
+def _function(site: str | None) -> str:
+    """The app's function a site names (``… at main.py:31 in send_email``: the endpoint, or
+    the dependency or background task it ran), as the fix names it; "it" when none."""
+    if site is None or site.endswith(NO_APP) or " in " not in site:
+        return "it"
+    return f"`{site.rsplit(' in ', 1)[1]}`"
+
+
 def short(report: Report) -> list[str]:
     """One line per endpoint that held its worker's loop over the run, with its site and
     the fix; one saying none did, when the meter ran and none did."""
@@ -126,7 +135,8 @@ def short(report: Report) -> list[str]:
         where = next((h.sites[0][0] for h in blocking if h.sites), None)
         out.append(f"`{endpoint}` holds its worker's event loop {span} ms per call"
                    + (f", at `{where}`" if where else "")
-                   + f" (on {len(blocking)} of {len(configurations)} configurations): {FIX}.")
+                   + f" (on {len(blocking)} of {len(configurations)} configurations): "
+                   + FIX.format(it=_function(where)) + ".")
     if not out:
         out.append(f"No endpoint held its worker's event loop ≥ {HOLD_MS:g} ms per call "
                    f"({len(by)} measured inside the workers).")
