@@ -274,10 +274,11 @@ timeout_s = 10
     (t40,), (t100,) = (by[s]["figures"]["loop"].values() for s in sorted(by, reverse=True))
     wait40 = t40["endpoints"]["/threaded"]["thread_wait_ms_per_call"]
     wait100 = t100["endpoints"]["/threaded"]["thread_wait_ms_per_call"]
-    # a third of the requests waited one delay: ≈ DELAY / 3 per call, against a thread's start
     assert t40["threads"]["peak_waiting"] > 0 and t100["threads"]["peak_waiting"] == 0
     assert t100["threads"]["saturated_share"] == 0
-    assert wait40 > 0.2 * DELAY_S * 1000 and wait40 > 2 * wait100, (wait40, wait100)
+    # a third of the requests waited one delay more: ≈ DELAY / 3 per call more at 40 threads
+    # (10 ms; 8.2 in a busy CI, where the hand-over to a thread took 9.8 ms at 100 threads)
+    assert wait40 - wait100 > 0.1 * DELAY_S * 1000, (wait40, wait100)
     report = (run.path / "report.md").read_text()
     short = report[report.index("## In short"):report.index("## This run")]
     (line,) = [x for x in short.splitlines() if x.startswith("- `/threaded` (`def`) waited")]
