@@ -71,33 +71,37 @@ def summarize(m: Measurement, machine: MachineShare | None = None) -> Figures:
         inflight_peak={str(pid): n for pid, n in sorted(u.inflight_peak.items())})
 
 
+def _ms(seconds: float | None) -> float | None:
+    return round(1000 * seconds, 3) if seconds is not None else None
+
+
+def _sites(table: dict[str, list[float]]) -> tuple[LoopSite, ...]:
+    """A snapshot's sites ([count, seconds] by site), most seconds first."""
+    return tuple(LoopSite(site, int(n), round(seconds, 6)) for site, (n, seconds)
+                 in sorted(table.items(), key=lambda kv: -kv[1][1]))
+
+
+def _bucket_ms(counts: dict[str, int]) -> dict[str, float | None]:
+    """p50, p99 and max of a bucket histogram (``loopmeter.bucket_index``), in ms."""
+    return {name: _ms(loopmeter.quantile_s(counts, q))
+            for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
+
+
 def loop_figures(windows: dict[int, Snapshot], wall_s: float) -> LoopFigures:
     """Each worker's loop meter window (``lab.servers.loopmeter.diff``) as figures, rounded to
     a µs: a line holds one table per worker and endpoint."""
 
-    def ms(seconds: float | None) -> float | None:
-        return round(1000 * seconds, 3) if seconds is not None else None
-
     def endpoint(e: loopmeter.Endpoint) -> LoopEndpoint:
-        sites = sorted(e["sites"].items(), key=lambda kv: -kv[1][1])
         top = e["max_step_s"]
 
         def longest(q: float) -> float | None:  # a bucket's value may lie above the max
             at = loopmeter.quantile_s(e["longest"], q)
-            return ms(min(at, top) if at is not None else None)
+            return _ms(min(at, top) if at is not None else None)
 
         return LoopEndpoint(
-            e["calls"], ms(e["loop_s"] / e["calls"]), ms(e["cpu_s"] / e["calls"]),
-            {"p50": longest(0.5), "p99": longest(0.99), "max": ms(top)},
-            tuple(LoopSite(site, int(n), round(seconds, 6)) for site, (n, seconds) in sites),
-            ms(e["thread_wait_s"] / e["calls"]) if e["thread_calls"] else None)
-
-    def lag(beats: loopmeter.Beats) -> dict[str, float | None]:
-        if not beats["lag"]:
-            return {}
-        return {"p50": ms(loopmeter.quantile_s(beats["lag"], 0.5)),
-                "p99": ms(loopmeter.quantile_s(beats["lag"], 0.99)),
-                "max": ms(loopmeter.bucket_s(max(beats["lag"], key=int)))}
+            e["calls"], _ms(e["loop_s"] / e["calls"]), _ms(e["cpu_s"] / e["calls"]),
+            {"p50": longest(0.5), "p99": longest(0.99), "max": _ms(top)}, _sites(e["sites"]),
+            _ms(e["thread_wait_s"] / e["calls"]) if e["thread_calls"] else None)
 
     def share(seconds: float | None) -> float | None:
         return round(seconds / wall_s, 4) if seconds is not None and wall_s > 0 else None
@@ -106,13 +110,12 @@ def loop_figures(windows: dict[int, Snapshot], wall_s: float) -> LoopFigures:
         requests_cpu = sum(e["cpu_s"] for e in w["endpoints"].values())
         outside = (max(w["loop_cpu_s"] - requests_cpu, 0.0) if w["loop_cpu_s"] is not None
                    else None)
-        held = tuple(LoopSite(site, int(n), round(seconds, 6)) for site, (n, seconds)
-                     in sorted(w["beats"]["sites"].items(), key=lambda kv: -kv[1][1]))
+        beats = w["beats"]
         return LoopWorker(share(w["busy_s"]),
                           {name: endpoint(e) for name, e in w["endpoints"].items()},
-                          share(outside), lag(w["beats"]),
+                          share(outside), _bucket_ms(beats["lag"]) if beats["lag"] else {},
                           # a hold that began before the window is counted up to its length
-                          share(min(w["beats"]["held_s"], wall_s)), held,
+                          share(min(beats["held_s"], wall_s)), _sites(beats["sites"]),
                           threads(w["threads"]) if w["threads"] is not None else None)
 
     return LoopFigures({str(pid): worker(w) for pid, w in sorted(windows.items())})
@@ -126,15 +129,11 @@ def threads(t: loopmeter.Threads) -> LoopThreads:
     def mean(hist: dict[str, float]) -> float | None:
         return round(sum(int(k) * s for k, s in hist.items()) / seen, 2) if seen > 0 else None
 
-    def wait(q: float) -> float | None:
-        at = loopmeter.quantile_s(t["waits"], q)
-        return round(1000 * at, 3) if at is not None else None
-
     full = sum(s for k, s in t["in_use_s"].items() if int(k) >= t["tokens"])
     return LoopThreads(t["tokens"], mean(t["in_use_s"]),
                        round(full / seen, 4) if seen > 0 else None, mean(t["waiting_s"]),
                        max(map(int, t["waiting_s"]), default=0), sum(t["waits"].values()),
-                       {"p50": wait(0.5), "p99": wait(0.99), "max": wait(1.0)})
+                       _bucket_ms(t["waits"]))
 
 
 def median(values: Iterable[float]) -> float:

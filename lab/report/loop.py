@@ -4,7 +4,7 @@ longest step and where the watchdog found a long step blocked; what held the loo
 any request; how `def` endpoints queued for anyio's threads; and the lines that name, in
 "In short", the endpoints that block their worker or queue for threads and what to do."""
 
-import re
+from collections.abc import Iterable
 
 from tabulate import tabulate
 
@@ -116,22 +116,34 @@ def _function(site: str | None) -> str:
     return f"`{site.rsplit(' in ', 1)[1]}`"
 
 
+def _span(ms: list[float]) -> str:
+    return fmt(min(ms)) if min(ms) == max(ms) else f"{fmt(min(ms))}–{fmt(max(ms))}"
+
+
+def _per_configuration(holds: Iterable[Hold]) -> list[Hold]:
+    """One endpoint's holds merged per configuration, over experiments, cells and workers."""
+    by: dict[str, list[Hold]] = {}
+    for h in holds:
+        by.setdefault(h.server_id, []).append(h)
+    return [merged(hs) for hs in by.values()]
+
+
 def short(report: Report) -> list[str]:
     """One line per endpoint that held its worker's loop over the run, with its site and
     the fix; one saying none did, when the meter ran and none did."""
     if not report.holds:
         return []
-    by: dict[str, dict[str, list[Hold]]] = {}
+    by: dict[str, list[Hold]] = {}
     for h in report.holds:
-        by.setdefault(h.endpoint, {}).setdefault(h.server_id, []).append(h)
+        by.setdefault(h.endpoint, []).append(h)
     out = []
-    for endpoint, configurations in sorted(by.items()):
+    for endpoint, holds in sorted(by.items()):
         # Over the run: a `def` endpoint's first call, alone in an experiment, is one call.
-        blocking = [h for h in map(merged, configurations.values()) if h.blocks]
+        configurations = _per_configuration(holds)
+        blocking = [h for h in configurations if h.blocks]
         if not blocking:
             continue
-        ms = [h.loop_ms_per_call for h in blocking]
-        span = fmt(min(ms)) if min(ms) == max(ms) else f"{fmt(min(ms))}–{fmt(max(ms))}"
+        span = _span([h.loop_ms_per_call for h in blocking])
         where = next((h.sites[0][0] for h in blocking if h.sites), None)
         out.append(f"`{endpoint}` holds its worker's event loop {span} ms per call"
                    + (f", at `{where}`" if where else "")
@@ -160,11 +172,6 @@ def _outside_short(report: Report) -> list[str]:
     return out
 
 
-def _unthreaded(server_id: str) -> str:
-    """The configuration without its threads value: uvicorn-w1-t100 → uvicorn-w1."""
-    return re.sub(r"-t\d+(?=-|$)", "", server_id)
-
-
 def _pool_short(report: Report) -> list[str]:
     """One line per `def` endpoint that queued for a thread: where, how long, at which load,
     and what more threads did where the run measured them."""
@@ -185,7 +192,7 @@ def _pool_short(report: Report) -> list[str]:
             line += f"; {fmt(calm[0].wait_ms_per_call)} ms at {calm[0].load}"
         more = [p for p in mine if not p.queues and p.experiment == worst.experiment
                 and p.load == worst.load and p.tokens > worst.tokens
-                and _unthreaded(p.server_id) == _unthreaded(worst.server_id)]
+                and p.base == worst.base]
         if more:
             best = min(more, key=lambda p: p.wait_ms_per_call or 0.0)
             line += (f"; with {best.tokens} threads ({best.server_id}) it waited "
@@ -201,15 +208,11 @@ def article(report: Report) -> list[str]:
     mine = {r.experiment for r in report.results if r.app == ARTICLE_APP}
     out = []
     for endpoint in ("/async-blocking", "/blocking"):
-        found = [h for h in report.holds if h.experiment in mine and h.endpoint == endpoint]
-        if not found:
+        each = _per_configuration(h for h in report.holds
+                                  if h.experiment in mine and h.endpoint == endpoint)
+        if not each:
             continue
-        by: dict[str, list[Hold]] = {}
-        for h in found:
-            by.setdefault(h.server_id, []).append(h)
-        each = [merged(hs) for hs in by.values()]
-        ms = [h.loop_ms_per_call for h in each]
-        span = fmt(min(ms)) if min(ms) == max(ms) else f"{fmt(min(ms))}–{fmt(max(ms))}"
+        span = _span([h.loop_ms_per_call for h in each])
         delays = {d for r in report.results if r.experiment in mine and r.endpoint == endpoint
                   and (d := delay_of(r.params)) is not None}
         delay = f" against a {fmt(1e3 * delays.pop())} ms delay" if len(delays) == 1 else ""

@@ -156,6 +156,8 @@ class Pool:
     experiment: str
     server_id: str
     load: str  # the load axis as the report writes it: "N = 60", "users = 8"
+    base: str  # the configuration but for its threads (server, workers, options): pools
+    # of one base differ only in their tokens
     endpoints: tuple[str, ...]  # those whose calls ran in its threads
     tokens: int
     runs: int
@@ -182,6 +184,7 @@ def pools(results: Iterable[Result]) -> tuple[Pool, ...]:
         found.setdefault((r.experiment, r.server_id, _load(r)), []).append(r)
     out = []
     for (experiment, server_id, load), rs in found.items():
+        base = repr((rs[0].server, rs[0].workers, sorted(rs[0].options.items())))
         workers = [w for r in rs if r.figures and r.figures.loop
                    for w in r.figures.loop.loop.values() if w.threads and w.threads.runs]
         if not workers:
@@ -192,7 +195,7 @@ def pools(results: Iterable[Result]) -> tuple[Pool, ...]:
         calls = sum(n for _, n in waits)
         tails = [v for t in threads if (v := t.wait_ms.get("p99")) is not None]
         out.append(Pool(
-            experiment, server_id, load,
+            experiment, server_id, load, base,
             tuple(sorted({name for w in workers for name, e in w.endpoints.items()
                           if e.thread_wait_ms_per_call is not None})),
             max(t.tokens for t in threads), sum(t.runs for t in threads),
