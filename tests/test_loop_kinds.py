@@ -216,7 +216,12 @@ def test_every_kind_of_blocking_is_named_on_every_server_workers_and_loop(
             elif most <= TOKENS - 5:
                 assert busy == 0 and waiting == 0, (r["cell_id"], busy, most)
     # each blocking endpoint at its own line; the correct ones at none (0 false positives)
-    assert app_sites["/socket"] == {f"s.recv at ext.py:{line_of(APP, 's.recv')} in socket_read"}
+    # its read, and on a busy machine its connect too (getaddrinfo, caught past 10 ms once
+    # in CI): both are the endpoint's own blocking calls
+    assert f"s.recv at ext.py:{line_of(APP, 's.recv')} in socket_read" in app_sites["/socket"]
+    own = {f"ext.py:{line_of(APP, t, after='socket_read')} in socket_read"
+           for t in ("socket.create_connection", "s.recv")}
+    assert all(x.split(" at ", 1)[1] in own for x in app_sites["/socket"]), app_sites["/socket"]
     assert app_sites["/hash"] == {
         f"hashlib.pbkdf2_hmac at ext.py:{line_of(APP, 'ROUNDS).hex()')} in hashing"}
     assert app_sites["/sqlite"] == {f"db.execute at ext.py:{line_of(APP, 'db.execute')} in query"}
