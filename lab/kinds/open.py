@@ -32,8 +32,8 @@ KIND = register(Kind(
     help="a fixed arrival rate (req/s) whatever the answers; latency from the scheduled "
          'time; rates = "auto" finds the highest rate within slo_p99_ms',
     load_key="rates", letter="rps",
-    settings=("duration_s", "warmup_s", "clients", "max_connections", "slo_p99_ms",
-              "knee_window_s", "knee_max_rps"),
+    settings=("duration_s", "warmup_s", "clients", "connection", "max_connections",
+              "slo_p99_ms", "knee_window_s", "knee_max_rps"),
     engines=PYTHON_ENGINES, default_engine="rawhttp",
     headline=Headline("p99 ms", p99, False),
     searched_headline=Headline("knee req/s", lambda f: f.knee.knee_rps if f.knee else None,

@@ -2,7 +2,8 @@
 
 Each wrapped worker keeps, in a file of the server's meter folder named by its pid, how many
 HTTP requests are inside the app's call now, the most at once since the lab's window began,
-and how many started; the lab begins a window by bumping the folder's ``generation``.
+how many started and on how many client connections; the lab begins a window by bumping the
+folder's ``generation``.
 
 Why files in shared memory: a route would add an endpoint to the user's app and a request
 to every measurement, and a socket would put the meter on the network it measures. A file
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.servers.asgi_wrap import (
+    CONNECTIONS,
     CURRENT,
     GENERATION,
     GENERATION_FILE,
@@ -46,6 +48,7 @@ class Reading:
     current: int  # in flight now
     started: int  # requests that started in that window
     total: int  # requests that started since the worker's first
+    connections: int  # client connections that sent a request in that window
 
 
 class InFlightMeter:
@@ -72,9 +75,16 @@ class InFlightMeter:
         """Worker pid → the most requests it had in flight at once in the current window,
         for the workers that saw a request start in it. A worker that started none is
         absent: its count only fell in the window, from what it was at ``begin``."""
+        return {pid: r.peak for pid, r in self._window().items()}
+
+    def connections(self) -> dict[int, int]:
+        """Worker pid → the client connections that sent it a request in the current
+        window (the workers that saw one)."""
+        return {pid: r.connections for pid, r in self._window().items()}
+
+    def _window(self) -> dict[int, Reading]:
         generation = self.generation()
-        return {pid: r.peak for pid, r in self.readings().items()
-                if r.generation == generation}
+        return {pid: r for pid, r in self.readings().items() if r.generation == generation}
 
     def in_flight(self) -> int:
         """Requests inside the app now, over every worker."""
@@ -95,7 +105,8 @@ class InFlightMeter:
                 continue
             if fields[TOTAL]:
                 found[int(name)] = Reading(int(name), fields[GENERATION], fields[PEAK],
-                                           fields[CURRENT], fields[STARTED], fields[TOTAL])
+                                           fields[CURRENT], fields[STARTED], fields[TOTAL],
+                                           fields[CONNECTIONS])
         return dict(sorted(found.items()))
 
 

@@ -1,7 +1,9 @@
 """CPU and memory of the server's process tree and of the lab itself, over a window.
 
 Experiments call ``start()`` and ``end()`` around their measured window; between the two
-a thread samples the server tree's resident memory, so a warm-up never counts.
+a thread samples the server tree's resident memory, so a warm-up never counts. The kernel's
+count of accepted TCP connections over the window is the server side's own figure of how
+many connections the load opened (``connection = "close"`` must open one per request).
 """
 
 import threading
@@ -17,6 +19,7 @@ from lab.servers.loopmeter import Snapshot
 
 SAMPLE_S = 0.1
 SETTLE_POLL_S = 0.01
+SNMP = "/proc/net/snmp"
 
 
 @dataclass
@@ -31,6 +34,10 @@ class Usage:
     inflight_peak: dict[int, int] = field(default_factory=dict)
     # each worker's loop meter over the window (lab.servers.loopmeter.diff); None: not metered
     loop: dict[int, Snapshot] | None = None
+    # the client connections that sent each worker a request in the window
+    connections: dict[int, int] = field(default_factory=dict)
+    # TCP connections accepted in the window by any socket of the network namespace
+    tcp_opens: int | None = None
 
 
 class Meter(Protocol):
@@ -39,6 +46,8 @@ class Meter(Protocol):
     def begin(self) -> None: ...
 
     def peaks(self) -> dict[int, int]: ...
+
+    def connections(self) -> dict[int, int]: ...
 
     def in_flight(self) -> int: ...
 
@@ -59,6 +68,7 @@ class Window:
         self._last_tick = time.perf_counter()
         self._server_cpu0: dict[int, float] = {}
         self._server_cpu_seen: dict[int, float] = {}  # last reading of each pid
+        self._opens0: int | None = None
         self.usage: Usage | None = None
 
     def start(self) -> None:
@@ -67,6 +77,7 @@ class Window:
         if self._loop is not None:
             self._loop0 = self._loop.snapshots()
         self._server_cpu0 = self._server_cpu()
+        self._opens0 = passive_opens()
         self._t0, self._cpu0 = time.perf_counter(), time.process_time()
         self._max_gap = 0.0
         self._sampler = threading.Thread(target=self._sample, daemon=True)
@@ -85,6 +96,7 @@ class Window:
 
     def end(self) -> Usage:
         wall, cpu = time.perf_counter() - self._t0, time.process_time() - self._cpu0
+        opens = passive_opens()
         last_gap = time.perf_counter() - self._last_tick - SAMPLE_S  # a stop after the last tick
         self._stop.set()
         if self._sampler:
@@ -98,7 +110,10 @@ class Window:
                            self._peak_rss / 2**20 if self._procs else None, len(self._procs),
                            max(self._max_gap, last_gap),
                            self._meter.peaks() if self._meter is not None else {},
-                           self._loop.window(self._loop0) if self._loop is not None else None)
+                           self._loop.window(self._loop0) if self._loop is not None else None,
+                           self._meter.connections() if self._meter is not None else {},
+                           None if opens is None or self._opens0 is None
+                           else opens - self._opens0)
         return self.usage
 
     def _server_cpu(self) -> dict[int, float]:
@@ -164,4 +179,15 @@ def _process(pid: int) -> psutil.Process | None:
     try:
         return psutil.Process(pid)
     except psutil.Error:
+        return None
+
+
+def passive_opens() -> int | None:
+    """The kernel's TCP PassiveOpens: connections accepted by any listening socket of this
+    network namespace since boot (None where /proc has no such counter)."""
+    try:
+        with open(SNMP) as f:
+            names, values = (line.split() for line in f if line.startswith("Tcp:"))
+        return int(values[names.index("PassiveOpens")])
+    except (OSError, ValueError):  # no file, not two Tcp lines, or no such column
         return None

@@ -10,7 +10,9 @@ when the endpoint checks it — the body are kept. It runs on whatever loop it i
 engine.
 
 Connections are opened on demand up to the client's cap and kept alive; ``connect`` opens
-them ahead and checks each with one request, so a burst's window holds only requests.
+them ahead and checks each with one request, so a burst's window holds only requests. A
+request sent with ``Connection: close`` has its connection closed by the client once its
+answer is read, whatever the server answered, and the next request opens a new one.
 """
 
 import asyncio
@@ -127,7 +129,7 @@ class _Connection(asyncio.Protocol):
             ex.timer.cancel()
         error, pid = check(ex.status, ex.worker, b"".join(ex.body or ()), ex.endpoint)
         ex.done(Sample(ex.start, end - ex.start, error, pid, ex.sent))
-        if self._parser.should_keep_alive():
+        if not ex.endpoint.closes and self._parser.should_keep_alive():
             self._client._release(self)
         elif self.transport is not None:
             self.transport.close()  # connection_lost gives the slot back

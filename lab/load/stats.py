@@ -68,7 +68,9 @@ def summarize(m: Measurement, machine: MachineShare | None = None) -> Figures:
         server_cpu_s_per_1000=(1000 * u.server_cpu_s / t.ok
                                if u.server_cpu_s is not None and t.ok else None),
         server_peak_rss_mb=u.server_peak_rss_mb, server_processes=u.server_processes,
-        inflight_peak={str(pid): n for pid, n in sorted(u.inflight_peak.items())})
+        inflight_peak={str(pid): n for pid, n in sorted(u.inflight_peak.items())},
+        connections={str(pid): n for pid, n in sorted(u.connections.items())},
+        tcp_opens=u.tcp_opens)
 
 
 def _ms(seconds: float | None) -> float | None:

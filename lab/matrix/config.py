@@ -32,7 +32,13 @@ FILE_NAME_BYTES = 255  # NAME_MAX: each cell's server log is logs/<cell id>.log
 ENGINE_NAMES = ("rawhttp", "httpx", "aiohttp", "wrk")
 PYTHON_ENGINES = ("rawhttp", "httpx", "aiohttp")
 CONNECT = ("warm", "cold")  # connections opened before the window, or one per request in it
-AXIS_SETTINGS = ("connect", "probe_connect")  # a list of them is an axis of experiments
+# closed, open: every connection carries requests until the window ends, or the client
+# sends each request with ``Connection: close`` on a connection of its own and closes it
+CONNECTION = ("keep-alive", "close")
+AXIS_SETTINGS = ("connect", "probe_connect", "connection")  # a list is an axis of experiments
+# Settings added after results existed: a cell's key holds them only when not their default,
+# so the cells of earlier runs keep their keys (``--resume``).
+KEYED_WHEN_SET = {"connection": "keep-alive"}
 DEFAULT_THREADS = 40  # anyio's default thread limiter: its tokens when lab.threads is absent
 MAX_THREADS = 10_000
 
@@ -101,6 +107,7 @@ class Experiment:
     # new connection per request inside it. interference: the same for each probe.
     connect: str = "warm"
     probe_connect: str = "warm"
+    connection: str = "keep-alive"  # closed, open: CONNECTION
     ready: Endpoint = Endpoint("/health")  # lab.ready_path: what a warm connection is checked with
 
     def __post_init__(self) -> None:
@@ -185,7 +192,8 @@ class Cell:
             "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint.record(),
             "load": self.load, "params": dict(exp.params), "engine": exp.engine,
             "timeout_s": exp.timeout_s, "repeat": self.repeat,
-            "settings": {k: _recorded(getattr(exp, k)) for k in get(exp.kind).settings},
+            "settings": {k: _recorded(getattr(exp, k)) for k in get(exp.kind).settings
+                         if k not in KEYED_WHEN_SET or getattr(exp, k) != KEYED_WHEN_SET[k]},
         }
         text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -515,6 +523,7 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "settle_s": lambda v, p: float(_number(v, p, 0)),
     "connect": lambda v, p: _choice(v, p, CONNECT),
     "probe_connect": lambda v, p: _choice(v, p, CONNECT),
+    "connection": lambda v, p: _choice(v, p, CONNECTION),
 }
 
 
@@ -663,6 +672,9 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
         raise ConfigError(f"{path}.kind", f"unknown experiment kind {kind!r} "
                                           f"(known: {', '.join(kinds())})")
     schema = get(kind)
+    if "connection" in raw and "connect" in schema.settings:
+        raise ConfigError(f"{path}.connection", f"a {kind} has a connection per request "
+                          'already: connect = "cold" opens each inside the window')
     t = _table(raw, path, common | {schema.load_key} | set(schema.settings),
                {"name", "endpoints", schema.load_key})
     name = _string(t["name"], f"{path}.name")

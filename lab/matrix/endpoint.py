@@ -8,7 +8,8 @@ a success.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -42,6 +43,21 @@ class Endpoint:
             return self.name
         path = self.path.strip("/").replace("/", "_") or "root"
         return path if self.method == "GET" else f"{self.method.lower()}-{path}"
+
+    @cached_property
+    def closes(self) -> bool:
+        """Sent with ``Connection: close``: the client closes the connection after the answer
+        (every engine: rawhttp itself, httpx and aiohttp by the header, wrk by the server's
+        answer to it, which the wrapper's connection count checks)."""
+        return any(n.lower() == "connection" and v.strip().lower() == "close"
+                   for n, v in self.headers)
+
+    def closing(self) -> "Endpoint":
+        """The same request on a connection of its own (``connection = "close"``)."""
+        if self.closes:
+            return self
+        kept = tuple((n, v) for n, v in self.headers if n.lower() != "connection")
+        return replace(self, headers=(*kept, ("Connection", "close")))
 
     def status_ok(self, status: int) -> bool:
         return status == self.status if self.status is not None else 200 <= status < 300

@@ -4,6 +4,7 @@ server, how many workers — in a few sentences, each read from the model."""
 from lab.kinds import Fact, get
 from lab.report.facts import Scaling
 from lab.report.fmt import fmt
+from lab.report.keepalive import keep_alive_worth, users
 from lab.report.model import ComparisonFacts, Report, RowFacts
 
 
@@ -16,7 +17,7 @@ def _which_server(report: Report) -> list[str]:
         base = comp.baseline
         if Fact.THROUGHPUT not in get(comp.kind).facts or not comp.measured:
             continue
-        head = f"`{comp.endpoint}`, {comp.n} users"
+        head = users(comp)
         limited = sorted(row.server_id for row in comp.measured if row.limit() is not None)
         note = (f" Not comparable (client or machine at its limit): {', '.join(limited)}."
                 if limited else "")
@@ -124,7 +125,7 @@ def _how_many_workers(report: Report) -> list[str]:
             readable.append(", ".join(limited) + " — not comparable: client or machine at "
                             "its limit, not the servers' ceiling")
         if readable:
-            out.append(f"`{comp.endpoint}`, {comp.n} users: req/s relative to 1 worker: "
+            out.append(f"{users(comp)}: req/s relative to 1 worker: "
                        + "; ".join(readable) + ".")
     return out
 
@@ -134,5 +135,6 @@ def in_short(report: Report, def_or_async: list[str]) -> list[tuple[str, list[st
     answers come from the article's claims or the ways an experiment compared."""
     answers = [("`def` or `async def`?", def_or_async),
                ("Which server?", _which_server(report) + _knees(report)),
-               ("How many workers?", _how_many_workers(report))]
+               ("How many workers?", _how_many_workers(report)),
+               ("What is keep-alive worth?", keep_alive_worth(report.comparisons))]
     return [(q, a) for q, a in answers if a]

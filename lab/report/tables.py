@@ -12,6 +12,7 @@ from tabulate import tabulate
 from lab.kinds import get
 from lab.report.fmt import fmt, fmt_spread, pct, peaks, rate, split
 from lab.report.groups import Comparison, Getter, Row
+from lab.report.keepalive import CLOSE, connections_per_worker, opens_per_request
 from lab.report.model import ComparisonFacts, Flag, RowFacts
 
 
@@ -80,12 +81,30 @@ def _scaling(row: RowFacts) -> str:
     return "–" if x is None else f"{x.ratio:.2f}× ({100 * x.efficiency:.0f} % eff.)"
 
 
+def _connections(comp: Comparison) -> list[Column]:
+    """New connections per request (the kernel's count: a main column where each request
+    should have its own), and over keep-alive the connections each worker served (with a
+    connection per request, the requests per worker are its connections). Results of runs
+    before these were counted have neither."""
+    if not any(f.tcp_opens is not None for row in comp.rows for f in row.ok):
+        return []
+
+    def per_request(row: Row) -> str:
+        s = row.spread(opens_per_request)
+        return "–" if s is None else f"{s.median:.2f}"
+
+    if comp.load.get("connection") == CLOSE:
+        return [Column("connections per request", per_request, main=True)]
+    return [Column("connections per request", per_request),
+            Column("connections per worker", connections_per_worker)]
+
+
 def closed_columns(comp: Comparison) -> list[Column]:
     return [Column("error rate", lambda r: rate(r.error_rate()), main=True),
             Column("scaling vs 1 worker", _scaling, main=True),
             Column("p99 ms", lambda r: pct(r.latency(), "p99"), main=True),
             *_latency("p50", "p99.9"), Column("errors by kind", errors),
-            Column("requests per worker", split), *_resources()[:2],
+            Column("requests per worker", split), *_connections(comp), *_resources()[:2],
             Column("engine", lambda r: ", ".join(sorted(r.engines))),
             Column("client CPU %", _cpu), _resources()[2]]
 
@@ -108,7 +127,7 @@ def open_columns(comp: Comparison) -> list[Column]:
             Column("error rate", lambda r: rate(r.error_rate()), main=True),
             *_latency("p50", "p99.9", "max"), Column("errors by kind", errors),
             Column("client send lag p99 ms", lag), Column("client CPU %", _cpu),
-            *_resources()]
+            *_connections(comp), *_resources()]
 
 
 BOUND_TEXT = {"found": "yes", "client": "lower bound: the client could send no faster",

@@ -133,6 +133,7 @@ def engine_for(cell: Cell) -> str:
 def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
     """The cell's figures, from whichever engine and number of client processes it uses."""
     exp = replace(cell.experiment, engine=engine)
+    endpoint = cell.endpoint.closing() if exp.connection == "close" else cell.endpoint
     loop_meter = server.loop if ctx.lab.loop_meter else None
     window = Window(server.pids(), server.meter, loop_meter)
     deadline = time.monotonic() + ctx.lab.cell_timeout_s
@@ -151,14 +152,14 @@ def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
                 rusage_path=ctx.run.logs / f"{cell.id}.{name}.cpu.json"),
             check=check, deadline=deadline,
             threads=1 if placement.shared else len(placement.client_set()))
-        return summarize(wrk.run(server.base_url, exp, cell.endpoint, cell.load, window, sup),
+        return summarize(wrk.run(server.base_url, exp, endpoint, cell.load, window, sup),
                          ctx.machine)
     def at(load: float, e: Experiment, window: Window) -> Measurement:
         with quiet_gc():
             if e.clients > 1:  # only a kind that splits its load accepts clients = k
-                return processes.run(e.kind, server.base_url, e, cell.endpoint, load, window,
+                return processes.run(e.kind, server.base_url, e, endpoint, load, window,
                                      check)
-            coro = get(e.kind).runner(server.base_url, e, cell.endpoint, load, window)
+            coro = get(e.kind).runner(server.base_url, e, endpoint, load, window)
             left = max(0.0, deadline - time.monotonic())
             return loop.run(ctx.interrupts.guard(asyncio.wait_for(coro, left)))
 

@@ -12,8 +12,9 @@ from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
   before completing start-up (a bare ASGI callable), the wrapper completes it for the
   server itself, as uvicorn's ``--lifespan auto`` would, and marks the worker ready; it
   also marks a worker at its first request (a server that runs no lifespan at all);
-- counts the HTTP requests in flight in the worker (inside the app's call) and their peak
-  over the lab's measurement window, in the worker's meter file ``LAB_METER_DIR/<pid>``
+- counts the HTTP requests in flight in the worker (inside the app's call), their peak and
+  the client connections they came on over the lab's measurement window, in the worker's
+  meter file ``LAB_METER_DIR/<pid>``
   (``Meter``; the lab reads it with ``lab.load.inflight``), when the lab names that folder;
 - with ``LAB_THREADS = "n"`` (the lab's ``threads`` axis), gives anyio's default thread
   limiter n tokens at the worker's first request (``lab.servers.threadpool``);
@@ -66,9 +67,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # and one file per worker, named by its pid, written by that worker only: METER_SLOTS
 # native u64, of which the first are METER_FIELDS. ``seq`` is odd while the worker writes.
 GENERATION_FILE = "generation"
-METER_FIELDS = ("seq", "generation", "peak", "current", "started", "total")
+METER_FIELDS = ("seq", "generation", "peak", "current", "started", "total", "connections")
 METER_SLOTS = 8  # 64 bytes: one cache line; the slots after the fields stay zero
-SEQ, GENERATION, PEAK, CURRENT, STARTED, TOTAL = range(len(METER_FIELDS))
+SEQ, GENERATION, PEAK, CURRENT, STARTED, TOTAL, CONNECTIONS = range(len(METER_FIELDS))
 
 
 def map_u64s(path: str, slots: int, write: bool) -> "memoryview[int]":
@@ -92,7 +93,15 @@ class Meter:
     The window is the lab's ``generation``: the first request that starts after the lab
     bumps it resets ``peak`` to the requests then in flight (this one and those begun
     before the window) and stores the generation, so a worker's file carries the current
-    generation exactly when it saw a request start in the window. The lock keeps the
+    generation exactly when it saw a request start in the window.
+
+    ``connections`` counts the client connections that sent a request in the window, told
+    apart by the scope's client address and port, so that a run which should open one per
+    request can be checked from the server's side. A port the kernel gives a new
+    connection again within the window counts once: Linux reuses a loopback port no sooner
+    than a second after the connection that held it closed (``tcp_tw_reuse`` = 2), so only
+    windows longer than that, at more connections a second than free ports, undercount.
+    The lock keeps the
     counts whole if a server runs the app from several threads (granian's runtime threads);
     it is never held across an ``await``.
     """
@@ -105,22 +114,26 @@ class Meter:
         self._lock = threading.Lock()
         self._seq = self._generation = self._peak = self._current = 0
         self._started = self._total = 0
+        self._clients: set[object] = set()  # the window's client (address, port) pairs
 
-    def started(self) -> None:
+    def started(self, client: object) -> None:
         with self._lock:
             self._current += 1
             self._total += 1
             generation = self._window[0]
             if generation != self._generation:
                 self._generation, self._peak, self._started = generation, self._current, 1
+                self._clients = set()
             else:
                 self._started += 1
                 if self._current > self._peak:
                     self._peak = self._current
+            self._clients.add(client)
             f = self._fields
             f[SEQ] = self._seq = self._seq + 1
             f[GENERATION], f[PEAK], f[CURRENT] = generation, self._peak, self._current
             f[STARTED], f[TOTAL] = self._started, self._total
+            f[CONNECTIONS] = len(self._clients)
             f[SEQ] = self._seq = self._seq + 1
 
     def ended(self) -> None:
@@ -215,7 +228,7 @@ class Wrapped:
             if meter is None:
                 await call
                 return
-            meter.started()
+            meter.started(scope.get("client"))
             try:
                 await call
             finally:  # returned, raised, or cancelled (the client went away)

@@ -407,6 +407,11 @@ class Figures(KindFigures):
     server_peak_rss_mb: float | None = None
     server_processes: int = 0
     inflight_peak: dict[str, int] = field(default_factory=dict)  # per worker (the wrapper's)
+    # per worker: the client connections that sent it a request in the window (the wrapper's)
+    connections: dict[str, int] = field(default_factory=dict)
+    # TCP connections the machine accepted in the window (the kernel's PassiveOpens: the
+    # server's and any other listener's of its network namespace)
+    tcp_opens: int | None = None
 
     @property
     def failed(self) -> int:
@@ -446,6 +451,8 @@ class Figures(KindFigures):
             server_peak_rss_mb=_num(f.get("server_peak_rss_mb")),
             server_processes=_int(f.get("server_processes")),
             inflight_peak=_counts(f.get("inflight_peak"), share),
+            connections=_counts(f.get("connections"), share),
+            tcp_opens=_int(f["tcp_opens"]) if f.get("tcp_opens") is not None else None,
             **{name: part.from_json(f) if part.present(f) else None  # type: ignore[attr-defined]
                for name, part in PARTS.items()})
 
