@@ -13,6 +13,7 @@ from lab.kinds import get
 from lab.report.fmt import fmt, fmt_spread, pct, peaks, rate, split
 from lab.report.groups import Comparison, Getter, Row
 from lab.report.model import ComparisonFacts, Flag, RowFacts
+from lab.store.schema import NOT_SERVED
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,23 @@ def _scaling(row: RowFacts) -> str:
     return "–" if x is None else f"{x.ratio:.2f}× ({100 * x.efficiency:.0f} % eff.)"
 
 
+def _spoken(row: Row) -> str:
+    """The protocol h2load reports its connections spoke, flagged where it is not the one
+    the cell asked for (an h2 cell answered in HTTP/1.1)."""
+    spoken = sorted({f.h2load.protocol or "none" for f in row.ok if f.h2load})
+    asked = {r.load.get("http", "1.1") for r in row.results}
+    wrong = any(p != ("h2c" if a == "2" else "http/1.1") for p in spoken for a in asked)
+    return ", ".join(spoken) + (f" ⚠ not the HTTP {'/'.join(sorted(asked))} asked"
+                                if wrong else "")
+
+
+def _h2load(comp: Comparison) -> bool:
+    return any(r.engine == "h2load" for row in comp.rows for r in row.results)
+
+
 def closed_columns(comp: Comparison) -> list[Column]:
-    return [Column("error rate", lambda r: rate(r.error_rate()), main=True),
+    spoken = [Column("spoken", _spoken, main=True)] if _h2load(comp) else []
+    return [*spoken, Column("error rate", lambda r: rate(r.error_rate()), main=True),
             Column("scaling vs 1 worker", _scaling, main=True),
             Column("p99 ms", lambda r: pct(r.latency(), "p99"), main=True),
             *_latency("p50", "p99.9"), Column("errors by kind", errors),
@@ -152,6 +168,9 @@ def _relative(ratio: float) -> str:
 
 def _unmeasured(row: Row) -> str:
     """Why a row has no headline figure: its repeats failed, or too few samples."""
+    if refused := [r.failure.reason for r in row.results
+                   if r.status == NOT_SERVED and r.failure]:
+        return refused[0]  # "not served: <server> does not speak h2c (why)"
     if failed := row.failures():
         return "failed: " + ", ".join(failed)
     n = max((r.figures.latency_samples for r in row.results if r.figures), default=0)
@@ -160,6 +179,15 @@ def _unmeasured(row: Row) -> str:
 
 def _runs(row: Row) -> str:
     return ", ".join(sorted({r.source_run or "?" for r in row.results}))
+
+
+def notes(comp: Comparison) -> list[str]:
+    """What a reader must know of the engine beside the table: what h2load cannot check."""
+    if not _h2load(comp):
+        return []
+    return ["h2load checks each answer's status only: its rows have no body check, and no "
+            "per-worker split (it cannot read the wrapper's worker header). *spoken* is the "
+            "protocol h2load's own report names."]
 
 
 def table(comp: ComparisonFacts) -> str:
