@@ -69,8 +69,8 @@ def parse(output: str, log: str, endpoint: Endpoint) -> Report:
     ok, errors, hist = 0, Counter[str](), Histogram()
     for line in log.splitlines():
         fields = line.split("\t")
-        if len(fields) != 3 or not 100 <= int(fields[1]) <= 599:
-            continue  # no answer: counted by the report's errored and timeout
+        if len(fields) != 3 or not fields[1].isdigit() or not 100 <= int(fields[1]) <= 599:
+            continue  # no answer (status -1): counted by the report's errored and timeout
         status, latency_us = int(fields[1]), int(fields[2])
         if endpoint.status_ok(status):
             ok += 1

@@ -11,7 +11,7 @@ def h2c(options: Mapping[str, OptionValue]) -> tuple[str, ...] | str:
     an h2 cell's server is started with it, unless another protocol was chosen."""
     http = options.get("http", "auto")
     if http not in ("auto", "zttp"):
-        return f"its --http {http} has no HTTP/2 (only --http zttp with --http2 has)"
+        return f"its --http {http} has no HTTP/2; --http zttp --http2 has"
     if util.find_spec("zttp") is None:
         return "its HTTP/2 (--http zttp --http2) needs the zttp package, not installed"
     return ("--http2",) if http == "zttp" else ("--http", "zttp", "--http2")
