@@ -4,6 +4,7 @@ server that cannot serve h2 gets a "not served" cell without being started; a wr
 is an error of its kind. Windows are short and every bound is wide (a shared machine)."""
 
 import shutil
+import time
 import tomllib
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from lab.load.stats import MachineShare
 from lab.matrix.config import Matrix, parse
 from lab.run.runner import Context, Servers, run_cell
 from lab.store.results import RunDir
-from lab.store.schema import NOT_SERVED, Result
+from lab.store.schema import NOT_SERVED, FailureKind, Result
 from lab.supervise.interrupt import Interrupts
 
 pytestmark = [pytest.mark.servers,
@@ -94,3 +95,17 @@ def test_h2_cells_speak_h2c_where_served_and_say_not_served_elsewhere(
     # uvicorn's h2 is its zttp protocol's, started for these cells
     uvicorn = by["uvicorn", "hello"].process
     assert uvicorn is not None and uvicorn.argv[-3:] == ("--http", "zttp", "--http2")
+
+
+def test_h2load_is_bounded_by_the_cell_timeout_and_leaves_nothing(
+        tmp_path: Path, leak_token: str) -> None:
+    """A 10 s h2load cell with a 1.5 s cell timeout ends as a timeout within a few seconds,
+    and its process group is gone (leak_token)."""
+    config = CONFIG.replace("cell_timeout_s = 30", "cell_timeout_s = 1.5") \
+        .replace("duration_s = 0.5", "duration_s = 10").replace("warmup_s = 0.2", "warmup_s = 0")
+    t0 = time.monotonic()
+    results = run(tmp_path, parse(tomllib.loads(config)).only(servers={"granian"}))
+    took = time.monotonic() - t0
+    assert [r.failure.kind if r.failure else None for r in results] == \
+        [FailureKind.CELL_TIMEOUT] * 2
+    assert took < 15.0  # a server start, 1.5 s of h2load per cell, a restart, a stop

@@ -3,6 +3,7 @@ keys of h2 cells, h2load's argv and report read as the lab's counts, and the new
 fields through a round trip. Pure: no server, no process."""
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from lab.errors import ConfigError
 from lab.load import h2load
 from lab.matrix.config import Matrix, parse
 from lab.matrix.endpoint import Endpoint
+from lab.report.model import Report
+from lab.report.tables import notes, table
 from lab.run.runner import status_of
 from lab.store.schema import (
     NOT_SERVED,
@@ -204,3 +207,31 @@ def test_h2load_figures_and_a_not_served_line_round_trip() -> None:
                                  "failure": refused.to_json()})
     assert r.status == NOT_SERVED and r.failure == refused and not r.ok
     assert Result.from_json(r.to_json()) == r
+
+
+def h2_result(server_id: str, protocol: str | None = "h2c", settle_s: float = 0.0,
+              refused: str | None = None) -> Result:
+    figures = Figures(requests=100, ok=100, rps=1000.0, wall_s=0.1,
+                      h2load=H2loadFigures(protocol, 1, settle_s))
+    r = replace(result(figures.to_json(), server_id=server_id), engine="h2load",
+                load={"users": 16, "http": "2"})
+    if refused:
+        r = replace(r, status=NOT_SERVED, figures=None,
+                    failure=Failure(FailureKind.NOT_SERVED, refused))
+    return r
+
+
+def test_the_report_shows_the_protocol_spoken_and_what_h2load_cannot_check() -> None:
+    (comp,) = Report.of_results([
+        h2_result("granian-w1"), h2_result("uvicorn-w1", protocol="http/1.1"),
+        h2_result("hypercorn-w1", settle_s=5.0),
+        h2_result("gunicorn-w1", refused="not served: gunicorn does not speak h2c (x)"),
+    ]).comparisons
+    main = table(comp).split("<details>")[0]
+    rows = {line.split("|")[1].strip(): line for line in main.splitlines() if "-w1 " in line}
+    assert "| h2c " in rows["granian-w1"] and "⚠" not in rows["granian-w1"]
+    assert "http/1.1 ⚠ not the HTTP 2 asked" in rows["uvicorn-w1"]  # fell back: said so
+    assert "not served: gunicorn does not speak h2c (x)" in rows["gunicorn-w1"]
+    said = notes(comp)
+    assert "no body check" in said[0] and "no per-worker split" in said[0]
+    assert len(said) == 2 and said[1].startswith("hypercorn-w1 still had requests in flight")

@@ -237,8 +237,9 @@ def _sections(report: Report, drawn: list["Chart"]) -> list[str]:
             lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
                       f"{get(comp.kind).help})", ""]
             lines += [f"![{c.alt}]({c.file})\n" for c in drawn if c.experiment == experiment]
-        lines += [f"### {_title(comp)}", "", table(comp), "", *notes(comp),
-                  *([""] if notes(comp) else [])]
+        said = notes(comp)
+        lines += [f"### {_title(comp)}", "", table(comp), "", *(x for n in said
+                                                                for x in (n, ""))]
     return lines
 
 

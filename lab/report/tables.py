@@ -181,13 +181,25 @@ def _runs(row: Row) -> str:
     return ", ".join(sorted({r.source_run or "?" for r in row.results}))
 
 
+SLOW_DRAIN_S = 1.0  # a server still busy with a warm-up's cut requests this long after it
+
+
 def notes(comp: Comparison) -> list[str]:
-    """What a reader must know of the engine beside the table: what h2load cannot check."""
+    """What a reader must know of the engine beside the table: what h2load cannot check,
+    and servers that kept the requests of streams h2load let go of in flight."""
     if not _h2load(comp):
         return []
-    return ["h2load checks each answer's status only: its rows have no body check, and no "
-            "per-worker split (it cannot read the wrapper's worker header). *spoken* is the "
-            "protocol h2load's own report names."]
+    lines = ["h2load checks each answer's status only: its rows have no body check, and no "
+             "per-worker split (it cannot read the wrapper's worker header). *spoken* is "
+             "the protocol h2load's own report names."]
+    for row in comp.rows:
+        waits = [w for f in row.ok if f.h2load and (w := f.h2load.h2load_settle_s)]
+        if waits and max(waits) >= SLOW_DRAIN_S:
+            lines.append(f"{row.server_id} still had requests in flight up to "
+                         f"{max(waits):.1f} s after h2load's warm-up let go of them (the "
+                         "lab waits at most one request timeout_s): it did not end the "
+                         "requests of streams whose connection the client closed.")
+    return lines
 
 
 def table(comp: ComparisonFacts) -> str:
