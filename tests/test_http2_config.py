@@ -179,14 +179,16 @@ requests: 64 total, 66 started, 64 done, 60 succeeded, 4 failed, 3 errored, 1 ti
 status codes: 60 2xx, 0 3xx, 2 4xx, 0 5xx
 """
 LOG = "\n".join([*(f"17963{i}\t200\t{1000 + i}" for i in range(60)),
-                 "1796400\t404\t900", "1796401\t404\t950", "1796402\t-1\t0"])
+                 "1796400\t404\t900", "1796401\t404\t950", "1796402\t-1\t0",
+                 "1796403\t0\t800"])
 
 
 def test_h2load_report_is_counted_by_the_endpoints_rules() -> None:
     r = h2load.parse(REPORT, LOG, Endpoint("/hello"))
     assert r.protocol == "h2c" and r.wall_s == pytest.approx(2.0)
     assert r.tally.ok == 60 and r.tally.histogram.total == 60  # successes only
-    assert dict(r.tally.errors) == {"http_404": 2, "transport": 3, "timeout": 1}
+    assert dict(r.tally.errors) == {"http_404": 2, "transport": 3, "timeout": 1,
+                                    "no_status": 1}  # an answer whose status it misread
     assert not r.tally.pids  # no worker header: no per-worker split
     assert r.tally.histogram.max_us == 1059
     # an endpoint that expects 404 counts those as its successes
