@@ -105,6 +105,7 @@ connect = ["warm", "cold"]
     ({"http": '"2"', "engine": '"wrk"'}, "experiments[0].engine", "wrk does not speak HTTP/2"),
     ({"http": '["1.1", "2"]', "engine": '"rawhttp"'}, "experiments[0].engine",
      "rawhttp does not speak HTTP/2"),
+    ({"http": '"2"', "clients": "2"}, "experiments[0].clients", "runs on h2load"),
     ({"http": '"3"'}, "experiments[0].http", "must be one of 1.1, 2"),
     ({"http": '["2", "1.2"]'}, "experiments[0].http[1]", "must be one of 1.1, 2"),
     ({"http": '"2"', "streams": "[1, 0]"}, "experiments[0].streams[1]", "must be ≥ 1"),

@@ -783,6 +783,10 @@ def _check_protocol(path: str, exp: Experiment, values: Mapping[str, list[Any]])
     if "2" in http and exp.engine not in H2_ENGINES:
         raise ConfigError(f"{path}.engine", f"{exp.engine} does not speak HTTP/2: with "
                           'http = "2" use engine = "auto" or "h2load"')
+    if "2" in http and exp.clients > 1:
+        raise ConfigError(f"{path}.clients", "clients = k splits users over k Python client "
+                          'processes; http = "2" runs on h2load, one process whose threads '
+                          "take the client's cores")
     if "2" not in http and max(values.get("streams", [1])) > 1:
         raise ConfigError(f"{path}.streams", 'streams > 1 needs http = "2": HTTP/1.1 has no '
                           "multiplexing (and wrk does not pipeline)")
