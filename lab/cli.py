@@ -24,7 +24,7 @@ from lab.errors import (
     UsageError,
 )
 from lab.kinds import kinds
-from lab.load import wrk
+from lab.load import h2load, wrk
 from lab.matrix import placement
 from lab.report.compare import EXIT_REGRESSED, compare_runs
 from lab.report.compare import render as render_comparison
@@ -191,8 +191,12 @@ def cmd_list(_: argparse.Namespace) -> int:
                  if wrk.available() else
                  "NOT installed: closed loops fall back to rawhttp and their throughput "
                  "measures the client; apt-get install wrk")
+    h2load_state = (f"installed ({shutil.which('h2load')}): closed loops with http = \"2\" "
+                    "use it" if h2load.available() else
+                    "NOT installed: http = \"2\" cannot run; apt-get install nghttp2-client")
     print("engines:")
     print(f"  wrk        {wrk_state}")
+    print(f"  h2load     {h2load_state}")
     print("  rawhttp    Python, the lab's own (asyncio protocol on httptools, uvloop); bursts,")
     print("             probes and the open model (default), closed loops without wrk")
     print("  aiohttp    Python; when asked (engine = \"aiohttp\")")

@@ -18,8 +18,8 @@ def estimate_s(cell: Cell) -> float:
 KIND = register(Kind(
     name="closed",
     help="c users loop on the endpoint for duration_s after warmup_s; req/s and percentiles",
-    load_key="users", letter="c", settings=("duration_s", "warmup_s", "clients",
-                                                "connection"),
+    load_key="users", letter="c",
+    settings=("duration_s", "warmup_s", "clients", "connection", "http", "streams"),
     # "auto": wrk when it is installed, else rawhttp — decided per cell and recorded, so a
     # report always says which client produced a throughput figure.
     engines=("auto", *ENGINE_NAMES), default_engine="auto",

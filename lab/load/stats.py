@@ -42,7 +42,8 @@ def summarize(m: Measurement, machine: MachineShare | None = None) -> Figures:
     client_pct = 100.0 * u.client_cpu_s / wall
     server_pct = 100.0 * u.server_cpu_s / wall if u.server_cpu_s is not None else None
     busiest = m.parts.processes.client_cpu_busiest_pct if m.parts.processes else None
-    threads = m.parts.wrk.client_threads if m.parts.wrk else 1
+    threads = (m.parts.wrk.client_threads if m.parts.wrk
+               else m.parts.h2load.h2load_threads if m.parts.h2load else 1)
     # When client and server share the cores and together use (nearly) all of them, the
     # server competed with the client: not its ceiling. With cores of its own, a server
     # that uses them all has met its budget, which is a fair figure.

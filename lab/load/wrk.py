@@ -72,28 +72,36 @@ def _wrk(url: str, endpoint: Endpoint, users: int, seconds: int, timeout_s: floa
     argv = ["wrk", f"-t{min(sup.threads, users)}", f"-c{users}", f"-d{seconds}s",
             f"--timeout={math.ceil(timeout_s)}s", "-s", str(SCRIPT), url, "--",
             *script_args(endpoint)]
-    # A run may take its duration plus one request timeout to drain, and a moment to start.
-    budget_s = max(0.0, min(sup.deadline - time.monotonic(), seconds + timeout_s + 5.0))
+    group, code = supervised(argv, name, seconds + timeout_s, sup)
+    lines = group.log_path.read_text(errors="replace").splitlines()
+    for line in reversed(lines):  # the log may hold an earlier attempt's (resume)
+        if line.startswith("LABJSON "):
+            return json.loads(line.removeprefix("LABJSON ")), cpu_s(group)
+    raise RuntimeError(f"wrk printed no result (exit {code}): {' | '.join(lines[-3:])}")
+
+
+def supervised(argv: list[str], name: str, seconds: float, sup: Supervision
+               ) -> tuple[Group, int]:
+    """Run a load generator's ``argv`` to its end (its exit code), within the cell's
+    deadline and ``seconds`` (its duration and its drain) plus a moment to start."""
+    budget_s = max(0.0, min(sup.deadline - time.monotonic(), seconds + 5.0))
     group = sup.spawn(argv, name)
     try:
         code = group.wait(budget_s, sup.check)
     finally:
-        group.stop(STOP_GRACE_S)  # no-op when wrk has exited; else stops it and its group
+        group.stop(STOP_GRACE_S)  # no-op when it has exited; else stops it and its group
     if code is None:
-        raise TimeoutError(f"wrk still running after {budget_s:g} s")
-    lines = group.log_path.read_text(errors="replace").splitlines()
-    for line in reversed(lines):  # the log may hold an earlier attempt's (resume)
-        if line.startswith("LABJSON "):
-            return json.loads(line.removeprefix("LABJSON ")), _cpu_s(group)
-    raise RuntimeError(f"wrk printed no result (exit {code}): {' | '.join(lines[-3:])}")
+        raise TimeoutError(f"{argv[0]} still running after {budget_s:g} s")
+    return group, code
 
 
-def _cpu_s(group: Group) -> float:
+def cpu_s(group: Group) -> float:
+    """A supervised group's own CPU seconds, from its guard's rusage."""
     try:
-        assert group.rusage_path is not None, "spawn wrk with a rusage_path"
+        assert group.rusage_path is not None, f"spawn {group.argv[0]} with a rusage_path"
         return float(json.loads(group.rusage_path.read_text())["cpu_s"])
     except (OSError, ValueError, KeyError) as e:
-        raise RuntimeError(f"wrk's CPU time was not recorded ({e})") from None
+        raise RuntimeError(f"{group.argv[0]}'s CPU time was not recorded ({e})") from None
 
 
 def tally(r: Mapping[str, Any]) -> Tally:

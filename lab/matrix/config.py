@@ -29,16 +29,41 @@ Scalar = str | int | float | bool
 AUTO = 0  # the load of an open-model cell whose rate is searched for (rates = "auto")
 MAX_CELLS = 100_000  # a bigger matrix is a mistake (and would take days); refuse it unbuilt
 FILE_NAME_BYTES = 255  # NAME_MAX: each cell's server log is logs/<cell id>.log
-ENGINE_NAMES = ("rawhttp", "httpx", "aiohttp", "wrk")
+ENGINE_NAMES = ("rawhttp", "httpx", "aiohttp", "wrk", "h2load")
 PYTHON_ENGINES = ("rawhttp", "httpx", "aiohttp")
+H2_ENGINES = ("auto", "h2load")  # the engines that speak HTTP/2 (h2c by prior knowledge)
 CONNECT = ("warm", "cold")  # connections opened before the window, or one per request in it
 # closed, open: every connection carries requests until the window ends, or the client
 # sends each request with ``Connection: close`` on a connection of its own and closes it
 CONNECTION = ("keep-alive", "close")
-AXIS_SETTINGS = ("connect", "probe_connect", "connection")  # a list is an axis of experiments
-# Settings added after results existed: a cell's key holds them only when not their default,
-# so the cells of earlier runs keep their keys (``--resume``).
-KEYED_WHEN_SET = {"connection": "keep-alive"}
+HTTP = ("1.1", "2")
+MAX_STREAMS = 1000
+# Why a kind has no http setting, where the reason is more than its engines' (measured
+# 2026-12-03 with h2load 1.52, see docs/config.md).
+NO_HTTP2 = {
+    "open": "h2load, the lab's HTTP/2 engine, has no open model: its --rps paces each "
+            "connection only while a stream is free, and times each request from its actual "
+            "send, not its scheduled one (coordinated omission)",
+}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A kind's setting that, given as a list, makes one experiment per value (per
+    combination, with other axes): ``label`` names the value in the experiment's name.
+    At ``unrecorded`` (a setting newer than earlier runs), a cell's key and results line
+    leave the setting out, so those runs' cells keep their keys and lines."""
+
+    key: str
+    label: Callable[[Any], str] = str
+    unrecorded: object = None  # None: always recorded
+
+
+AXES = (Axis("connect"), Axis("probe_connect"),
+        Axis("http", lambda v: "h1" if v == "1.1" else "h2", unrecorded="1.1"),
+        Axis("streams", lambda v: f"s{v}", unrecorded=1),
+        Axis("connection", unrecorded="keep-alive"))
+AXIS_SETTINGS = tuple(a.key for a in AXES)
 DEFAULT_THREADS = 40  # anyio's default thread limiter: its tokens when lab.threads is absent
 MAX_THREADS = 10_000
 
@@ -109,14 +134,22 @@ class Experiment:
     probe_connect: str = "warm"
     connection: str = "keep-alive"  # closed, open: CONNECTION
     ready: Endpoint = Endpoint("/health")  # lab.ready_path: what a warm connection is checked with
+    http: str = "1.1"  # closed: the protocol; "2" is h2c by prior knowledge (h2load)
+    streams: int = 1  # closed, http 2: concurrent streams per connection (h2load -m)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoints", tuple(as_endpoint(e) for e in self.endpoints))
 
+    def recorded_settings(self) -> dict[str, Any]:
+        """The kind's settings, but an axis at its `Axis.unrecorded` value."""
+        quiet = {a.key: a.unrecorded for a in AXES if a.unrecorded is not None}
+        return {k: getattr(self, k) for k in get(self.kind).settings
+                if k not in quiet or getattr(self, k) != quiet[k]}
+
     def shown_settings(self) -> dict[str, Any]:
         """The kind's settings as a results line shows them: the probe by its label."""
-        shown = {k: getattr(self, k) for k in get(self.kind).settings}
-        return {k: v.label if isinstance(v, Endpoint) else v for k, v in shown.items()}
+        return {k: v.label if isinstance(v, Endpoint) else v
+                for k, v in self.recorded_settings().items()}
 
 
 def as_endpoint(e: "Endpoint | str") -> Endpoint:
@@ -146,7 +179,17 @@ class Cell:
         ``lab.restart = "configuration"`` those of one configuration and repeat."""
         if restart == "cell":
             return (self.id,)
-        return (*self.configuration, self.repeat)
+        h2c = self.h2c
+        # An h2 cell whose server needs other flags for it starts a server of its own.
+        return (*self.configuration, self.repeat, *(h2c if isinstance(h2c, tuple) else ()))
+
+    @property
+    def h2c(self) -> tuple[str, ...] | str:
+        """An h2 cell's server's extra flags, or why it cannot serve h2c; () in h1 cells."""
+        if self.experiment.http != "2":
+            return ()
+        adapter = ADAPTERS[self.server]
+        return adapter.h2c(adapter.effective_options(dict(self.options)))
 
     @property
     def configuration(self) -> tuple[object, ...]:
@@ -192,8 +235,7 @@ class Cell:
             "experiment": exp.name, "kind": exp.kind, "endpoint": self.endpoint.record(),
             "load": self.load, "params": dict(exp.params), "engine": exp.engine,
             "timeout_s": exp.timeout_s, "repeat": self.repeat,
-            "settings": {k: _recorded(getattr(exp, k)) for k in get(exp.kind).settings
-                         if k not in KEYED_WHEN_SET or getattr(exp, k) != KEYED_WHEN_SET[k]},
+            "settings": {k: _recorded(v) for k, v in exp.recorded_settings().items()},
         }
         text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -524,7 +566,16 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "connect": lambda v, p: _choice(v, p, CONNECT),
     "probe_connect": lambda v, p: _choice(v, p, CONNECT),
     "connection": lambda v, p: _choice(v, p, CONNECTION),
+    "http": lambda v, p: _choice(v, p, HTTP),
+    "streams": lambda v, p: _streams(v, p),
 }
+
+
+def _streams(value: Any, path: str) -> int:
+    n = _number(value, path, 1, integer=True)
+    if n > MAX_STREAMS:
+        raise ConfigError(path, f"must be ≤ {MAX_STREAMS}, got {n}")
+    return int(n)
 
 
 def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> LabSettings:
@@ -675,6 +726,9 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
     if "connection" in raw and "connect" in schema.settings:
         raise ConfigError(f"{path}.connection", f"a {kind} has a connection per request "
                           'already: connect = "cold" opens each inside the window')
+    if "http" in raw and "http" not in schema.settings:
+        raise ConfigError(f"{path}.http", f"the {kind} kind speaks HTTP/1.1 only: "
+                          + NO_HTTP2.get(kind, "its engines have no HTTP/2"))
     t = _table(raw, path, common | {schema.load_key} | set(schema.settings),
                {"name", "endpoints", schema.load_key})
     name = _string(t["name"], f"{path}.name")
@@ -709,15 +763,47 @@ def _parse_experiment(i: int, raw: Any) -> list[Experiment]:
         ways=_boolean(t.get("ways", False), f"{path}.ways"),
         **extra,
     )
-    axis = next((k for k in AXIS_SETTINGS if k in schema.settings and k in t), None)
-    if axis is None:
-        return [exp]
-    values = [SETTINGS[axis](v, f"{path}.{axis}[{j}]" if isinstance(t[axis], list)
-                             else f"{path}.{axis}")
-              for j, v in enumerate(_list(t[axis], f"{path}.{axis}"))]
-    # One experiment per value, named by it when there are several: each its own table.
-    return [replace(exp, **{axis: v}, name=f"{name}-{v}" if len(values) > 1 else name)
-            for v in values]
+    axes = [a for a in AXES if a.key in schema.settings and a.key in t]
+    values = {a.key: _axis_values(t[a.key], f"{path}.{a.key}", a.key) for a in axes}
+    _check_protocol(path, exp, values)
+    out: dict[str, Experiment] = {}
+    for combo in itertools.product(*values.values()):
+        chosen = dict(zip(values, combo, strict=True))
+        h1 = chosen.get("http", exp.http) == "1.1"
+        if h1 and "streams" in chosen:
+            chosen["streams"] = 1  # HTTP/1.1 is one stream per connection, whatever streams
+        # Named by each axis with several values that applies to it, in AXES order, as
+        # `closed-h2-s10`; an experiment with none of them keeps its own name.
+        parts = [a.label(chosen[a.key]) for a in axes if len(values[a.key]) > 1
+                 and not (h1 and a.key == "streams")]
+        e = replace(exp, **chosen, name="-".join([name, *parts]))
+        out.setdefault(e.name, e)
+    return list(out.values())
+
+
+def _axis_values(raw: Any, path: str, key: str) -> list[Any]:
+    return [SETTINGS[key](v, f"{path}[{j}]" if isinstance(raw, list) else path)
+            for j, v in enumerate(_list(raw, path))]
+
+
+def _check_protocol(path: str, exp: Experiment, values: Mapping[str, list[Any]]) -> None:
+    """HTTP/2 needs an engine that speaks it and keeps its connections; streams > 1 need
+    HTTP/2 among the protocols."""
+    http = values.get("http", [exp.http])
+    if "2" in http and exp.engine not in H2_ENGINES:
+        raise ConfigError(f"{path}.engine", f"{exp.engine} does not speak HTTP/2: with "
+                          'http = "2" use engine = "auto" or "h2load"')
+    if "2" in http and exp.clients > 1:
+        raise ConfigError(f"{path}.clients", "clients = k splits users over k Python client "
+                          'processes; http = "2" runs on h2load, one process whose threads '
+                          "take the client's cores")
+    if "2" in http and "close" in values.get("connection", [exp.connection]):
+        raise ConfigError(f"{path}.connection", 'HTTP/2 has no "Connection: close" (the '
+                          "header is forbidden there, and h2load keeps its connections): "
+                          'measure connection = "close" with http = "1.1"')
+    if "2" not in http and max(values.get("streams", [1])) > 1:
+        raise ConfigError(f"{path}.streams", 'streams > 1 needs http = "2": HTTP/1.1 has no '
+                          "multiplexing (and wrk does not pipeline)")
 
 
 def _parse_service(name: str, raw: Any) -> Service:

@@ -17,11 +17,11 @@ from lab.report.groups import CLIENT_SHARE_BAR, Comparison
 from lab.report.merge import environment_warnings
 from lab.report.model import NOISY_SPREAD_PCT, Report, noisy
 from lab.report.summary import in_short
-from lab.report.tables import table
+from lab.report.tables import notes, table
 from lab.report.ways import ways_findings, ways_short
 from lab.servers.base import FACTS, THREADS
 from lab.store.results import ENVIRONMENT, RunDir, current, write_atomically
-from lab.store.schema import MergedRun, Result, RunInfo
+from lab.store.schema import NOT_SERVED, MergedRun, Result, RunInfo
 
 if TYPE_CHECKING:
     from lab.report.charts import Chart
@@ -60,15 +60,22 @@ def _or(value: object, missing: str = "?") -> object:
     return missing if value is None else value
 
 
+def _counts(records: Sequence[Result]) -> str:
+    """"9 ok, 1 failed", and how many a server could not serve (not failures) if any."""
+    failed = sum(r.status == "failed" for r in records)
+    refused = sum(r.status == NOT_SERVED for r in records)
+    return (f"{len(records) - failed - refused} ok, {failed} failed"
+            + (f", {refused} not served" if refused else ""))
+
+
 def _this_run(info: RunInfo, records: Sequence[Result]) -> list[str]:
     if info.merged_from is not None:
         return _merged_runs(info, info.merged_from, records)
-    failed = sum(r.status == "failed" for r in records)
     return [
         "## This run", "",
         f"- config: `{_or(info.config)}` (sha256 {_or(info.config_hash)}, "
         f"copy in `config.toml`)",
-        f"- cells: {len(records)} finished ({len(records) - failed} ok, {failed} failed)"
+        f"- cells: {len(records)} finished ({_counts(records)})"
         + (f" of {info.cells_total} planned" if info.cells_total is not None else ""),
         f"- repeats: {_or(info.repeats)}, run {_or(info.order)} (seed "
         f"{_or(info.seed)}): every repeat of a point ran all configurations side by "
@@ -110,7 +117,6 @@ def _merged_warnings(info: RunInfo, sources: list[MergedRun]) -> list[str]:
 def _merged_runs(info: RunInfo, sources: list[MergedRun], records: Sequence[Result]
                  ) -> list[str]:
     """Which runs, and how each ended."""
-    failed = sum(r.status == "failed" for r in records)
     lines = ["## These runs", ""]
     for src in sources:
         state = src.state or "unknown"
@@ -119,9 +125,8 @@ def _merged_runs(info: RunInfo, sources: list[MergedRun], records: Sequence[Resu
                      f"started {src.started_at}, {state}"
                      + (" — **not finished**: only its finished cells are here"
                         if state != "finished" else ""))
-    lines += [f"- cells: {len(records)} finished ({len(records) - failed} ok, {failed} "
-              "failed)" + (f" of {info.cells_total} planned" if info.cells_total is not None
-                           else ""),
+    lines += [f"- cells: {len(records)} finished ({_counts(records)})"
+              + (f" of {info.cells_total} planned" if info.cells_total is not None else ""),
               f"- repeats: {_or(info.repeats)}, run {_or(info.order)} within "
               "each run; baseline: the best row of each table",
               _placement_line(records), "",
@@ -232,7 +237,9 @@ def _sections(report: Report, drawn: list["Chart"]) -> list[str]:
             lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
                       f"{get(comp.kind).help})", ""]
             lines += [f"![{c.alt}]({c.file})\n" for c in drawn if c.experiment == experiment]
-        lines += [f"### {_title(comp)}", "", table(comp), ""]
+        said = notes(comp)
+        lines += [f"### {_title(comp)}", "", table(comp), "", *(x for n in said
+                                                                for x in (n, ""))]
     return lines
 
 
@@ -330,7 +337,7 @@ def _range(values: Iterable[float]) -> str:
 def _failures(records: Sequence[Result]) -> list[str]:
     lines = []
     for r in records:
-        if (f := r.failure) is None:
+        if (f := r.failure) is None or r.status == NOT_SERVED:  # in its table, not a failure
             continue
         lines += [f"- `{r.cell_id}`: **{f.kind}** — {f.reason}"]
         if f.log_tail:

@@ -14,6 +14,7 @@ from lab.report.fmt import fmt, fmt_spread, pct, peaks, rate, split
 from lab.report.groups import Comparison, Getter, Row
 from lab.report.keepalive import CLOSE, connections_per_worker, opens_per_request
 from lab.report.model import ComparisonFacts, Flag, RowFacts
+from lab.store.schema import NOT_SERVED
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,23 @@ def _connections(comp: Comparison) -> list[Column]:
             Column("connections per worker", connections_per_worker)]
 
 
+def _spoken(row: Row) -> str:
+    """The protocol h2load reports its connections spoke, flagged where it is not the one
+    the cell asked for (an h2 cell answered in HTTP/1.1)."""
+    spoken = sorted({f.h2load.protocol or "none" for f in row.ok if f.h2load})
+    asked = {r.load.get("http", "1.1") for r in row.results}
+    wrong = any(p != ("h2c" if a == "2" else "http/1.1") for p in spoken for a in asked)
+    return ", ".join(spoken) + (f" ⚠ not the HTTP {'/'.join(sorted(asked))} asked"
+                                if wrong else "")
+
+
+def _h2load(comp: Comparison) -> bool:
+    return any(r.engine == "h2load" for row in comp.rows for r in row.results)
+
+
 def closed_columns(comp: Comparison) -> list[Column]:
-    return [Column("error rate", lambda r: rate(r.error_rate()), main=True),
+    spoken = [Column("spoken", _spoken, main=True)] if _h2load(comp) else []
+    return [*spoken, Column("error rate", lambda r: rate(r.error_rate()), main=True),
             Column("scaling vs 1 worker", _scaling, main=True),
             Column("p99 ms", lambda r: pct(r.latency(), "p99"), main=True),
             *_latency("p50", "p99.9"), Column("errors by kind", errors),
@@ -171,6 +187,9 @@ def _relative(ratio: float) -> str:
 
 def _unmeasured(row: Row) -> str:
     """Why a row has no headline figure: its repeats failed, or too few samples."""
+    if refused := [r.failure.reason for r in row.results
+                   if r.status == NOT_SERVED and r.failure]:
+        return refused[0]  # "not served: <server> does not speak h2c (why)"
     if failed := row.failures():
         return "failed: " + ", ".join(failed)
     n = max((r.figures.latency_samples for r in row.results if r.figures), default=0)
@@ -179,6 +198,27 @@ def _unmeasured(row: Row) -> str:
 
 def _runs(row: Row) -> str:
     return ", ".join(sorted({r.source_run or "?" for r in row.results}))
+
+
+SLOW_DRAIN_S = 1.0  # a server still busy with a warm-up's cut requests this long after it
+
+
+def notes(comp: Comparison) -> list[str]:
+    """What a reader must know of the engine beside the table: what h2load cannot check,
+    and servers that kept the requests of streams h2load let go of in flight."""
+    if not _h2load(comp):
+        return []
+    lines = ["h2load checks each answer's status only: its rows have no body check, and no "
+             "per-worker split (it cannot read the wrapper's worker header). *spoken* is "
+             "the protocol h2load's own report names."]
+    for row in comp.rows:
+        waits = [w for f in row.ok if f.h2load and (w := f.h2load.h2load_settle_s)]
+        if waits and max(waits) >= SLOW_DRAIN_S:
+            lines.append(f"{row.server_id} still had requests in flight up to "
+                         f"{max(waits):.1f} s after h2load's warm-up let go of them (the "
+                         "lab waits at most one request timeout_s): it did not end the "
+                         "requests of streams whose connection the client closed.")
+    return lines
 
 
 def table(comp: ComparisonFacts) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from lab.errors import LabError, ServerStartError
 from lab.kinds import get
 from lab.kinds.base import ms
-from lab.load import knee, loop, processes, wrk
+from lab.load import h2load, knee, loop, processes, wrk
 from lab.load.monitor import Stalls, Window
 from lab.load.samples import Measurement
 from lab.load.stats import MachineShare, summarize
@@ -29,7 +29,7 @@ from lab.servers import ADAPTERS
 from lab.servers.asgi_wrap import APP_DIR_ENV, APP_ENV, LOOP_METER_ENV, SERVED, THREADS_ENV
 from lab.servers.base import THREADS
 from lab.store.results import RunDir, timestamp
-from lab.store.schema import Failure, FailureKind, Figures, Process, Result
+from lab.store.schema import NOT_SERVED, Failure, FailureKind, Figures, Process, Result
 from lab.supervise import appcheck
 from lab.supervise.interrupt import Interrupts
 from lab.supervise.process import (
@@ -72,8 +72,14 @@ def describe(cell: Cell, lab: LabSettings, run_id: str, engine: str, started_at:
         engine=engine, engine_requested=exp.engine, ways=exp.ways, repeat=cell.repeat,
         cell_key=cell.key(lab),  # what resume matches: the id alone misses a changed config
         placement=lab.placement.as_record(), process=process,
-        status="failed" if failure else "ok", failure=failure, figures=figures,
+        status=status_of(failure), failure=failure, figures=figures,
         started_at=started_at, finished_at=timestamp())
+
+
+def status_of(failure: Failure | None) -> str:
+    if failure is None:
+        return "ok"
+    return NOT_SERVED if failure.kind is FailureKind.NOT_SERVED else "failed"
 
 
 DISTURBED_GAP_S = 1.0  # the lab's sampler woke this late: SIGSTOP, suspend, a paused VM
@@ -123,11 +129,17 @@ class Launch:
 
 
 def engine_for(cell: Cell) -> str:
-    """The engine a cell really uses: "auto" is wrk when installed, else rawhttp."""
+    """The engine a cell really uses: "auto" is h2load for HTTP/2, else wrk when installed,
+    else rawhttp."""
     engine = cell.experiment.engine
+    if engine == "auto" and cell.experiment.http == "2":
+        return "h2load"
     if engine == "auto":
         return "wrk" if wrk.available() else "rawhttp"
     return engine
+
+
+NATIVE = {"wrk": wrk.run, "h2load": h2load.run}  # supervised load generators: engine → run
 
 
 def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
@@ -144,7 +156,7 @@ def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
             raise TimeoutError
 
     placement = ctx.lab.placement
-    if exp.engine == "wrk":
+    if exp.engine in NATIVE:
         sup = wrk.Supervision(
             spawn=lambda argv, name: Group(
                 argv, ctx.run.logs / f"{cell.id}.{name}.log", ctx.ledger,
@@ -152,8 +164,8 @@ def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
                 rusage_path=ctx.run.logs / f"{cell.id}.{name}.cpu.json"),
             check=check, deadline=deadline,
             threads=1 if placement.shared else len(placement.client_set()))
-        return summarize(wrk.run(server.base_url, exp, endpoint, cell.load, window, sup),
-                         ctx.machine)
+        return summarize(NATIVE[exp.engine](server.base_url, exp, endpoint, cell.load,
+                                            window, sup), ctx.machine)
     def at(load: float, e: Experiment, window: Window) -> Measurement:
         with quiet_gc():
             if e.clients > 1:  # only a kind that splits its load accepts clients = k
@@ -242,9 +254,11 @@ class Servers:
     def _start(self, cell: Cell, log_path: Path) -> Server:
         lab, adapter = self.ctx.lab, ADAPTERS[cell.server]
         launch = Launch.for_cell(lab, cell)
+        h2c = cell.h2c
+        assert isinstance(h2c, tuple), "run_cell serves no h2 cell to a server without h2c"
         return start(
             lambda port: adapter.argv(sys.executable, launch.app, lab.host, port,
-                                      cell.workers, dict(cell.options)),
+                                      cell.workers, dict(cell.options), h2c),
             lab.host, cell.workers, log_path, lab.start_timeout_s,
             check=self.ctx.interrupts.check, ledger=self.ctx.ledger,
             env={**self.env, **launch.env}, readiness=launch.readiness,
@@ -311,6 +325,10 @@ def run_cell(cell: Cell, ctx: Context, servers: Servers) -> Result:
     log_path = ctx.run.logs / f"{cell.id}.log"
     figures: Figures | None = None
     failure: Failure | None = None
+    if isinstance(reason := cell.h2c, str):  # a result, not a failure: the matrix goes on
+        return describe(cell, ctx.lab, run_id, engine, started_at, Failure(
+            FailureKind.NOT_SERVED, f"not served: {cell.server} does not speak h2c "
+            f"({reason})"))
     try:
         server, fresh = servers.get(cell, log_path)
     except ServerStartError as e:
@@ -367,6 +385,8 @@ def _no_answer(figures: Figures, cell: Cell) -> str:
 
 def progress_line(i: int, total: int, r: Result) -> str:
     head = f"[{i}/{total}] {r.cell_id}"
+    if r.status == NOT_SERVED and r.failure:
+        return f"{head}: {r.failure.reason}"
     if r.failure or r.figures is None:
         kind, reason = (r.failure.kind, r.failure.reason) if r.failure else ("?", "?")
         return f"{head}: FAILED ({kind}: {reason})"

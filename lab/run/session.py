@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lab import report
 from lab.errors import Busy, ConfigError, Interrupted, ServiceError, StorageError, UsageError
-from lab.load import wrk
+from lab.load import h2load, wrk
 from lab.matrix import config as config_mod
 from lab.matrix.config import Matrix
 from lab.run import progress
@@ -85,6 +85,9 @@ def checked_matrix(filters: Filters, path: Path, base_dir: Path | None = None) -
         if exp.engine == "wrk" and not wrk.available():
             raise ConfigError(f"experiments[{i}].engine", "wrk is not installed "
                               "(apt-get install wrk), or use engine = \"rawhttp\"")
+        if (exp.engine == "h2load" or exp.http == "2") and not h2load.available():
+            raise ConfigError(f"experiments[{i}].engine", "h2load, the HTTP/2 engine, is not "
+                              "installed (apt-get install nghttp2-client)")
     check_app(matrix.lab.app, timeout_s=matrix.lab.start_timeout_s,
               app_dir=matrix.lab.app_dir, wrap=matrix.lab.wrap,
               servers=[spec.name for spec in matrix.servers])

@@ -92,6 +92,15 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+# How a server serves h2c (HTTP/2 by prior knowledge) with the given options: the flags its
+# argv needs for it (() when its usual start serves HTTP/1.1 and 2 alike), or why it cannot.
+H2c = Callable[[Mapping[str, OptionValue]], tuple[str, ...] | str]
+
+
+def no_h2c(reason: str) -> H2c:
+    return lambda options: reason
+
+
 @dataclass(frozen=True)
 class Adapter:
     """A server the lab can run. A new server is one module that builds one of these."""
@@ -111,6 +120,7 @@ class Adapter:
     # worker class is uvicorn-worker's, which runs uvicorn): each must be installed, their
     # modules count as the server's and their versions join its own.
     runs_on: tuple[str, ...] = ()
+    h2c: H2c = no_h2c("its adapter declares no HTTP/2")
 
     def installed(self) -> bool:
         return util.find_spec(self.module) is not None and all(
@@ -149,9 +159,10 @@ class Adapter:
 
     def argv(
         self, python: str, app: str, host: str, port: int, workers: int,
-        options: Mapping[str, OptionValue],
+        options: Mapping[str, OptionValue], extra: tuple[str, ...] = (),
     ) -> list[str]:
+        """``extra``: flags after the options' (an h2 cell's, from `h2c`)."""
         argv = [python, "-m", self.module, *self.base_argv(app, host, port, workers)]
         for key, value in sorted(self.effective_options(options).items()):
             argv += self.options[key].render(value)
-        return argv
+        return argv + list(extra)

@@ -1,6 +1,13 @@
 """granian: Rust HTTP core; `--interface asgi` is required (its default, rsgi, answers 500)."""
 
-from lab.servers.base import Adapter, choice, integer, switch
+from collections.abc import Mapping
+
+from lab.servers.base import Adapter, OptionValue, choice, integer, switch
+
+
+def h2c(options: Mapping[str, OptionValue]) -> tuple[str, ...] | str:
+    """Its default ``--http auto`` serves HTTP/1.1 and h2c on one port (one start for both)."""
+    return "its --http 1 serves HTTP/1.1 only" if options.get("http") == "1" else ()
 
 ADAPTER = Adapter(
     name="granian",
@@ -29,4 +36,5 @@ ADAPTER = Adapter(
         "runtime threads": ("runtime_threads", "1"),
         "access log": ("access_log", "off"),
     },
+    h2c=h2c,
 )

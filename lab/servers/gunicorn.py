@@ -1,7 +1,7 @@
 """gunicorn: `python -m gunicorn -k uvicorn_worker.UvicornWorker`, uvicorn's server in the
 workers that gunicorn's arbiter forks, watches and restarts."""
 
-from lab.servers.base import Adapter, choice, integer, switch
+from lab.servers.base import Adapter, choice, integer, no_h2c, switch
 
 WORKER_CLASSES = ("uvicorn_worker.UvicornWorker", "uvicorn_worker.UvicornH11Worker")
 
@@ -35,4 +35,7 @@ ADAPTER = Adapter(
         "access log": ("access_log", "off"),
     },
     runs_on=("uvicorn-worker", "uvicorn"),
+    # UvicornWorker builds uvicorn's Config from gunicorn's settings and its CONFIG_KWARGS
+    # (loop, http): nothing sets uvicorn's http2.
+    h2c=no_h2c("uvicorn_worker's workers have no setting for uvicorn's --http2"),
 )

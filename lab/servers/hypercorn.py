@@ -23,4 +23,5 @@ ADAPTER = Adapter(
         "keep-alive": ("keep_alive", "5 s"),
         "access log": ("access_log", "off"),
     },
+    h2c=lambda options: (),  # h11 and h2 (prior knowledge) on one port, always
 )

@@ -224,6 +224,21 @@ class WrkFigures(_Part):
 
 
 @dataclass(frozen=True, slots=True)
+class H2loadFigures(_Part):
+    """h2load's own: the protocol it reports having spoken (h2c, http/1.1) and its threads.
+    It checks statuses only: no body check, no worker header (no per-worker split)."""
+
+    protocol: str | None  # "Application protocol:" of its report; None: it never connected
+    h2load_threads: int  # at its limit at this many cores
+    h2load_settle_s: float | None  # the wait for the server to drain the warm-up
+
+    @classmethod
+    def from_json(cls, f: Mapping[str, Any]) -> "H2loadFigures":
+        return cls(_str(f.get("protocol")), _int(f.get("h2load_threads")) or 1,
+                   _num(f.get("h2load_settle_s")))
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessesFigures(_Part):
     clients: int  # client processes (clients = k)
     client_cpu_busiest_pct: float | None  # the busiest one's CPU: it decides client_limited
@@ -371,14 +386,15 @@ class KindFigures:
     knee: KneeFigures | None = None
     interference: InterferenceFigures | None = None
     wrk: WrkFigures | None = None
+    h2load: H2loadFigures | None = None
     processes: ProcessesFigures | None = None
     loop: LoopFigures | None = None  # any kind's, with lab.loop_meter (from the window)
 
 
 PARTS: dict[str, type[_Part]] = {
     "burst": BurstFigures, "open": OpenFigures, "knee": KneeFigures,
-    "interference": InterferenceFigures, "wrk": WrkFigures, "processes": ProcessesFigures,
-    "loop": LoopFigures}
+    "interference": InterferenceFigures, "wrk": WrkFigures, "h2load": H2loadFigures,
+    "processes": ProcessesFigures, "loop": LoopFigures}
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,12 +473,17 @@ class Figures(KindFigures):
                for name, part in PARTS.items()})
 
 
+NOT_SERVED = "not_served"  # a results line's status: the server cannot serve the cell
+
+
 class FailureKind(StrEnum):
     START_FAILED = "start_failed"  # the server did not start, or not ready in time
     SERVER_CRASHED = "server_crashed"  # a server process exited during the cell
     ALL_REQUESTS_FAILED = "all_requests_failed"
     CELL_TIMEOUT = "cell_timeout"  # lab.cell_timeout_s passed
     CLIENT_FAILED = "client_failed"  # the load generator failed (a client process, wrk)
+    # Not a failure: the server does not speak the cell's protocol (its status: not_served)
+    NOT_SERVED = "not_served"
     DISTURBED = "disturbed"  # the lab went unscheduled: measured again on --resume
     LAB_ERROR = "lab_error"  # a defect of the lab in this cell
 
@@ -521,12 +542,12 @@ def _check(line: Mapping[str, Any]) -> None:
     for key, kind in _REQUIRED.items():
         if not isinstance(line.get(key), kind):
             raise MalformedLine(f"has no valid {key!r}")
-    if line["status"] not in ("ok", "failed"):
+    if line["status"] not in ("ok", "failed", NOT_SERVED):
         raise MalformedLine("has an unknown status")
     if line["status"] == "ok" and not isinstance(line.get("figures"), dict):
         raise MalformedLine("is ok but has no figures")
-    if line["status"] == "failed" and not isinstance(line.get("failure"), dict):
-        raise MalformedLine("failed but says no reason")
+    if line["status"] != "ok" and not isinstance(line.get("failure"), dict):
+        raise MalformedLine(f"is {line['status']} but says no reason")
 
 
 _V1_KINDS = {"crashed": FailureKind.SERVER_CRASHED.value}  # older names of failure kinds
@@ -565,7 +586,7 @@ class Result:
     endpoint: str  # its label
     load: dict[str, Any]  # the load axis (requests, users, rates…) and the kind's settings
     params: dict[str, Any]
-    status: str  # ok | failed
+    status: str  # ok | failed | not_served (its failure says why; not a failure)
     failure: Failure | None
     figures: Figures | None  # a failed cell may still have partial figures
     engine: str | None = None  # the load generator that ran (wrk, rawhttp, …)
