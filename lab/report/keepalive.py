@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 from lab.kinds import Fact, get
 from lab.report.fmt import fmt
+from lab.report.heads import head
 from lab.report.model import ComparisonFacts, RowFacts
+from lab.report.twins import twins
 from lab.store.schema import Figures
 
 KEEP_ALIVE, CLOSE = "keep-alive", "close"
@@ -27,27 +29,6 @@ def connections_per_worker(row: RowFacts) -> str:
     typical = row.typical()
     counts = sorted(typical.connections.values(), reverse=True) if typical else []
     return "/".join(map(str, counts)) or "–"
-
-
-def users(comp: ComparisonFacts) -> str:
-    """A closed comparison as In short names it: "`/hello`, 16 users", and how each request
-    was connected when not kept alive."""
-    close = ", a new connection per request" if comp.load.get("connection") == CLOSE else ""
-    return f"`{comp.endpoint}`, {comp.n} users{close}"
-
-
-def _twin_key(comp: ComparisonFacts) -> tuple[object, ...]:
-    load = tuple(sorted((k, v) for k, v in comp.load.items() if k != "connection"))
-    return comp.kind, comp.endpoint, load, tuple(sorted(comp.params.items()))
-
-
-def pairs(comps: Sequence[ComparisonFacts]) -> list[tuple[ComparisonFacts, ComparisonFacts]]:
-    """(keep-alive, close) comparisons of throughput kinds that differ only in connection."""
-    kept = {_twin_key(c): c for c in comps
-            if c.load.get("connection", KEEP_ALIVE) == KEEP_ALIVE}
-    return [(kept[key], c) for c in comps
-            if Fact.THROUGHPUT in get(c.kind).facts and c.load.get("connection") == CLOSE
-            and (key := _twin_key(c)) in kept]
 
 
 def _worth(kept: RowFacts, closed: RowFacts) -> str | None:
@@ -75,7 +56,9 @@ def _worth(kept: RowFacts, closed: RowFacts) -> str | None:
 
 def keep_alive_worth(comps: Sequence[ComparisonFacts]) -> list[str]:
     out = []
-    for kept, closed in pairs(comps):
+    for kept, closed in twins(comps, "connection", KEEP_ALIVE, CLOSE):
+        if Fact.THROUGHPUT not in get(closed.kind).facts:
+            continue
         rows = {r.server_id: r for r in kept.rows}
         found = [t for r in closed.rows if r.server_id in rows
                  and (t := _worth(rows[r.server_id], r)) is not None]
@@ -87,6 +70,6 @@ def keep_alive_worth(comps: Sequence[ComparisonFacts]) -> list[str]:
             if pers else ""
         seen = (f" The servers accepted {span} connections per request with `close` (the "
                 "kernel's count)." if pers else "")
-        out.append(f"`{closed.endpoint}`, {closed.n} users: req/s kept alive ÷ req/s with a "
+        out.append(f"{head(kept, comps)}: req/s kept alive ÷ req/s with a "
                    f"new connection per request: {'; '.join(found)}.{seen}")
     return out

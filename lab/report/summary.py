@@ -4,7 +4,9 @@ server, how many workers — in a few sentences, each read from the model."""
 from lab.kinds import Fact, get
 from lab.report.facts import Scaling
 from lab.report.fmt import fmt
-from lab.report.keepalive import keep_alive_worth, users
+from lab.report.heads import head
+from lab.report.http2 import which_for_http2
+from lab.report.keepalive import keep_alive_worth
 from lab.report.model import ComparisonFacts, Report, RowFacts
 
 
@@ -17,18 +19,18 @@ def _which_server(report: Report) -> list[str]:
         base = comp.baseline
         if Fact.THROUGHPUT not in get(comp.kind).facts or not comp.measured:
             continue
-        head = users(comp)
+        name = head(comp, report.comparisons)
         limited = sorted(row.server_id for row in comp.measured if row.limit() is not None)
         note = (f" Not comparable (client or machine at its limit): {', '.join(limited)}."
                 if limited else "")
         if base is None:
-            out.append(f"{head}: no verdict — no configuration has all its repeats ok and a "
+            out.append(f"{name}: no verdict — no configuration has all its repeats ok and a "
                        f"figure that is the server's, not the client's or the machine's.{note}")
             continue
         s = base.spread()
         assert s is not None
         who = "baseline " if report.preferred == base.server_id else "most req/s on "
-        text = f"{head}: {who}{base.server_id} ({fmt(s.median, 4)} req/s)"
+        text = f"{name}: {who}{base.server_id} ({fmt(s.median, 4)} req/s)"
         out.append(text + _against(comp, base, limited) + "." + note)
     return out
 
@@ -125,7 +127,7 @@ def _how_many_workers(report: Report) -> list[str]:
             readable.append(", ".join(limited) + " — not comparable: client or machine at "
                             "its limit, not the servers' ceiling")
         if readable:
-            out.append(f"{users(comp)}: req/s relative to 1 worker: "
+            out.append(f"{head(comp, report.comparisons)}: req/s relative to 1 worker: "
                        + "; ".join(readable) + ".")
     return out
 
@@ -136,5 +138,6 @@ def in_short(report: Report, def_or_async: list[str]) -> list[tuple[str, list[st
     answers = [("`def` or `async def`?", def_or_async),
                ("Which server?", _which_server(report) + _knees(report)),
                ("How many workers?", _how_many_workers(report)),
+               ("Which server for HTTP/2?", which_for_http2(report.comparisons)),
                ("What is keep-alive worth?", keep_alive_worth(report.comparisons))]
     return [(q, a) for q, a in answers if a]
