@@ -35,6 +35,8 @@ CONNECT = ("warm", "cold")  # connections opened before the window, or one per r
 AXIS_SETTINGS = ("connect", "probe_connect")  # a list of them is an axis of experiments
 DEFAULT_THREADS = 40  # anyio's default thread limiter: its tokens when lab.threads is absent
 MAX_THREADS = 10_000
+# A WebSocket message: granian's and websockets' default frame limit is 1 MiB (uvicorn's 16)
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class Experiment:
     connect: str = "warm"
     probe_connect: str = "warm"
     ready: Endpoint = Endpoint("/health")  # lab.ready_path: what a warm connection is checked with
+    messages: int = 100  # websocket: each client's messages, each after the one before's echo
+    message_bytes: int = 32  # websocket, ws_broadcast: each text message's size
+    rounds: int = 10  # ws_broadcast: messages fanned out, one after another
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoints", tuple(as_endpoint(e) for e in self.endpoints))
@@ -515,7 +520,17 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "settle_s": lambda v, p: float(_number(v, p, 0)),
     "connect": lambda v, p: _choice(v, p, CONNECT),
     "probe_connect": lambda v, p: _choice(v, p, CONNECT),
+    "messages": lambda v, p: _number(v, p, 1, integer=True),
+    "message_bytes": lambda v, p: _at_most(_number(v, p, 1, integer=True), p,
+                                           MAX_MESSAGE_BYTES),
+    "rounds": lambda v, p: _number(v, p, 1, integer=True),
 }
+
+
+def _at_most(value: int, path: str, limit: int) -> int:
+    if value > limit:
+        raise ConfigError(path, f"must be ≤ {limit}, got {value}")
+    return value
 
 
 def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> LabSettings:

@@ -5,7 +5,7 @@ from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
 
 - adds ``x-lab-worker: <pid>`` to every HTTP response, in place of any the app sent, so
   every engine (wrk's Lua script too) attributes each answer to the worker that gave it,
-  whatever the body;
+  whatever the body; and to every WebSocket handshake's answer (``websocket.accept``);
 - passes lifespan through, and writes the worker's ready marker (``LAB_READY_DIR/<pid>``)
   once the app's start-up has completed, so the lab waits for *every* worker;
 - starts an app without lifespan support on every server: when the app raises or returns
@@ -220,10 +220,27 @@ class Wrapped:
                 await call
             finally:  # returned, raised, or cancelled (the client went away)
                 meter.ended()
+        elif scope["type"] == "websocket":
+            await self.app(scope, receive, self._accept_with_header(send))
         elif scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _accept_with_header(self, send: Send) -> Send:
+        """The handshake's answer names the worker too: a broadcast reaches the clients of
+        one worker, so the lab groups its clients by it. Not metered: a socket held open
+        for the whole window is no request in flight."""
+        header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                headers = [h for h in message.get("headers") or ()
+                           if bytes(h[0]).lower() != header[0]]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        return send_with_header
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = {"received": False, "answered": False}

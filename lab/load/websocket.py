@@ -1,0 +1,176 @@
+"""The websocket kinds' runners: N clients connect before the window (their handshakes are
+timed, and a refused one is an error of its status, ``handshake_http_404``), then
+
+- echo (``websocket``): each client sends ``messages`` text messages of ``message_bytes``,
+  each when the echo of the one before came back; a sample is one round trip;
+- broadcast (``ws_broadcast``): ``rounds`` times, one client of each worker's group sends
+  one message and every client of that group (the sender too) waits for it; a sample is one
+  delivery, timed from the send, and the round's slowest one is its last-client latency.
+
+A broadcast reaches the clients of one worker (a process's set: across workers needs a shared
+bus), so the clients are grouped by the worker their handshake's answer names; without the
+lab's wrapper the worker is unknown and all clients are one group. A delivery is timed when
+the client's task sees it: at N = 100 the client's own wake-ups are part of the last one.
+"""
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from lab.load.histogram import Histogram, latency_figures
+from lab.load.monitor import Window
+from lab.load.params import request_target
+from lab.load.samples import Measurement, Sample
+from lab.load.wsclient import WS_ENGINES, Closed, Conn, Refused
+from lab.matrix.config import Experiment
+from lab.matrix.endpoint import Endpoint
+from lab.store.schema import KindFigures, WebSocketFigures
+
+
+def payload(size: int, tag: str = "") -> str:
+    """A text message of ``size`` bytes (ASCII) that starts with ``tag``."""
+    return (tag + "x" * size)[:size] if size >= len(tag) else tag
+
+
+async def _failed(coro: Awaitable[Conn]) -> tuple[Conn | None, str | None, float]:
+    """(connection, None, seconds) or (None, error kind, seconds)."""
+    start = time.perf_counter()
+    try:
+        conn = await coro
+        return conn, None, time.perf_counter() - start
+    except Refused as e:
+        error = f"handshake_http_{e.status}"
+    except TimeoutError:
+        error = "timeout"
+    except Closed:
+        error = "closed"
+    except OSError:
+        error = "connect"
+    return None, error, time.perf_counter() - start
+
+
+async def open_all(base_url: str, exp: Experiment, endpoint: Endpoint, n: int
+                   ) -> tuple[list[Conn], list[Sample], Histogram]:
+    """N connections opened at once: those open, a sample per refused one, and the
+    handshakes' times."""
+    url = urlsplit(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    connect = WS_ENGINES[exp.engine]
+    target = request_target(exp.params, endpoint)
+    opened = await asyncio.gather(*(_failed(connect(host, port, target, exp.timeout_s))
+                                    for _ in range(n)))
+    handshakes = Histogram()
+    for conn, _, seconds in opened:
+        if conn is not None:
+            handshakes.record(seconds)
+    refused = [Sample(0.0, s, error, None) for conn, error, s in opened if conn is None]
+    return [c for c, _, _ in opened if c is not None], refused, handshakes
+
+
+async def close_all(conns: list[Conn]) -> None:
+    await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+
+async def _echo(conn: Conn, messages: int, text: str, timeout_s: float) -> list[Sample]:
+    """One client's messages, each after the one before came back. After a timeout or a
+    close the rest fail with it, counted, not dropped."""
+    out = []
+    for i in range(messages):
+        start = time.perf_counter()
+        error = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                await conn.send(text)
+                if await conn.recv() != text:
+                    error = "bad_echo"
+        except TimeoutError:
+            error = "timeout"
+        except Closed:
+            error = "closed"
+        out.append(Sample(start, time.perf_counter() - start, error, conn.pid, start))
+        if error in ("timeout", "closed"):
+            out += [Sample(start, 0.0, error, conn.pid) for _ in range(messages - i - 1)]
+            break
+    return out
+
+
+def _figures(exp: Experiment, n: int, conns: list[Conn], handshakes: Histogram
+             ) -> WebSocketFigures:
+    shake = latency_figures(handshakes)
+    return WebSocketFigures(ws_clients=n, ws_connected=len(conns),
+                            ws_message_bytes=exp.message_bytes,
+                            ws_handshake_ms={"p50": shake["p50"], "max": shake["max"]})
+
+
+async def run_echo(base_url: str, exp: Experiment, endpoint: Endpoint, n: int,
+                   window: Window) -> Measurement:
+    conns, refused, handshakes = await open_all(base_url, exp, endpoint, n)
+    text = payload(exp.message_bytes)
+    try:
+        window.start()
+        each = await asyncio.gather(*(_echo(c, exp.messages, text, exp.timeout_s)
+                                      for c in conns))
+        usage = window.end()
+    finally:
+        await close_all(conns)
+    samples = refused + [s for client in each for s in client]
+    return Measurement(samples, usage, KindFigures(websocket=replace(
+        _figures(exp, n, conns, handshakes), ws_messages=exp.messages)))
+
+
+async def _delivery(conn: Conn, text: str, sent: list[float], timeout_s: float) -> Sample:
+    """This client's copy of the round's message; an older round's late copy is skipped."""
+    error = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            while await conn.recv() != text:
+                pass
+    except TimeoutError:
+        error = "missed"
+    except Closed:
+        error = "closed"
+    start = sent[0] if sent else time.perf_counter()
+    return Sample(start, time.perf_counter() - start, error, conn.pid, start)
+
+
+async def _round(groups: list[list[Conn]], text: str, timeout_s: float) -> list[Sample]:
+    """One message sent by the first client of each group, awaited by all of its clients."""
+    sent: list[list[float]] = [[] for _ in groups]
+    waits = [asyncio.ensure_future(_delivery(c, text, sent[i], timeout_s))
+             for i, group in enumerate(groups) for c in group]
+    for i, group in enumerate(groups):
+        sent[i].append(time.perf_counter())
+        try:
+            await group[0].send(text)
+        except Closed:
+            pass  # its group's clients miss it, and say so
+    return list(await asyncio.gather(*waits))
+
+
+async def run_broadcast(base_url: str, exp: Experiment, endpoint: Endpoint, n: int,
+                        window: Window) -> Measurement:
+    conns, refused, handshakes = await open_all(base_url, exp, endpoint, n)
+    by_worker: dict[int | None, list[Conn]] = {}
+    for c in conns:
+        by_worker.setdefault(c.pid, []).append(c)
+    groups = list(by_worker.values())
+    rounds: list[list[Sample]] = []
+    try:
+        window.start()
+        for r in range(exp.rounds):
+            rounds.append(await _round(groups, payload(exp.message_bytes, f"{r}:"),
+                                       exp.timeout_s) if groups else [])
+        usage = window.end()
+    finally:
+        await close_all(conns)
+    last = [max(s.latency_s for s in got) for r in rounds
+            if (got := [s for s in r if s.error is None])]
+    samples = refused + [s for r in rounds for s in r]
+    return Measurement(samples, usage, KindFigures(websocket=replace(
+        _figures(exp, n, conns, handshakes), ws_rounds=exp.rounds, ws_groups=len(groups),
+        ws_last_p50_ms=1e3 * statistics.median(last) if last else None,
+        ws_last_max_ms=1e3 * max(last) if last else None,
+        ws_missed=sum(s.error == "missed" for s in samples))))
