@@ -8,8 +8,9 @@ timed, and a refused one is an error of its status, ``handshake_http_404``), the
   delivery, timed from the send, and the round's slowest one is its last-client latency.
 
 A broadcast reaches the clients of one worker (a process's set: across workers needs a shared
-bus), so the clients are grouped by the worker their handshake's answer names; without the
-lab's wrapper the worker is unknown and all clients are one group. A delivery is timed when
+bus), so the clients are grouped by the worker the wrapper names in each socket's first
+frame (asked for in the handshake); without the wrapper (``lab.wrap = false``) the worker is
+unknown and all clients are one group. A delivery is timed when
 the client's task sees it: at N = 100 the client's own wake-ups are part of the last one.
 """
 
@@ -27,6 +28,7 @@ from lab.load.samples import Measurement, Sample
 from lab.load.wsclient import WS_ENGINES, Closed, Conn, Refused
 from lab.matrix.config import Experiment
 from lab.matrix.endpoint import Endpoint
+from lab.servers.asgi_wrap import WORKER_HEADER, WS_ASK
 from lab.store.schema import KindFigures, WebSocketFigures
 
 
@@ -35,11 +37,22 @@ def payload(size: int, tag: str = "") -> str:
     return (tag + "x" * size)[:size] if size >= len(tag) else tag
 
 
-async def _failed(coro: Awaitable[Conn]) -> tuple[Conn | None, str | None, float]:
-    """(connection, None, seconds) or (None, error kind, seconds)."""
+def _pid(frame: str) -> int | None:
+    """The worker's pid from the wrapper's first frame (``x-lab-worker 1234``)."""
+    name, _, pid = frame.partition(" ")
+    return int(pid) if name == WORKER_HEADER and pid.isdigit() else None
+
+
+async def _opened(coro: Awaitable[Conn], ask: bool, timeout_s: float
+                  ) -> tuple[Conn | None, str | None, float]:
+    """(connection, None, seconds) or (None, error kind, seconds). ``ask``: the wrapper
+    names the worker in a first frame, read here (its time is the handshake's)."""
     start = time.perf_counter()
     try:
         conn = await coro
+        if ask:
+            async with asyncio.timeout(timeout_s):
+                conn.pid = _pid(await conn.recv())
         return conn, None, time.perf_counter() - start
     except Refused as e:
         error = f"handshake_http_{e.status}"
@@ -60,8 +73,10 @@ async def open_all(base_url: str, exp: Experiment, endpoint: Endpoint, n: int
     host, port = url.hostname or "127.0.0.1", url.port or 80
     connect = WS_ENGINES[exp.engine]
     target = request_target(exp.params, endpoint)
-    opened = await asyncio.gather(*(_failed(connect(host, port, target, exp.timeout_s))
-                                    for _ in range(n)))
+    headers = {WORKER_HEADER: WS_ASK} if exp.wrapped else {}
+    opened = await asyncio.gather(*(
+        _opened(connect(host, port, target, exp.timeout_s, headers), exp.wrapped,
+                exp.timeout_s) for _ in range(n)))
     handshakes = Histogram()
     for conn, _, seconds in opened:
         if conn is not None:

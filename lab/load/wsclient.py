@@ -21,8 +21,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from lab.servers.asgi_wrap import WORKER_HEADER
-
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for Sec-WebSocket-Accept
 CLOSE_WAIT_S = 1.0  # for the server's close frame, after the window
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
@@ -41,7 +39,7 @@ class Closed(Exception):
 
 
 class Conn(Protocol):
-    pid: int | None  # the worker that accepted it (the handshake's x-lab-worker)
+    pid: int | None  # the worker that accepted it (the wrapper's first frame), if known
 
     async def send(self, text: str) -> None: ...
 
@@ -50,12 +48,8 @@ class Conn(Protocol):
     async def close(self) -> None: ...
 
 
-# (host, port, request target, timeout_s) → an open connection
-Connect = Callable[[str, int, str, float], Awaitable[Conn]]
-
-
-def _pid(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+# (host, port, request target, timeout_s, extra request headers) → an open connection
+Connect = Callable[[str, int, str, float, dict[str, str]], Awaitable[Conn]]
 
 
 def mask(data: bytes, key: bytes) -> bytes:
@@ -160,8 +154,9 @@ class _RawProtocol(asyncio.Protocol):
 class RawConn:
     """The lab's own client on one `_RawProtocol`."""
 
-    def __init__(self, protocol: _RawProtocol, pid: int | None) -> None:
-        self._p, self.pid = protocol, pid
+    def __init__(self, protocol: _RawProtocol) -> None:
+        self._p = protocol
+        self.pid: int | None = None
 
     async def send(self, text: str) -> None:
         if self._p.closed.done():
@@ -202,34 +197,37 @@ def _head(raw: bytes) -> tuple[int, str, dict[str, str]]:
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
 
-async def raw_connect(host: str, port: int, target: str, timeout_s: float) -> Conn:
+async def raw_connect(host: str, port: int, target: str, timeout_s: float,
+                      headers: dict[str, str]) -> Conn:
     loop = asyncio.get_running_loop()
     key = base64.b64encode(os.urandom(16))
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = (f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+               f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
     async with asyncio.timeout(timeout_s):
         transport, protocol = await loop.create_connection(lambda: _RawProtocol(loop),
                                                            host, port)
         try:
             transport.write(request)
-            status, reason, headers = _head(await protocol.head)
+            status, reason, answer = _head(await protocol.head)
             if status != 101:
                 raise Refused(status, reason)
             accept = base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
-            if headers.get("sec-websocket-accept") != accept:
+            if answer.get("sec-websocket-accept") != accept:
                 raise Refused(101, "with a wrong Sec-WebSocket-Accept")
         except BaseException:
             transport.close()
             raise
-    return RawConn(protocol, _pid(headers.get(WORKER_HEADER)))
+    return RawConn(protocol)
 
 
 class LibraryConn:
     """The ``websockets`` library's asyncio client, its exceptions as the lab's."""
 
-    def __init__(self, ws: ClientConnection, pid: int | None) -> None:
-        self._ws, self.pid = ws, pid
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self.pid: int | None = None
 
     async def send(self, text: str) -> None:
         try:
@@ -248,17 +246,18 @@ class LibraryConn:
         await self._ws.close()
 
 
-async def library_connect(host: str, port: int, target: str, timeout_s: float) -> Conn:
+async def library_connect(host: str, port: int, target: str, timeout_s: float,
+                          headers: dict[str, str]) -> Conn:
     try:
-        ws = await ws_connect(f"ws://{host}:{port}{target}", compression=None,
+        ws = await ws_connect(f"ws://{host}:{port}{target}", additional_headers=headers,
+                              compression=None,
                                    proxy=None, open_timeout=timeout_s, ping_interval=None,
                                    max_size=None, close_timeout=CLOSE_WAIT_S)
     except InvalidStatus as e:
         raise Refused(e.response.status_code, e.response.reason_phrase) from None
     except InvalidHandshake as e:
         raise Refused(0, f"({type(e).__name__}: {e})") from None
-    return LibraryConn(ws, _pid(ws.response.headers.get(WORKER_HEADER) if ws.response
-                                else None))
+    return LibraryConn(ws)
 
 
 WS_ENGINES: dict[str, Connect] = {"rawws": raw_connect, "websockets": library_connect}

@@ -107,6 +107,7 @@ class Experiment:
     messages: int = 100  # websocket: each client's messages, each after the one before's echo
     message_bytes: int = 32  # websocket, ws_broadcast: each text message's size
     rounds: int = 10  # ws_broadcast: messages fanned out, one after another
+    wrapped: bool = True  # lab.wrap: a WebSocket client may ask the wrapper for its worker
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoints", tuple(as_endpoint(e) for e in self.endpoints))
@@ -749,7 +750,7 @@ def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False,
     if not isinstance(t["experiments"], list) or not t["experiments"]:
         raise ConfigError("experiments", "must be a non-empty array of tables ([[experiments]])")
     ready = Endpoint(lab.ready_path, status=lab.ready_status)
-    experiments = tuple(replace(e, ready=ready)
+    experiments = tuple(replace(e, ready=ready, wrapped=lab.wrap)
                         for i, raw_exp in enumerate(t["experiments"])
                         for e in _parse_experiment(i, raw_exp))
     seen: dict[str, int] = {}
