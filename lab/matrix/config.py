@@ -35,7 +35,7 @@ CONNECT = ("warm", "cold")  # connections opened before the window, or one per r
 AXIS_SETTINGS = ("connect", "probe_connect")  # a list of them is an axis of experiments
 DEFAULT_THREADS = 40  # anyio's default thread limiter: its tokens when lab.threads is absent
 MAX_THREADS = 10_000
-# A WebSocket message: granian's and websockets' default frame limit is 1 MiB (uvicorn's 16)
+# A WebSocket message: the websockets library's default limit (1 MiB; uvicorn and hypercorn: 16)
 MAX_MESSAGE_BYTES = 1 << 20
 
 
