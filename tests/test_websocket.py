@@ -3,8 +3,10 @@ server that serves WebSockets, through the lab's own runners, the server wrapped
 serves it; uvicorn with WebSockets off fails its cell and the matrix goes on; the config,
 the client's frames and the results line's figures as pure logic."""
 
+import asyncio
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,10 +16,10 @@ import pytest
 from lab.errors import ConfigError
 from lab.load import loop
 from lab.load.monitor import Window
-from lab.load.samples import Measurement
+from lab.load.samples import Measurement, Sample
 from lab.load.stats import summarize
-from lab.load.websocket import run_broadcast, run_echo
-from lab.load.wsclient import frame, mask
+from lab.load.websocket import _echo, run_broadcast, run_echo
+from lab.load.wsclient import Closed, frame, mask
 from lab.matrix.config import parse
 from lab.servers import ADAPTERS
 from lab.servers.asgi_wrap import APP_ENV, SERVED
@@ -102,6 +104,38 @@ def test_websocket_figures_round_trip_through_a_results_line() -> None:
     assert Figures.from_json(json.loads(json.dumps(echo.to_json()))) == echo
 
 
+class Silent:
+    """A connection whose server never answers, until the watchdog drops it."""
+
+    pid = None
+
+    def __init__(self) -> None:
+        self._dropped = asyncio.get_running_loop().create_future()
+
+    async def send(self, text: str) -> None:
+        pass
+
+    async def recv(self) -> str:
+        await self._dropped
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self._dropped.set_exception(Closed("dropped"))
+
+
+def test_a_client_whose_echo_never_comes_fails_all_its_messages_as_timeouts() -> None:
+    async def echo() -> tuple[list[Sample], float]:
+        t0 = time.perf_counter()
+        return await _echo(Silent(), 3, "x", 0.05), time.perf_counter() - t0
+
+    samples, took = asyncio.run(echo())
+    assert [s.error for s in samples] == ["timeout"] * 3  # counted, not dropped
+    assert 0.05 <= took < 2.0  # one timer: between timeout_s and twice that, plus a busy host
+
+
 # ---- real servers -----------------------------------------------------------------------
 
 @contextmanager
@@ -164,6 +198,18 @@ def test_broadcast_reaches_every_client_of_each_worker(tmp_path: Path) -> None:
     assert ws.ws_groups == len(f.pids)  # grouped by the worker each handshake named
     assert ws.ws_last_p50_ms is not None and ws.ws_last_max_ms is not None
     assert f.latency_ms["p50"] is not None and ws.ws_last_max_ms >= f.latency_ms["p50"]
+
+
+@pytest.mark.servers
+def test_clients_a_broadcast_did_not_reach_are_counted_as_missed(tmp_path: Path) -> None:
+    # /ws/echo answers only its sender: the 4 other clients of each round miss its copy
+    config = ('name = "b"\nkind = "ws_broadcast"\nendpoints = ["/ws/echo"]\n'
+              'connections = 5\nrounds = 2\ntimeout_s = 0.3')
+    with served("uvicorn", tmp_path) as server:
+        f = measure(server, config, 5, broadcast=True)
+    assert f.websocket and f.websocket.ws_missed == 2 * 4
+    assert (f.ok, f.errors) == (2, {"missed": 8})
+    assert f.websocket.ws_last_p50_ms is not None  # of the copies that came
 
 
 @pytest.mark.servers

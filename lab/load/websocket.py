@@ -89,26 +89,52 @@ async def close_all(conns: list[Conn]) -> None:
     await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
 
 
+class _Watchdog:
+    """Fails a client that made no progress for ``timeout_s`` by dropping its connection:
+    one timer per ``timeout_s``, not one per message (a timer per message cost the client a
+    third of its CPU: rawws 41 → 28 µs per message, ``benchmarks/ws_client_cost.py``). A
+    stalled message is failed between ``timeout_s`` and twice that after it was sent."""
+
+    def __init__(self, conn: Conn, timeout_s: float) -> None:
+        self.progress, self.fired = 0, False
+        self._seen, self._conn, self._timeout_s = -1, conn, timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(timeout_s, self._check)
+
+    def _check(self) -> None:
+        if self.progress == self._seen:
+            self.fired = True
+            self._conn.abort()
+        else:
+            self._seen = self.progress
+            self._handle = self._loop.call_later(self._timeout_s, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 async def _echo(conn: Conn, messages: int, text: str, timeout_s: float) -> list[Sample]:
     """One client's messages, each after the one before came back. After a timeout or a
     close the rest fail with it, counted, not dropped."""
-    out = []
-    for i in range(messages):
-        start = time.perf_counter()
-        error = None
-        try:
-            async with asyncio.timeout(timeout_s):
+    out: list[Sample] = []
+    watch = _Watchdog(conn, timeout_s)
+    try:
+        for i in range(messages):
+            start = time.perf_counter()
+            error = None
+            try:
                 await conn.send(text)
                 if await conn.recv() != text:
                     error = "bad_echo"
-        except TimeoutError:
-            error = "timeout"
-        except Closed:
-            error = "closed"
-        out.append(Sample(start, time.perf_counter() - start, error, conn.pid, start))
-        if error in ("timeout", "closed"):
-            out += [Sample(start, 0.0, error, conn.pid) for _ in range(messages - i - 1)]
-            break
+            except Closed:
+                error = "timeout" if watch.fired else "closed"
+            watch.progress += 1
+            out.append(Sample(start, time.perf_counter() - start, error, conn.pid, start))
+            if error in ("timeout", "closed"):
+                out += [Sample(start, 0.0, error, conn.pid) for _ in range(messages - i - 1)]
+                break
+    finally:
+        watch.cancel()
     return out
 
 
@@ -136,15 +162,12 @@ async def run_echo(base_url: str, exp: Experiment, endpoint: Endpoint, n: int,
         _figures(exp, n, conns, handshakes), ws_messages=exp.messages)))
 
 
-async def _delivery(conn: Conn, text: str, sent: list[float], timeout_s: float) -> Sample:
+async def _delivery(conn: Conn, text: str, sent: list[float]) -> Sample:
     """This client's copy of the round's message; an older round's late copy is skipped."""
     error = None
     try:
-        async with asyncio.timeout(timeout_s):
-            while await conn.recv() != text:
-                pass
-    except TimeoutError:
-        error = "missed"
+        while await conn.recv() != text:
+            pass
     except Closed:
         error = "closed"
     start = sent[0] if sent else time.perf_counter()
@@ -152,17 +175,25 @@ async def _delivery(conn: Conn, text: str, sent: list[float], timeout_s: float) 
 
 
 async def _round(groups: list[list[Conn]], text: str, timeout_s: float) -> list[Sample]:
-    """One message sent by the first client of each group, awaited by all of its clients."""
+    """One message sent by the first client of each group, awaited by all of its clients
+    for at most ``timeout_s`` (one timer for the round): a copy that did not come is
+    missed."""
     sent: list[list[float]] = [[] for _ in groups]
-    waits = [asyncio.ensure_future(_delivery(c, text, sent[i], timeout_s))
-             for i, group in enumerate(groups) for c in group]
+    waits = {asyncio.ensure_future(_delivery(c, text, sent[i])): (c, sent[i])
+             for i, group in enumerate(groups) for c in group}
     for i, group in enumerate(groups):
         sent[i].append(time.perf_counter())
         try:
             await group[0].send(text)
         except Closed:
             pass  # its group's clients miss it, and say so
-    return list(await asyncio.gather(*waits))
+    _, late = await asyncio.wait(waits, timeout=timeout_s)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    missed = [Sample(at[0] if at else 0.0, timeout_s, "missed", c.pid)
+              for task, (c, at) in waits.items() if task in late]
+    return [t.result() for t in waits if t not in late] + missed
 
 
 async def run_broadcast(base_url: str, exp: Experiment, endpoint: Endpoint, n: int,

@@ -47,6 +47,9 @@ class Conn(Protocol):
 
     async def close(self) -> None: ...
 
+    def abort(self) -> None:
+        """Drop the connection now: a waiting ``recv`` raises `Closed`."""
+
 
 # (host, port, request target, timeout_s, extra request headers) → an open connection
 Connect = Callable[[str, int, str, float, dict[str, str]], Awaitable[Conn]]
@@ -183,6 +186,10 @@ class RawConn:
         if p.transport is not None:
             p.transport.close()
 
+    def abort(self) -> None:
+        if self._p.transport is not None:
+            self._p.transport.abort()
+
 
 def _head(raw: bytes) -> tuple[int, str, dict[str, str]]:
     """The handshake answer's status, reason and headers (lower-case names)."""
@@ -244,6 +251,9 @@ class LibraryConn:
 
     async def close(self) -> None:
         await self._ws.close()
+
+    def abort(self) -> None:
+        self._ws.transport.abort()
 
 
 async def library_connect(host: str, port: int, target: str, timeout_s: float,
