@@ -35,7 +35,7 @@ KIND = register(Kind(
     engines=WS_ENGINES, default_engine="rawws",
     headline=Headline("msgs/s", lambda f: f.rps, True),
     estimate_s=estimate_s,
-    run_at="lab.load.websocket:run_echo", columns_at="lab.report.wstables:echo_columns",
-    charts_at="lab.report.wstables:no_charts",
+    run_at="lab.load.websocket:run_echo", columns_at="lab.report.websocket:echo_columns",
+    charts_at="lab.report.websocket:charts",
     in_short=4, progress=progress, http_endpoints=False,
 ))

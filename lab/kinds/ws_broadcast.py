@@ -34,7 +34,7 @@ KIND = register(Kind(
     headline=Headline("last client ms", last_ms, False),
     estimate_s=estimate_s,
     run_at="lab.load.websocket:run_broadcast",
-    columns_at="lab.report.wstables:broadcast_columns",
-    charts_at="lab.report.wstables:no_charts",
+    columns_at="lab.report.websocket:broadcast_columns",
+    charts_at="lab.report.websocket:charts",
     in_short=5, progress=progress, http_endpoints=False,
 ))

@@ -1,5 +1,6 @@
-"""The websocket kinds' table columns: who connected, the round trips or deliveries, and
-what failed (a refused handshake is an error of its status)."""
+"""The websocket kinds' table columns — who connected, the round trips or deliveries, and
+what failed (a refused handshake is an error of its status) — and their charts: the
+latency percentiles of round trips (echo) or deliveries (broadcast), as closed loops'."""
 
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +68,10 @@ def broadcast_columns(comp: Comparison) -> list[Column]:
             Column("errors by kind", errors), Column("client CPU %", _cpu)]
 
 
-def no_charts(experiment: str, comps: list[ComparisonFacts], styles: "Styles",
-              folder: Path) -> "list[Chart | None]":
-    return []
+def charts(experiment: str, comps: list[ComparisonFacts], styles: "Styles", folder: Path
+           ) -> "list[Chart | None]":
+    from lab.report.charts import _percentiles  # matplotlib: only where a chart is drawn
+
+    kind = comps[0].kind if comps else "websocket"
+    return [_percentiles(experiment, kind, comps, styles, folder,
+                         lambda c: f"{c.n} clients")]
