@@ -12,13 +12,17 @@ server is another process); msgs/s = echoed ÷ window. The candidates:
 
 * ``rawws``: the lab's own client on asyncio protocols (``lab.load.wsclient``);
 * ``websockets``: the ``websockets`` library's asyncio client, compression off as in the lab;
-* ``plain``: the ``websockets`` library used directly in ``benchmarks/ws_echo_plain.py``,
+* ``plain``: the ``websockets`` library used directly in ``benchmarks/ws_plain.py``,
   another process with none of the lab's code, timed by itself from the first send to the
   last echo: the independent check of the lab's msgs/s and its accounting;
 * ``node``: Node's built-in WebSocket (undici) in ``benchmarks/ws_echo.mjs``, timed the same
   way: a client of another runtime (slower per message than either Python one here).
 
-Every candidate runs once per round at each N, the order rotating per round; the table gives
+Then a broadcast at each N (``--fanouts`` rounds): the last client's delivery, p50 of the
+rounds, by the lab's ``run_broadcast`` through each engine and by ``ws_plain.py broadcast``
+(1 worker: every client is in the sender's group).
+
+Every candidate runs once per round at each N, the order rotating per round; the tables give
 the median over rounds. Every window is bounded (a per-message timeout; node under a process
 timeout). The machine is shared and noisy: compare rows of one run.
 """
@@ -35,7 +39,7 @@ from tempfile import TemporaryDirectory
 from lab.load import loop
 from lab.load.monitor import Window
 from lab.load.stats import summarize
-from lab.load.websocket import run_echo
+from lab.load.websocket import run_broadcast, run_echo
 from lab.load.window import quiet_gc
 from lab.matrix.config import Experiment
 from lab.matrix.endpoint import Endpoint
@@ -44,7 +48,7 @@ from lab.servers.asgi_wrap import APP_ENV, SERVED
 from lab.supervise.process import Readiness, Server, running
 
 HOST = "127.0.0.1"
-SCRIPTS = {"plain": [sys.executable, str(Path(__file__).with_name("ws_echo_plain.py"))],
+SCRIPTS = {"plain": [sys.executable, str(Path(__file__).with_name("ws_plain.py")), "echo"],
            "node": ["node", "--experimental-websocket",
                     str(Path(__file__).with_name("ws_echo.mjs"))]}
 SCRIPT_TIMEOUT_S = 120.0
@@ -66,6 +70,30 @@ def lab_echo(server: Server, engine: str, n: int, per_client: int, size: int
             "p50_ms": f.latency_ms.get("p50") or 0.0}
 
 
+def lab_broadcast(server: Server, engine: str, n: int, rounds: int, size: int
+                  ) -> dict[str, float]:
+    exp = Experiment(name="cost", kind="ws_broadcast", endpoints=(Endpoint("/ws/broadcast"),),
+                     loads=(n,), params={}, engine=engine, timeout_s=10.0, rounds=rounds,
+                     message_bytes=size)
+    with quiet_gc():
+        m = loop.run(run_broadcast(server.base_url, exp, exp.endpoints[0], n,
+                                   Window(server.pids())))
+    ws = m.parts.websocket
+    assert ws is not None
+    return {"last_p50_ms": ws.ws_last_p50_ms or float("nan"),
+            "last_max_ms": ws.ws_last_max_ms or float("nan"), "missed": float(ws.ws_missed)}
+
+
+def plain_broadcast(server: Server, n: int, rounds: int, size: int) -> dict[str, float]:
+    url = server.base_url.replace("http://", "ws://") + "/ws/broadcast"
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("ws_plain.py")),
+                           "broadcast", url, str(n), str(rounds), str(size)],
+                          capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S, check=True)
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"last_p50_ms": r["last_p50_ms"] or float("nan"),
+            "last_max_ms": r["last_max_ms"] or float("nan"), "missed": float(r["missed"])}
+
+
 def script_echo(name: str, server: Server, n: int, per_client: int, size: int
                 ) -> dict[str, float]:
     url = server.base_url.replace("http://", "ws://") + "/ws/echo"
@@ -84,12 +112,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="in all, per window")
     parser.add_argument("--bytes", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--fanouts", type=int, default=50, help="broadcast rounds")
     parser.add_argument("--no-node", action="store_true")
     args = parser.parse_args()
     candidates = [*ENGINES, "plain"] + ([] if args.no_node or not shutil.which("node")
                                         else ["node"])
     adapter = ADAPTERS[args.server]
     seen: dict[tuple[str, int], list[dict[str, float]]] = {}
+    fanned: dict[tuple[str, int], list[dict[str, float]]] = {}
     with TemporaryDirectory(prefix="ws-cost-") as tmp, running(
             lambda port: adapter.argv(sys.executable, SERVED, HOST, port, 1, {}), HOST, 1,
             Path(tmp, "server.log"), 30.0, 5.0, env={APP_ENV: "apps.article:app"},
@@ -103,6 +133,12 @@ def main() -> None:
                                if name in ENGINES
                                else script_echo(name, server, n, per_client, args.bytes))
                     seen.setdefault((name, n), []).append(figures)
+                fan = [*ENGINES, "plain"][r % 3:] + [*ENGINES, "plain"][:r % 3]
+                for name in fan:
+                    got = (plain_broadcast(server, n, args.fanouts, args.bytes)
+                           if name == "plain"
+                           else lab_broadcast(server, name, n, args.fanouts, args.bytes))
+                    fanned.setdefault((name, n), []).append(got)
     print(f"{args.server}, 1 worker, {args.bytes}-byte messages, {args.messages} per window, "
           f"median of {args.rounds} rounds")
     print("| client | N | msgs/s | client µs/msg | server µs/msg | p50 ms | errors |")
@@ -111,6 +147,13 @@ def main() -> None:
         med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
         print(f"| {name} | {n} | {med['msgs_per_s']:.0f} | {med['client_us_per_msg']:.1f} | "
               f"{med['server_us_per_msg']:.1f} | {med['p50_ms']:.2f} | {med['errors']:.0f} |")
+    print(f"\nbroadcast, {args.fanouts} rounds: the last client's delivery")
+    print("| client | N | last client p50 ms | last client max ms | missed |")
+    print("|---|---|---|---|---|")
+    for (name, n), runs in sorted(fanned.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+        print(f"| {name} | {n} | {med['last_p50_ms']:.2f} | {med['last_max_ms']:.2f} | "
+              f"{med['missed']:.0f} |")
 
 
 if __name__ == "__main__":
