@@ -11,9 +11,10 @@ from lab.run.estimate import CELL_OVERHEAD_S
 from lab.store.schema import Figures
 
 WS_ENGINES = ("rawws", "websockets")
-# Round trips per second to plan with: the slowest server seen here (hypercorn, 10 clients)
-PLANNED_MSGS_PER_S = 2000.0
-HANDSHAKE_S = 0.002  # per client, opened at once before the window
+# Round trips per second to plan with: about half what the slowest server here echoed
+# (hypercorn 1 worker, 7.3-7.5k msgs/s at 10 and 100 clients, 2026-12-03)
+PLANNED_MSGS_PER_S = 3000.0
+HANDSHAKE_S = 0.003  # per client, opened at once before the window (and closed after it)
 
 
 def estimate_s(cell: Cell) -> float:

@@ -8,7 +8,7 @@ from lab.matrix.config import Cell
 from lab.run.estimate import CELL_OVERHEAD_S
 from lab.store.schema import Figures
 
-PLANNED_DELIVERY_S = 0.0005  # per client and round: a round at N = 100 took ≈ 20-50 ms here
+PLANNED_DELIVERY_S = 0.0001  # per client and round: a round at N = 100 took 5-9 ms here
 
 
 def estimate_s(cell: Cell) -> float:

@@ -10,8 +10,8 @@ timed, and a refused one is an error of its status, ``handshake_http_404``), the
 A broadcast reaches the clients of one worker (a process's set: across workers needs a shared
 bus), so the clients are grouped by the worker the wrapper names in each socket's first
 frame (asked for in the handshake); without the wrapper (``lab.wrap = false``) the worker is
-unknown and all clients are one group. A delivery is timed when
-the client's task sees it: at N = 100 the client's own wake-ups are part of the last one.
+unknown and all clients are one group. A delivery is timed when the client's task sees it:
+at N = 100 the client's own wake-ups are part of the last one.
 """
 
 import asyncio
@@ -48,6 +48,7 @@ async def _opened(coro: Awaitable[Conn], ask: bool, timeout_s: float
     """(connection, None, seconds) or (None, error kind, seconds). ``ask``: the wrapper
     names the worker in a first frame, read here (its time is the handshake's)."""
     start = time.perf_counter()
+    conn = None
     try:
         conn = await coro
         if ask:
@@ -62,6 +63,8 @@ async def _opened(coro: Awaitable[Conn], ask: bool, timeout_s: float
         error = "closed"
     except OSError:
         error = "connect"
+    if conn is not None:  # open, but its first frame never came
+        conn.abort()
     return None, error, time.perf_counter() - start
 
 
