@@ -105,6 +105,17 @@ def script_echo(name: str, server: Server, n: int, per_client: int, size: int
             "server_us_per_msg": float("nan"), "p50_ms": r["p50_ms"] or 0.0}
 
 
+def table(seen: dict[tuple[str, int], list[dict[str, float]]],
+          columns: dict[str, tuple[str, int]]) -> None:
+    """A markdown table of each (client, N)'s medians over rounds: header → (key, digits)."""
+    print("| client | N | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    for (name, n), runs in sorted(seen.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = [f"{statistics.median(run[key] for run in runs):.{digits}f}"
+                 for key, digits in columns.values()]
+        print(f"| {name} | {n} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default="uvicorn", choices=sorted(ADAPTERS))
@@ -141,20 +152,12 @@ def main() -> None:
                     fanned.setdefault((name, n), []).append(got)
     print(f"{args.server}, 1 worker, {args.bytes}-byte messages, {args.messages} per window, "
           f"median of {args.rounds} rounds")
-    print("| client | N | msgs/s | client µs/msg | server µs/msg | p50 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
-    for (name, n), runs in sorted(seen.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
-        print(f"| {name} | {n} | {med['msgs_per_s']:.0f} | {med['client_us_per_msg']:.1f} | "
-              f"{med['server_us_per_msg']:.1f} | {med['p50_ms']:.2f} | {med['errors']:.0f} |")
+    table(seen, {"msgs/s": ("msgs_per_s", 0), "client µs/msg": ("client_us_per_msg", 1),
+                 "server µs/msg": ("server_us_per_msg", 1), "p50 ms": ("p50_ms", 2),
+                 "errors": ("errors", 0)})
     print(f"\nbroadcast, {args.fanouts} rounds: the last client's delivery")
-    print("| client | N | last client p50 ms | last client max ms | missed |")
-    print("|---|---|---|---|---|")
-    for (name, n), runs in sorted(fanned.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
-        print(f"| {name} | {n} | {med['last_p50_ms']:.2f} | {med['last_max_ms']:.2f} | "
-              f"{med['missed']:.0f} |")
-
+    table(fanned, {"last client p50 ms": ("last_p50_ms", 2),
+                   "last client max ms": ("last_max_ms", 2), "missed": ("missed", 0)})
 
 if __name__ == "__main__":
     main()
