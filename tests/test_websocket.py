@@ -187,15 +187,16 @@ def test_the_websockets_library_engine_echoes_too_and_a_refusal_is_named(tmp_pat
 
 
 @pytest.mark.servers
-def test_broadcast_reaches_every_client_of_each_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["uvicorn", "granian"])  # granian: the worker's frame
+def test_broadcast_reaches_every_client_of_each_worker(name: str, tmp_path: Path) -> None:
     config = ('name = "b"\nkind = "ws_broadcast"\nendpoints = ["/ws/broadcast"]\n'
               'connections = 20\nrounds = 5\ntimeout_s = 10')
-    with served("uvicorn", tmp_path, workers=2) as server:
+    with served(name, tmp_path, workers=2) as server:
         f = measure(server, config, 20, broadcast=True)
     ws = f.websocket
     assert ws and ws.ws_connected == 20 and ws.ws_missed == 0
     assert (f.ok, f.errors) == (5 * 20, {})  # each round reached all 20
-    assert ws.ws_groups == len(f.pids)  # grouped by the worker each handshake named
+    assert ws.ws_groups == len(f.pids)  # grouped by the worker each socket was told
     assert ws.ws_last_p50_ms is not None and ws.ws_last_max_ms is not None
     assert f.latency_ms["p50"] is not None and ws.ws_last_max_ms >= f.latency_ms["p50"]
 
