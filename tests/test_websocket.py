@@ -5,6 +5,7 @@ the client's frames and the results line's figures as pure logic."""
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from lab.load.websocket import _echo, run_broadcast, run_echo
 from lab.load.wsclient import Closed, frame, mask
 from lab.matrix.config import parse
 from lab.servers import ADAPTERS
-from lab.servers.asgi_wrap import APP_ENV, SERVED
+from lab.servers.asgi_wrap import APP_ENV, SERVED, Wrapped
 from lab.store.results import RunDir
 from lab.store.schema import Figures, WebSocketFigures
 from lab.supervise.process import Readiness, Server, running
@@ -102,6 +103,24 @@ def test_websocket_figures_round_trip_through_a_results_line() -> None:
     echo = Figures(websocket=WebSocketFigures(10, 9, 32, {"p50": 1.0, "max": 2.0},
                                               ws_messages=100))
     assert Figures.from_json(json.loads(json.dumps(echo.to_json()))) == echo
+
+
+@pytest.mark.parametrize("ask", [True, False])
+def test_the_wrapper_names_the_worker_in_a_first_frame_only_when_asked(ask: bool) -> None:
+    async def app(scope: dict, receive: object, send: object) -> None:
+        await send({"type": "websocket.accept"})  # type: ignore[operator]
+        await send({"type": "websocket.send", "text": "hello"})  # type: ignore[operator]
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = [(b"x-lab-worker", b"ask")] if ask else [(b"x-lab-worker", b"other")]
+    asyncio.run(Wrapped(app)({"type": "websocket", "headers": headers}, None, send))
+    texts = [m.get("text") for m in sent if m["type"] == "websocket.send"]
+    assert sent[0]["type"] == "websocket.accept"
+    assert texts == ([f"x-lab-worker {os.getpid()}", "hello"] if ask else ["hello"])
 
 
 class Silent:
