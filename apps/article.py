@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect
 
 from lab.servers.asgi_wrap import mark_ready
 
@@ -92,3 +92,44 @@ def cpu(n: int = Query(100_000, ge=1, le=50_000_000)) -> dict[str, object]:
 async def crash() -> dict[str, object]:
     """Kills the worker that serves it, for testing how the lab records a crashed cell."""
     os._exit(3)
+
+
+# ---- WebSockets ------------------------------------------------------------------------
+# The lab's `websocket` and `ws_broadcast` kinds. The worker's pid reaches the client in
+# the handshake's x-lab-worker header (lab.servers.asgi_wrap), as for HTTP.
+
+@app.websocket("/ws/echo")
+async def ws_echo(ws: WebSocket) -> None:
+    """Each message back to its sender, text as text and bytes as bytes."""
+    await ws.accept()
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await ws.send_text(message["text"])
+        else:
+            await ws.send_bytes(message.get("bytes") or b"")
+
+
+# The clients of this worker: a broadcast reaches only them. Clients connected to another
+# worker (another process) would need a shared bus (Redis pub/sub, a broker) to be reached.
+_group: set[WebSocket] = set()
+
+
+@app.websocket("/ws/broadcast")
+async def ws_broadcast(ws: WebSocket) -> None:
+    """A message from any client goes to every client connected to this worker, the
+    sender too."""
+    await ws.accept()
+    _group.add(ws)
+    try:
+        while True:
+            text = await ws.receive_text()
+            # at once, not in turn: one slow client does not delay the others' copies
+            await asyncio.gather(*(c.send_text(text) for c in list(_group)),
+                                 return_exceptions=True)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        _group.discard(ws)

@@ -201,6 +201,9 @@ def cmd_list(_: argparse.Namespace) -> int:
     print("             probes and the open model (default), closed loops without wrk")
     print("  aiohttp    Python; when asked (engine = \"aiohttp\")")
     print("  httpx      Python; when asked (engine = \"httpx\"; closed: a client per user)")
+    print("  rawws      Python, the lab's own WebSocket client (asyncio protocol, uvloop);\n"
+          "             the websocket kinds (default)")
+    print("  websockets Python, the websockets library's client; websocket kinds, when asked")
     print(f"placement: {_placement_text(placement.Placement.default(placement.usable_cpus()))}")
     return 0
 

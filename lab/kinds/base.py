@@ -84,6 +84,9 @@ class Kind:
     facts: frozenset[Fact] = frozenset()
     # The main figure a progress line states, before the p50, errors and client CPU.
     progress: "Callable[[Figures], str]" = rate
+    # Its endpoints answer an HTTP request (the run's first start asks each one,
+    # ``lab.supervise.appcheck``); a WebSocket route does not.
+    http_endpoints: bool = True
 
     def __post_init__(self) -> None:
         if ("clients" in self.settings) != (self.split is not None):

@@ -66,6 +66,8 @@ AXES = (Axis("connect"), Axis("probe_connect"),
 AXIS_SETTINGS = tuple(a.key for a in AXES)
 DEFAULT_THREADS = 40  # anyio's default thread limiter: its tokens when lab.threads is absent
 MAX_THREADS = 10_000
+# A WebSocket message: the websockets library's default limit (1 MiB; uvicorn and hypercorn: 16)
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,10 @@ class Experiment:
     ready: Endpoint = Endpoint("/health")  # lab.ready_path: what a warm connection is checked with
     http: str = "1.1"  # closed: the protocol; "2" is h2c by prior knowledge (h2load)
     streams: int = 1  # closed, http 2: concurrent streams per connection (h2load -m)
+    messages: int = 100  # websocket: each client's messages, each after the one before's echo
+    message_bytes: int = 32  # websocket, ws_broadcast: each text message's size
+    rounds: int = 10  # ws_broadcast: messages fanned out, one after another
+    wrapped: bool = True  # lab.wrap: a WebSocket client may ask the wrapper for its worker
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoints", tuple(as_endpoint(e) for e in self.endpoints))
@@ -567,15 +573,18 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "probe_connect": lambda v, p: _choice(v, p, CONNECT),
     "connection": lambda v, p: _choice(v, p, CONNECTION),
     "http": lambda v, p: _choice(v, p, HTTP),
-    "streams": lambda v, p: _streams(v, p),
+    "streams": lambda v, p: _at_most(_number(v, p, 1, integer=True), p, MAX_STREAMS),
+    "messages": lambda v, p: _number(v, p, 1, integer=True),
+    "message_bytes": lambda v, p: _at_most(_number(v, p, 1, integer=True), p,
+                                           MAX_MESSAGE_BYTES),
+    "rounds": lambda v, p: _number(v, p, 1, integer=True),
 }
 
 
-def _streams(value: Any, path: str) -> int:
-    n = _number(value, path, 1, integer=True)
-    if n > MAX_STREAMS:
-        raise ConfigError(path, f"must be ≤ {MAX_STREAMS}, got {n}")
-    return int(n)
+def _at_most(value: int, path: str, limit: int) -> int:
+    if value > limit:
+        raise ConfigError(path, f"must be ≤ {limit}, got {value}")
+    return value
 
 
 def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> LabSettings:
@@ -832,7 +841,7 @@ def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False,
     if not isinstance(t["experiments"], list) or not t["experiments"]:
         raise ConfigError("experiments", "must be a non-empty array of tables ([[experiments]])")
     ready = Endpoint(lab.ready_path, status=lab.ready_status)
-    experiments = tuple(replace(e, ready=ready)
+    experiments = tuple(replace(e, ready=ready, wrapped=lab.wrap)
                         for i, raw_exp in enumerate(t["experiments"])
                         for e in _parse_experiment(i, raw_exp))
     seen: dict[str, int] = {}

@@ -5,7 +5,8 @@ from ``LAB_APP_DIR``) runs inside, untouched. The wrapper
 
 - adds ``x-lab-worker: <pid>`` to every HTTP response, in place of any the app sent, so
   every engine (wrk's Lua script too) attributes each answer to the worker that gave it,
-  whatever the body;
+  whatever the body; a WebSocket client that asks (a request header ``x-lab-worker: ask``)
+  gets a first text frame ``x-lab-worker <pid>`` after the app's accept;
 - passes lifespan through, and writes the worker's ready marker (``LAB_READY_DIR/<pid>``)
   once the app's start-up has completed, so the lab waits for *every* worker;
 - starts an app without lifespan support on every server: when the app raises or returns
@@ -46,6 +47,7 @@ from lab.servers import loopmeter, threadpool
 from lab.servers.loopwatch import LoopMeter
 
 WORKER_HEADER = "x-lab-worker"  # lower case: what every server sends and wrk's table holds
+WS_ASK = "ask"  # a WebSocket handshake's x-lab-worker: the worker's pid in a first frame
 APP_ENV = "LAB_APP"  # the user's app, "module:attr"
 APP_DIR_ENV = "LAB_APP_DIR"  # the folder it is imported from (optional)
 READY_DIR_ENV = "LAB_READY_DIR"  # one marker file per worker that finished start-up
@@ -233,10 +235,27 @@ class Wrapped:
                 await call
             finally:  # returned, raised, or cancelled (the client went away)
                 meter.ended()
+        elif scope["type"] == "websocket":
+            asked = any(bytes(k).lower() == WORKER_HEADER.encode() and bytes(v) == WS_ASK.encode()
+                        for k, v in scope.get("headers") or ())
+            await self.app(scope, receive, self._worker_frame(send) if asked else send)
         elif scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    @staticmethod
+    def _worker_frame(send: Send) -> Send:
+        """The lab's WebSocket client asked which worker it reached: a text frame
+        ``x-lab-worker <pid>`` follows the app's accept. A frame, not a header of the
+        handshake's answer: granian drops those. Not metered: a socket held open for the
+        whole window is no request in flight."""
+        async def send_then_frame(message: Message) -> None:
+            await send(message)
+            if message["type"] == "websocket.accept":
+                await send({"type": "websocket.send", "text": f"{WORKER_HEADER} {os.getpid()}"})
+
+        return send_then_frame
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = {"received": False, "answered": False}

@@ -27,6 +27,9 @@ ADAPTER = Adapter(
         "loop": choice("--loop", ("auto", "asyncio", "uvloop"), "event loop"),
         "http": choice("--http", ("auto", "h11", "httptools", "zttp"),
                        "HTTP/1.1 implementation (zttp: also HTTP/2 in h2 cells)"),
+        # none: WebSockets off, a handshake is answered 404 (uvicorn 0.55's choices)
+        "ws": choice("--ws", ("auto", "none", "websockets", "websockets-sansio", "wsproto"),
+                     "WebSocket implementation"),
         "access_log": switch(["--access-log"], ["--no-access-log"], "log every request"),
         "timeout_keep_alive": integer("--timeout-keep-alive", 0, "keep-alive timeout, s"),
         "limit_concurrency": integer("--limit-concurrency", 1, "503 above this many tasks"),

@@ -378,6 +378,33 @@ class LoopFigures(_Part):
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketFigures(_Part):
+    """The websocket kinds' (``lab.load.websocket``): echo, or broadcast (``ws_rounds``)."""
+
+    ws_clients: int  # asked for (the load)
+    ws_connected: int  # whose handshake the server accepted
+    ws_message_bytes: int
+    ws_handshake_ms: dict[str, float | None]  # p50, max of the accepted ones
+    ws_messages: int | None = None  # echo: per client
+    ws_rounds: int | None = None  # broadcast: messages fanned out, one after another
+    ws_groups: int | None = None  # broadcast: the workers the clients were grouped by
+    ws_last_p50_ms: float | None = None  # broadcast: the last client's delivery, p50 of rounds
+    ws_last_max_ms: float | None = None
+    ws_missed: int = 0  # broadcast: deliveries that never came (within timeout_s)
+
+    @classmethod
+    def from_json(cls, f: Mapping[str, Any]) -> "WebSocketFigures":
+        def count(key: str) -> int | None:
+            return _int(f[key]) if f.get(key) is not None else None
+
+        return cls(_int(f.get("ws_clients")), _int(f.get("ws_connected")),
+                   _int(f.get("ws_message_bytes")), _percentiles(f.get("ws_handshake_ms")),
+                   count("ws_messages"), count("ws_rounds"), count("ws_groups"),
+                   _num(f.get("ws_last_p50_ms")), _num(f.get("ws_last_max_ms")),
+                   _int(f.get("ws_missed")))
+
+
+@dataclass(frozen=True, slots=True)
 class KindFigures:
     """The figures only some kinds or engines have; an engine's measurement carries them."""
 
@@ -389,12 +416,13 @@ class KindFigures:
     h2load: H2loadFigures | None = None
     processes: ProcessesFigures | None = None
     loop: LoopFigures | None = None  # any kind's, with lab.loop_meter (from the window)
+    websocket: WebSocketFigures | None = None
 
 
 PARTS: dict[str, type[_Part]] = {
     "burst": BurstFigures, "open": OpenFigures, "knee": KneeFigures,
     "interference": InterferenceFigures, "wrk": WrkFigures, "h2load": H2loadFigures,
-    "processes": ProcessesFigures, "loop": LoopFigures}
+    "processes": ProcessesFigures, "loop": LoopFigures, "websocket": WebSocketFigures}
 
 
 @dataclass(frozen=True, slots=True)

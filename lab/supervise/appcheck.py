@@ -145,7 +145,8 @@ class Answer:
 def endpoints_of(experiments: Sequence[Experiment]) -> list[tuple[Experiment, Endpoint, str]]:
     """Each endpoint an experiment requests, with where the config names it."""
     out = [(e, ep, f"experiment {e.name!r}, endpoints[{j}]")
-           for e in experiments for j, ep in enumerate(e.endpoints)]
+           for e in experiments if get(e.kind).http_endpoints
+           for j, ep in enumerate(e.endpoints)]
     return out + [(e, e.probe, f"experiment {e.name!r}, probe") for e in experiments
                   if "probe" in get(e.kind).settings]
 
