@@ -10,7 +10,7 @@ import importlib
 
 from lab.kinds.base import Fact, Headline, Kind, Runner
 
-BUILT_IN = ("burst", "closed", "open", "interference")
+BUILT_IN = ("burst", "closed", "open", "interference", "stream")
 _KINDS: dict[str, Kind] = {}
 _loading = False  # the built-in modules are being imported: each registers itself
 

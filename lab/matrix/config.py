@@ -101,6 +101,7 @@ class Experiment:
     # new connection per request inside it. interference: the same for each probe.
     connect: str = "warm"
     probe_connect: str = "warm"
+    responses: int = 5  # stream: whole responses each reader reads, one after another
     ready: Endpoint = Endpoint("/health")  # lab.ready_path: what a warm connection is checked with
 
     def __post_init__(self) -> None:
@@ -515,6 +516,7 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "settle_s": lambda v, p: float(_number(v, p, 0)),
     "connect": lambda v, p: _choice(v, p, CONNECT),
     "probe_connect": lambda v, p: _choice(v, p, CONNECT),
+    "responses": lambda v, p: _number(v, p, 1, integer=True),
 }
 
 

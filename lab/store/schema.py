@@ -212,6 +212,24 @@ class InterferenceFigures(_Part):
 
 
 @dataclass(frozen=True, slots=True)
+class StreamFigures(_Part):
+    """stream: when each response's body arrived (its time to last byte is ``latency_ms``)."""
+
+    ttfb_ms: dict[str, float | None]  # request sent → first body bytes: p50, p99, …
+    ttfb_histogram: Histogram | None
+    chunks_per_s: float | None  # body reads per second of a response, all responses
+    chunks_per_response: float | None  # body reads per response, as the client got them
+    body_bytes: int  # of the successful responses
+    network_ms: float | None  # the ready path's round trip, idle, before the window
+
+    @classmethod
+    def from_json(cls, f: Mapping[str, Any]) -> "StreamFigures":
+        return cls(_percentiles(f.get("ttfb_ms")), _histogram(f.get("ttfb_histogram")),
+                   _num(f.get("chunks_per_s")), _num(f.get("chunks_per_response")),
+                   _int(f.get("body_bytes")), _num(f.get("network_ms")))
+
+
+@dataclass(frozen=True, slots=True)
 class WrkFigures(_Part):
     client_threads: int  # wrk's threads: at its limit at this many cores
     latency_includes_errors: bool  # wrk times every response, failed ones too
@@ -370,6 +388,7 @@ class KindFigures:
     open: OpenFigures | None = None
     knee: KneeFigures | None = None
     interference: InterferenceFigures | None = None
+    stream: StreamFigures | None = None
     wrk: WrkFigures | None = None
     processes: ProcessesFigures | None = None
     loop: LoopFigures | None = None  # any kind's, with lab.loop_meter (from the window)
@@ -377,8 +396,8 @@ class KindFigures:
 
 PARTS: dict[str, type[_Part]] = {
     "burst": BurstFigures, "open": OpenFigures, "knee": KneeFigures,
-    "interference": InterferenceFigures, "wrk": WrkFigures, "processes": ProcessesFigures,
-    "loop": LoopFigures}
+    "interference": InterferenceFigures, "stream": StreamFigures, "wrk": WrkFigures,
+    "processes": ProcessesFigures, "loop": LoopFigures}
 
 
 @dataclass(frozen=True, slots=True)
