@@ -84,6 +84,7 @@ class Kind:
     facts: frozenset[Fact] = frozenset()
     # The main figure a progress line states, before the p50, errors and client CPU.
     progress: "Callable[[Figures], str]" = rate
+    note: str = ""  # what the report says under each of its experiments' headings
 
     def __post_init__(self) -> None:
         if ("clients" in self.settings) != (self.split is not None):

@@ -27,6 +27,10 @@ RULE = (f"A stream counts as buffered when its time to first body byte is at lea
         f"at the end, although the endpoint paced it out. It is judged only where TTLB p50 "
         f"is at least {MIN_ROUND_TRIPS} idle round trips of the ready path and "
         f"{MIN_TTLB_MS:g} ms; a quicker response is too quick to tell.")
+NOTE = ("*TTFB* runs from the request written to the first body bytes read, *TTLB* to the "
+        "last; *chunks/s per connection* counts the socket reads that brought body bytes, per "
+        "second of a response (a server that streams delivers each chunk as it is made; one "
+        f"that buffers, one read at the end). {RULE}")
 DEFAULT_RESPONSE_S = 0.1  # an endpoint whose pacing the params do not say
 
 
@@ -79,5 +83,5 @@ KIND = register(Kind(
     estimate_s=estimate_s,
     run_at="lab.load.stream:run", columns_at="lab.report.stream:columns",
     charts_at="lab.report.stream:charts",
-    in_short=4, progress=progress,
+    in_short=4, progress=progress, note=NOTE,
 ))

@@ -231,6 +231,7 @@ def _sections(report: Report, drawn: list["Chart"]) -> list[str]:
             experiment = comp.experiment
             lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
                       f"{get(comp.kind).help})", ""]
+            lines += [get(comp.kind).note, ""] if get(comp.kind).note else []
             lines += [f"![{c.alt}]({c.file})\n" for c in drawn if c.experiment == experiment]
         lines += [f"### {_title(comp)}", "", table(comp), ""]
     return lines
