@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lab.errors import ConfigError
-from lab.kinds.stream import Streaming, streaming
+from lab.kinds.stream import Streaming, paced_ms, streaming
 from lab.load import stream
 from lab.load.rawhttp import RawClient
 from lab.load.samples import BodyTiming, Sample
@@ -78,37 +78,56 @@ def sample(first_s: float, last_s: float, reads: int, nbytes: int = 100) -> Samp
 def test_figures_of_responses() -> None:
     samples = [sample(0.001, 0.1, 10), sample(0.003, 0.1, 10),
                Sample(10.0, 0.2, "timeout", None)]  # a failed one counts for none
-    f = stream.figures(samples, network_ms=0.4)
+    f = stream.figures(samples, network_ms=0.4, paced=90.0)
     assert f.ttfb_histogram is not None and f.ttfb_histogram.total == 2
     assert f.ttfb_ms["max"] == pytest.approx(3.0, rel=0.01)
+    assert f.body_span_ms["max"] == pytest.approx(99.0, rel=0.01)  # TTLB − TTFB
+    assert f.body_span_ms["p50"] == pytest.approx(97.0, rel=0.01)  # the lower of two
     assert f.chunks_per_s == pytest.approx(20 / 0.2)
     assert f.chunks_per_response == 10 and f.body_bytes == 200
 
 
-def figures(ttfb_ms: float, ttlb_ms: float, network_ms: float = 0.5) -> Figures:
-    return Figures(latency_ms={"p50": ttlb_ms}, stream=StreamFigures(
-        {"p50": ttfb_ms}, None, None, None, 0, network_ms))
+def figures(span_ms: float, paced_ms: float | None, network_ms: float = 0.5) -> Figures:
+    return Figures(stream=StreamFigures({}, None, {"p50": span_ms}, None, None, None, 0,
+                                        network_ms, paced_ms))
 
 
-@pytest.mark.parametrize("ttfb, ttlb, network, judged", [
-    (1.0, 100.0, 0.5, Streaming.STREAMED),
-    (30.0, 130.0, 0.5, Streaming.STREAMED),  # a busy server: first chunk late, still paced
-    (99.0, 100.0, 0.5, Streaming.BUFFERED),
-    (90.0, 100.0, 0.5, Streaming.BUFFERED),
-    (4.0, 4.2, 0.1, Streaming.TOO_QUICK),  # under 5 ms
-    (19.0, 20.0, 3.0, Streaming.TOO_QUICK),  # under 10 round trips
+@pytest.mark.parametrize("span, paced, network, judged", [
+    (95.0, 90.0, 0.5, Streaming.STREAMED),
+    (60.0, 90.0, 0.5, Streaming.STREAMED),  # a busy client read some chunks together
+    (0.05, 90.0, 0.5, Streaming.BUFFERED),  # all at once
+    (8.9, 90.0, 0.5, Streaming.BUFFERED),
+    (0.1, 4.0, 0.1, Streaming.TOO_QUICK),  # paced under 5 ms: any server sends it at once
+    (0.1, 20.0, 3.0, Streaming.TOO_QUICK),  # under 10 round trips
+    (0.1, None, 0.5, Streaming.UNKNOWN),  # the pacing is not known: never flagged
 ])
-def test_the_buffering_rule(ttfb: float, ttlb: float, network: float,
+def test_the_buffering_rule(span: float, paced: float | None, network: float,
                             judged: Streaming) -> None:
-    assert streaming(figures(ttfb, ttlb, network)) is judged
+    assert streaming(figures(span, paced, network)) is judged
 
 
 def test_nothing_to_judge_without_stream_figures() -> None:
     assert streaming(Figures(latency_ms={"p50": 100.0})) is None
 
 
+def test_the_pacing_is_the_query_s_or_the_setting() -> None:
+    def pacing(extra: dict[str, Any], endpoint: Any = "/sse") -> float | None:
+        raw = experiment(**extra)
+        raw["experiments"][0]["endpoints"] = [endpoint]
+        cell = parse(raw).cells()[0]
+        return paced_ms(cell.experiment, cell.endpoint)
+
+    assert pacing({"params": {"chunks": 10, "interval": 0.01}}) == pytest.approx(90.0)
+    # the endpoint's own query wins over the experiment's params, as on the wire
+    assert pacing({"params": {"chunks": 10, "interval": 0.01}},
+                  {"path": "/sse", "query": {"interval": "0"}}) == 0.0
+    assert pacing({"params": {"chunks": 10, "interval": 0.01}, "paced_ms": 250}) == 250.0
+    assert pacing({}) is None  # a team's own endpoint: pacing unknown unless paced_ms says
+
+
 def test_stream_figures_round_trip() -> None:
-    f = stream.figures([sample(0.001, 0.1, 10), sample(0.09, 0.1, 1)], network_ms=0.4)
+    f = stream.figures([sample(0.001, 0.1, 10), sample(0.09, 0.1, 1)], network_ms=0.4,
+                       paced=90.0)
     line = result(Figures(latency_ms={"p50": 100.0}, stream=f).to_json()).to_json()
     back = Result.from_json(json.loads(json.dumps(line)))
     assert back.figures is not None and back.figures.stream == f
@@ -134,6 +153,7 @@ def test_a_stream_experiment_parses_into_reader_cells() -> None:
 @pytest.mark.parametrize("extra, path", [
     ({"responses": 0}, "experiments[0].responses"),
     ({"responses": 1.5}, "experiments[0].responses"),
+    ({"paced_ms": -1}, "experiments[0].paced_ms"),
     ({"engine": "wrk"}, "experiments[0].engine"),  # only rawhttp times the body's reads
     ({"duration_s": 1}, "experiments[0].duration_s"),  # not a stream setting
     ({"readers": [0]}, "experiments[0].readers[0]"),
@@ -192,5 +212,8 @@ def test_streams_are_streamed_and_a_holding_middleware_is_flagged(tmp_path: Path
         # once, in a read or two of the one body
         assert (reads <= 2) if held else (reads >= CHUNKS / 2), (cid, reads)
     report = (run.path / "report.md").read_text(encoding="utf-8")
-    assert "A stream counts as buffered when" in report
+    everyone = ", ".join(f"{name}-w1" for name in sorted(ADAPTERS))
+    for endpoint in "/stream", "/sse":  # "Who buffers streams?" in the report's In short
+        assert f"- `{endpoint}`: streamed by every server." in report
+        assert f"- `/held{endpoint}`: **buffered** by {everyone}: " in report
     assert report.count("| buffered ⚠") == 2 * len(ADAPTERS)

@@ -6,38 +6,46 @@ the figure a buffering server gives away (its first byte comes with the last). C
 paced by the endpoint (its interval), the same on every server that streams.
 """
 
+import math
 from enum import Enum
 
 from lab.kinds import Headline, Kind, register
 from lab.kinds.base import ms
-from lab.matrix.config import Cell
+from lab.load.params import request_query
+from lab.matrix.config import Cell, Experiment
+from lab.matrix.endpoint import Endpoint
 from lab.run.estimate import CELL_OVERHEAD_S
 from lab.store.schema import Figures
 
-# The buffering rule. A response is "bunched" when its first body byte came at 90 % of its
-# time or later; a stream is judged only when a response lasts ≥ 10 idle round trips of the
-# ready path (and ≥ 5 ms), so that its own pacing, not the network or a busy machine's
-# scheduling, decides. A server that streams K chunks paced `interval` apart sends the first
-# at once: its TTFB is a small share of TTLB even when a busy machine delays every chunk.
-BUNCHED_SHARE = 0.9
+# The buffering rule. A server that streams passes each chunk on as the endpoint makes it:
+# the body arrives over the endpoint's own pacing, (chunks − 1) × interval. One that buffers
+# (or an app's middleware that does) sends it all at the end: it arrives within a read or
+# two. A busy machine delays chunks but cannot make the last arrive before the endpoint made
+# it, so the body's own span, TTLB − TTFB, is what the rule reads — not TTLB alone, which
+# queueing at N readers stretches. Judged only where the pacing is ≥ 10 idle round trips of
+# the ready path and ≥ 5 ms: a quicker body arrives at once from any server.
+NAME = "stream"
+BUFFERED_SHARE = 0.1
 MIN_ROUND_TRIPS = 10
-MIN_TTLB_MS = 5.0
-RULE = (f"A stream counts as buffered when its time to first body byte is at least "
-        f"{BUNCHED_SHARE:g} × its time to last byte (p50 of each): the body came all at once, "
-        f"at the end, although the endpoint paced it out. It is judged only where TTLB p50 "
-        f"is at least {MIN_ROUND_TRIPS} idle round trips of the ready path and "
-        f"{MIN_TTLB_MS:g} ms; a quicker response is too quick to tell.")
+MIN_PACED_MS = 5.0
+RULE = (f"A stream counts as **buffered** when its body arrived within a tenth of the time "
+        f"the endpoint took to make it: body span p50 (TTLB − TTFB, per response) < "
+        f"{BUFFERED_SHARE:g} × its pacing ((chunks − 1) × interval of its query, or the "
+        f"experiment's `paced_ms`). It is judged only where the pacing is at least "
+        f"{MIN_ROUND_TRIPS} idle round trips of the ready path and {MIN_PACED_MS:g} ms; a "
+        "quicker body is *too quick to tell*, and one whose pacing is unknown, *not judged*.")
 NOTE = ("*TTFB* runs from the request written to the first body bytes read, *TTLB* to the "
         "last; *chunks/s per connection* counts the socket reads that brought body bytes, per "
         "second of a response (a server that streams delivers each chunk as it is made; one "
         f"that buffers, one read at the end). {RULE}")
-DEFAULT_RESPONSE_S = 0.1  # an endpoint whose pacing the params do not say
+DEFAULT_RESPONSE_S = 0.1  # an endpoint whose pacing is unknown
 
 
 class Streaming(Enum):
     STREAMED = "streamed"
     BUFFERED = "buffered"
-    TOO_QUICK = "too quick to tell"  # the response did not outlast the network enough
+    TOO_QUICK = "too quick to tell"  # its pacing does not outlast the network enough
+    UNKNOWN = "not judged"  # the endpoint's pacing is not known (set paced_ms)
 
 
 def ttfb_p50(f: Figures) -> float | None:
@@ -46,25 +54,34 @@ def ttfb_p50(f: Figures) -> float | None:
 
 def streaming(f: Figures) -> Streaming | None:
     """The buffering rule on one cell's figures (None: nothing to judge)."""
-    ttfb, ttlb = ttfb_p50(f), f.latency_ms.get("p50")
-    if f.stream is None or ttfb is None or ttlb is None:
+    s = f.stream
+    span = s.body_span_ms.get("p50") if s else None
+    if s is None or span is None:
         return None
-    if ttlb < max(MIN_TTLB_MS, MIN_ROUND_TRIPS * (f.stream.network_ms or 0.0)):
+    if s.paced_ms is None:
+        return Streaming.UNKNOWN
+    if s.paced_ms < max(MIN_PACED_MS, MIN_ROUND_TRIPS * (s.network_ms or 0.0)):
         return Streaming.TOO_QUICK
-    return Streaming.BUFFERED if ttfb >= BUNCHED_SHARE * ttlb else Streaming.STREAMED
+    return Streaming.BUFFERED if span < BUFFERED_SHARE * s.paced_ms else Streaming.STREAMED
 
 
-def response_s(cell: Cell) -> float:
-    """apps.article's /stream and /sse: (chunks − 1) × interval."""
-    p = cell.experiment.params
-    chunks, interval = p.get("chunks"), p.get("interval")
-    if isinstance(chunks, int) and isinstance(interval, int | float):
-        return max(0, chunks - 1) * float(interval)
-    return DEFAULT_RESPONSE_S
+def paced_ms(exp: Experiment, endpoint: Endpoint) -> float | None:
+    """The endpoint's own first → last chunk: ``paced_ms``, else its query's
+    ``(chunks − 1) × interval`` (apps.article's /stream and /sse); None: not known."""
+    if exp.paced_ms is not None:
+        return exp.paced_ms
+    query = request_query(exp.params, endpoint)
+    try:
+        paced = 1e3 * max(0, int(query["chunks"]) - 1) * float(query["interval"])
+    except (KeyError, ValueError):
+        return None
+    return paced if math.isfinite(paced) else None
 
 
 def estimate_s(cell: Cell) -> float:
-    return CELL_OVERHEAD_S + cell.experiment.responses * response_s(cell)
+    paced = paced_ms(cell.experiment, cell.endpoint)
+    return CELL_OVERHEAD_S + cell.experiment.responses * (
+        DEFAULT_RESPONSE_S if paced is None else paced / 1e3)
 
 
 def progress(f: Figures) -> str:
@@ -74,10 +91,10 @@ def progress(f: Figures) -> str:
 
 
 KIND = register(Kind(
-    name="stream",
+    name=NAME,
     help="N readers each read `responses` streamed responses; time to first and last body "
          "byte, chunks/s, and whether the stream was buffered",
-    load_key="readers", letter="rd", settings=("responses",),
+    load_key="readers", letter="rd", settings=("responses", "paced_ms"),
     engines=("rawhttp",), default_engine="rawhttp",
     headline=Headline("TTFB p50 ms", ttfb_p50, False),
     estimate_s=estimate_s,

@@ -6,12 +6,13 @@ from the request written; the body's reads (chunks as they arrived) and bytes. E
 has its keep-alive connection, opened and checked before the window, and reads
 ``responses`` responses, each bounded by ``timeout_s``. Before the window the ready path's
 idle round trip is timed on one of them: the network's (and the server's own) time, which a
-response must well exceed before its TTFB/TTLB can tell streaming from buffering.
+stream's pacing must well exceed before its body's span can tell streaming from buffering.
 """
 
 import asyncio
 import statistics
 
+from lab.kinds.stream import paced_ms
 from lab.load.histogram import Histogram, latency_figures
 from lab.load.monitor import Window
 from lab.load.rawhttp import RawClient
@@ -40,20 +41,23 @@ async def run(base_url: str, exp: Experiment, endpoint: Endpoint, readers: int,
         await client.aclose()
     samples = [s for r in per_reader for s in r]
     return Measurement(samples, usage, KindFigures(stream=figures(
-        samples, 1e3 * statistics.median(network))))
+        samples, 1e3 * statistics.median(network), paced_ms(exp, endpoint))))
 
 
-def figures(samples: list[Sample], network_ms: float | None) -> StreamFigures:
+def figures(samples: list[Sample], network_ms: float | None, paced: float | None
+            ) -> StreamFigures:
     """The body figures of the successful responses that had a body."""
-    bodies = [s for s in samples if s.error is None and s.body is not None]
-    ttfb = Histogram()
-    for s in bodies:
-        assert s.body is not None
-        ttfb.record(s.body.first - s.start)
-    reads = sum(s.body.reads for s in bodies if s.body)
-    seconds = sum(s.latency_s for s in bodies)
+    bodies = [(s, s.body) for s in samples if s.error is None and s.body is not None]
+    ttfb, span = Histogram(), Histogram()
+    for s, body in bodies:
+        ttfb.record(body.first - s.start)
+        span.record(s.start + s.latency_s - body.first)
+    reads = sum(body.reads for _, body in bodies)
+    seconds = sum(s.latency_s for s, _ in bodies)
     return StreamFigures(
         ttfb_ms=latency_figures(ttfb), ttfb_histogram=ttfb,
+        body_span_ms=latency_figures(span), body_span_histogram=span,
         chunks_per_s=reads / seconds if seconds > 0 else None,
         chunks_per_response=reads / len(bodies) if bodies else None,
-        body_bytes=sum(s.body.nbytes for s in bodies if s.body), network_ms=network_ms)
+        body_bytes=sum(body.nbytes for _, body in bodies), network_ms=network_ms,
+        paced_ms=paced)

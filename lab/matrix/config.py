@@ -102,6 +102,7 @@ class Experiment:
     connect: str = "warm"
     probe_connect: str = "warm"
     responses: int = 5  # stream: whole responses each reader reads, one after another
+    paced_ms: float | None = None  # stream: the endpoint's first → last chunk, if not its query's
     ready: Endpoint = Endpoint("/health")  # lab.ready_path: what a warm connection is checked with
 
     def __post_init__(self) -> None:
@@ -517,6 +518,7 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "connect": lambda v, p: _choice(v, p, CONNECT),
     "probe_connect": lambda v, p: _choice(v, p, CONNECT),
     "responses": lambda v, p: _number(v, p, 1, integer=True),
+    "paced_ms": lambda v, p: float(_number(v, p, 0)),
 }
 
 

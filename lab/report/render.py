@@ -9,7 +9,7 @@ from tabulate import tabulate
 from lab.kinds import get, kinds
 from lab.load.stats import Spread
 from lab.matrix.config import PYTHON_ENGINES
-from lab.report import article, loop
+from lab.report import article, loop, stream
 from lab.report.facts import Knee
 from lab.report.findings import findings
 from lab.report.fmt import fmt
@@ -409,7 +409,7 @@ def build(run: RunDir) -> Path:
     if warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
     short = in_short(report, (article.in_short(comps) or ways_short(comps))
-                     + loop.short(report))
+                     + loop.short(report)) + stream.short(comps)
     lines += _in_short(short, drawn)
     lines += _this_run(info, records) + _stale(stale)
     if claimed := article.claims(comps) + loop.article(report):

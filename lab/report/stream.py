@@ -1,14 +1,15 @@
 """The stream kind's table columns and chart: TTFB against TTLB, and who buffered."""
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 
-from lab.kinds.stream import streaming
+from lab.kinds.stream import NAME, Streaming, streaming
 from lab.load.histogram import Histogram, latency_figures
 from lab.report.fmt import fmt, pct, split
 from lab.report.groups import Row
 from lab.report.model import ComparisonFacts
 from lab.report.tables import Column, _cpu, errors
-from lab.store.schema import Figures
+from lab.store.schema import Figures, StreamFigures
 
 
 def verdict(row: Row) -> str:
@@ -21,19 +22,30 @@ def verdict(row: Row) -> str:
     return text + (" ⚠" if "buffered" in judged else "")
 
 
-def ttfb(row: Row) -> dict[str, float | None]:
-    """TTFB percentiles over every repeat, from their merged histograms."""
-    merged = Histogram()
-    for f in row.ok:
-        if f.stream and f.stream.ttfb_histogram:
-            merged = merged.merge(f.stream.ttfb_histogram)
-    return latency_figures(merged)
+def _merged(get: Callable[[StreamFigures], Histogram | None]
+            ) -> Callable[[Row], dict[str, float | None]]:
+    def percentiles(row: Row) -> dict[str, float | None]:
+        """Percentiles over every repeat, from their merged histograms."""
+        merged = Histogram()
+        for f in row.ok:
+            if f.stream and (h := get(f.stream)):
+                merged = merged.merge(h)
+        return latency_figures(merged)
+    return percentiles
+
+
+ttfb = _merged(lambda s: s.ttfb_histogram)
+span = _merged(lambda s: s.body_span_histogram)
+
+
+def paced(row: Row) -> float | None:
+    return next((f.stream.paced_ms for f in row.ok if f.stream), None)
 
 
 def share(row: Row) -> str:
-    """TTFB p50 ÷ TTLB p50: near 0 streamed, near 1 buffered (all of it came at the end)."""
-    first, last = ttfb(row).get("p50"), row.latency().get("p50")
-    return fmt(first / last, 2) if first is not None and last else "–"
+    """Body span p50 ÷ the endpoint's pacing: near 1 streamed, near 0 buffered."""
+    body, made = span(row).get("p50"), paced(row)
+    return fmt(body / made, 2) if body is not None and made else "–"
 
 
 def chunks_per_s(f: Figures) -> float | None:
@@ -58,13 +70,15 @@ def columns(comp: ComparisonFacts) -> list[Column]:
 
     return [Column("streamed?", verdict, main=True),
             Column("TTLB p50 ms", lambda r: pct(r.latency(), "p50"), main=True),
-            Column("TTFB ÷ TTLB", share, main=True),
+            Column("body span p50 ms", lambda r: fmt(span(r).get("p50")), main=True),
+            Column("span ÷ pacing", share, main=True),
             Column("chunks/s per connection", chunks, main=True),
             Column("errors", lambda r: str(sum(r.errors().values())), main=True),
             Column("TTFB p90 ms", lambda r: fmt(ttfb(r).get("p90"))),
             Column("TTFB max ms", lambda r: fmt(ttfb(r).get("max"))),
             Column("TTLB p90 ms", lambda r: pct(r.latency(), "p90")),
             Column("TTLB max ms", lambda r: pct(r.latency(), "max")),
+            Column("pacing ms", lambda r: fmt(paced(r))),
             Column("per response", per_response),
             Column("idle round trip ms", network),
             Column("errors by kind", errors), Column("responses per worker", split),
@@ -73,3 +87,33 @@ def columns(comp: ComparisonFacts) -> list[Column]:
 
 def charts(*_: object) -> list[None]:
     return []  # the table says it all: two times and a verdict per row
+
+
+def short(comps: Iterable[ComparisonFacts]) -> list[tuple[str, list[str]]]:
+    """"Who buffers streams?": per endpoint, the configurations the rule judged buffered
+    (at any load or repeat), those that streamed, and those too quick to tell."""
+    judged: dict[str, dict[Streaming, set[str]]] = {}
+    for comp in comps:
+        if comp.kind != NAME:
+            continue
+        by = judged.setdefault(comp.endpoint, {})
+        for row in comp.rows:
+            for f in row.ok:
+                if (j := streaming(f)) is not None:
+                    by.setdefault(j, set()).add(row.server_id)
+    lines = []
+    for endpoint, by in judged.items():
+        buffered = by.get(Streaming.BUFFERED, set())
+        streamed = by.get(Streaming.STREAMED, set()) - buffered
+        quick = by.get(Streaming.TOO_QUICK, set()) - buffered - streamed
+        parts = ([f"**buffered** by {_names(buffered)}: its first body byte came only with "
+                  "its last"] if buffered else [])
+        parts += [f"streamed by {_names(streamed) if buffered or quick else 'every server'}"
+                  ] if streamed else []
+        parts += [f"too quick to tell on {_names(quick)}"] if quick else []
+        lines.append(f"`{endpoint}`: " + "; ".join(parts) + ".")
+    return [("Who buffers streams?", lines)] if lines else []
+
+
+def _names(ids: set[str]) -> str:
+    return ", ".join(sorted(ids))
