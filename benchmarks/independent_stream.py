@@ -7,19 +7,17 @@ httptools, as rawhttp does). TTFB = request written → the read that brought th
 bytes; TTLB → the read that brought the terminating chunk. Prints p50 of each per server,
 to set beside a lab report of the same hour.
 
-    python benchmarks/independent_stream.py --readers 1 50 --path "/stream?chunks=10&..."
+    python -m benchmarks.independent_stream --readers 1 50 --path "/sse?chunks=10&..."
 """
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
+
+from benchmarks.independent_wrk import free_port, stop, wait_up  # no lab code there either
 
 APP = "apps.article:app"
 SERVERS = {
@@ -31,24 +29,6 @@ SERVERS = {
     "gunicorn": lambda app, port: ["-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
                                    "-k", "uvicorn_worker.UvicornWorker"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_up(url: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def body_complete(body: bytes) -> bool:
@@ -124,12 +104,7 @@ def main() -> None:
                 print(f"{name:10} N={n:<3} {args.path}: TTFB p50 {ttfb:.2f} ms, TTLB p50 "
                       f"{ttlb:.1f} ms ({len(times)} responses)", flush=True)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop(proc)
 
 
 if __name__ == "__main__":
