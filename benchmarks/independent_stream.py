@@ -2,7 +2,7 @@
 
 Starts each server by hand on apps.article (or ``--app``), waits for /health, and runs N
 readers on raw asyncio streams, each reading R responses of ``--path`` on its keep-alive
-connection. Each socket read is timed; the chunked body is decoded here, by hand (not by
+connection. Each socket read is timed; the body's end is found here, by hand (not by
 httptools, as rawhttp does). TTFB = request written → the read that brought the first body
 bytes; TTLB → the read that brought the terminating chunk. Prints p50 of each per server,
 to set beside a lab report of the same hour.
@@ -31,8 +31,12 @@ SERVERS = {
 }
 
 
-def body_complete(body: bytes) -> bool:
-    """A chunked body ends with its zero-size chunk: walk the chunk sizes."""
+def body_complete(head: bytes, body: bytes) -> bool:
+    """A body of a Content-Length is complete at that length (a server may send a body that
+    came as one ASGI message so); a chunked one ends with its zero-size chunk."""
+    for line in head.lower().split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
     at = 0
     while True:
         end = body.find(b"\r\n", at)
@@ -48,7 +52,7 @@ def body_complete(body: bytes) -> bool:
 
 async def response(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                    request: bytes) -> tuple[float, float]:
-    """(TTFB s, TTLB s) of one chunked response."""
+    """(TTFB s, TTLB s) of one response."""
     t0 = time.perf_counter()
     writer.write(request)
     data, first = b"", None
@@ -64,7 +68,7 @@ async def response(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         body = data[head_end + 4:]
         if first is None and body:
             first = now
-        if first is not None and body_complete(body):
+        if first is not None and body_complete(data[:head_end], body):
             return first - t0, now - t0
 
 
