@@ -216,4 +216,6 @@ def test_streams_are_streamed_and_a_holding_middleware_is_flagged(tmp_path: Path
     for endpoint in "/stream", "/sse":  # "Who buffers streams?" in the report's In short
         assert f"- `{endpoint}`: streamed by every server." in report
         assert f"- `/held{endpoint}`: **buffered** by {everyone}: " in report
+    assert "![time to first body byte vs readers, s](chart-stream-s.png)" in report
+    assert (run.path / "chart-stream-s.png").stat().st_size > 0
     assert report.count("| buffered ⚠") == 2 * len(ADAPTERS)

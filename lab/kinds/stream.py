@@ -99,6 +99,6 @@ KIND = register(Kind(
     headline=Headline("TTFB p50 ms", ttfb_p50, False),
     estimate_s=estimate_s,
     run_at="lab.load.stream:run", columns_at="lab.report.stream:columns",
-    charts_at="lab.report.stream:charts",
+    charts_at="lab.report.charts:stream_charts",
     in_short=4, progress=progress, note=NOTE,
 ))

@@ -85,10 +85,6 @@ def columns(comp: ComparisonFacts) -> list[Column]:
             Column("client CPU %", _cpu)]
 
 
-def charts(*_: object) -> list[None]:
-    return []  # the table says it all: two times and a verdict per row
-
-
 def short(comps: Iterable[ComparisonFacts]) -> list[tuple[str, list[str]]]:
     """"Who buffers streams?": per endpoint, the configurations the rule judged buffered
     (at any load or repeat), those that streamed, and those too quick to tell."""
