@@ -1,4 +1,4 @@
-"""The stream kind's table columns and chart: TTFB against TTLB, and who buffered."""
+"""The stream kind's table columns and its line in In short: who buffered a stream."""
 
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -87,7 +87,8 @@ def columns(comp: ComparisonFacts) -> list[Column]:
 
 def short(comps: Iterable[ComparisonFacts]) -> list[tuple[str, list[str]]]:
     """"Who buffers streams?": per endpoint, the configurations the rule judged buffered
-    (at any load or repeat), those that streamed, and those too quick to tell."""
+    (at any load or repeat), those that streamed, those too quick to tell and those whose
+    pacing was unknown."""
     judged: dict[str, dict[Streaming, set[str]]] = {}
     for comp in comps:
         if comp.kind != NAME:
@@ -102,11 +103,14 @@ def short(comps: Iterable[ComparisonFacts]) -> list[tuple[str, list[str]]]:
         buffered = by.get(Streaming.BUFFERED, set())
         streamed = by.get(Streaming.STREAMED, set()) - buffered
         quick = by.get(Streaming.TOO_QUICK, set()) - buffered - streamed
-        parts = ([f"**buffered** by {_names(buffered)}: its first body byte came only with "
-                  "its last"] if buffered else [])
+        unknown = by.get(Streaming.UNKNOWN, set()) - buffered - streamed - quick
+        parts = ([f"**buffered** by {_names(buffered)}: its body came all at once, at the "
+                  "end"] if buffered else [])
         parts += [f"streamed by {_names(streamed) if buffered or quick else 'every server'}"
                   ] if streamed else []
         parts += [f"too quick to tell on {_names(quick)}"] if quick else []
+        parts += [f"not judged on {_names(unknown)} (its pacing unknown: set `paced_ms`)"
+                  ] if unknown else []
         lines.append(f"`{endpoint}`: " + "; ".join(parts) + ".")
     return [("Who buffers streams?", lines)] if lines else []
 
