@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
 
 from lab.servers.asgi_wrap import mark_ready
 
@@ -133,3 +134,33 @@ async def ws_broadcast(ws: WebSocket) -> None:
         pass
     finally:
         _group.discard(ws)
+
+
+# Streaming: K chunks of S bytes, the first at once and each next one ``interval`` later, so
+# a client that gets the first only with the last knows something on the way buffered.
+Chunks = Query(10, ge=1, le=10_000, description="chunks in the body")
+Size = Query(1024, ge=8, le=1 << 20, description="bytes per chunk (an SSE event: all of it)")
+Interval = Query(0.01, ge=0, le=10, description="seconds between chunks")
+
+
+async def _paced(chunk: bytes, chunks: int, interval: float) -> AsyncIterator[bytes]:
+    for i in range(chunks):
+        if i:
+            await asyncio.sleep(interval)
+        yield chunk
+
+
+@app.get("/stream")
+async def stream(chunks: int = Chunks, size: int = Size,
+                 interval: float = Interval) -> StreamingResponse:
+    return StreamingResponse(_paced(b"x" * (size - 1) + b"\n", chunks, interval),
+                             media_type="application/octet-stream")
+
+
+@app.get("/sse")
+async def sse(chunks: int = Chunks, size: int = Size,
+              interval: float = Interval) -> StreamingResponse:
+    """Server-sent events of ``size`` bytes each: ``data: xx…\\n\\n``."""
+    event = b"data: " + b"x" * (size - 8) + b"\n\n"
+    return StreamingResponse(_paced(event, chunks, interval), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})

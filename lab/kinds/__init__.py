@@ -10,7 +10,7 @@ import importlib
 
 from lab.kinds.base import Fact, Headline, Kind, Runner
 
-BUILT_IN = ("burst", "closed", "open", "interference", "websocket", "ws_broadcast")
+BUILT_IN = ("burst", "closed", "open", "interference", "stream", "websocket", "ws_broadcast")
 _KINDS: dict[str, Kind] = {}
 _loading = False  # the built-in modules are being imported: each registers itself
 

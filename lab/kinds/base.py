@@ -87,6 +87,7 @@ class Kind:
     # Its endpoints answer an HTTP request (the run's first start asks each one,
     # ``lab.supervise.appcheck``); a WebSocket route does not.
     http_endpoints: bool = True
+    note: str = ""  # what the report says under each of its experiments' headings
 
     def __post_init__(self) -> None:
         if ("clients" in self.settings) != (self.split is not None):

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from lab.load.params import Params, request_target
-from lab.load.samples import Sample, check
+from lab.load.samples import BodyTiming, Sample, check
 from lab.matrix.endpoint import Endpoint
 from lab.servers.asgi_wrap import WORKER_HEADER
 
@@ -60,9 +60,10 @@ def _resolver(future: "asyncio.Future[Sample]") -> Done:
 class _Exchange:
     """One request on one connection, until its answer is complete."""
 
-    __slots__ = ("endpoint", "start", "sent", "done", "timer", "status", "worker", "body")
+    __slots__ = ("endpoint", "start", "sent", "done", "timer", "status", "worker", "body",
+                 "timing")
 
-    def __init__(self, endpoint: Endpoint, start: float, done: Done) -> None:
+    def __init__(self, endpoint: Endpoint, start: float, done: Done, timed: bool) -> None:
         self.endpoint, self.start, self.done = endpoint, start, done
         self.sent = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -70,6 +71,7 @@ class _Exchange:
         self.worker: str | None = None
         self.body: list[bytes] | None = (
             [] if endpoint.contains is not None or endpoint.json_subset is not None else None)
+        self.timing = BodyTiming() if timed else None
 
 
 class _Connection(asyncio.Protocol):
@@ -78,6 +80,8 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._exchange: _Exchange | None = None
         self._head_done = False
+        self._read_at = 0.0  # a timed exchange: when this read arrived, and whether a body
+        self._fresh = False  # callback has counted it yet
         self.transport: asyncio.Transport | None = None
 
     # asyncio.Protocol
@@ -85,6 +89,8 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if self._exchange is not None and self._exchange.timing is not None:
+            self._read_at, self._fresh = time.perf_counter(), True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
@@ -117,8 +123,16 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         ex = self._exchange
-        if ex is not None and ex.body is not None:
+        if ex is None:
+            return
+        if ex.body is not None:
             ex.body.append(body)
+        if (t := ex.timing) is not None:
+            if self._fresh:  # one read may hold several HTTP chunks: they arrived together
+                t.reads, self._fresh = t.reads + 1, False
+                if t.reads == 1:
+                    t.first = self._read_at
+            t.nbytes += len(body)
 
     def on_message_complete(self) -> None:
         ex, self._exchange, self._head_done = self._exchange, None, False
@@ -128,7 +142,8 @@ class _Connection(asyncio.Protocol):
         if ex.timer is not None:
             ex.timer.cancel()
         error, pid = check(ex.status, ex.worker, b"".join(ex.body or ()), ex.endpoint)
-        ex.done(Sample(ex.start, end - ex.start, error, pid, ex.sent))
+        timing = ex.timing if ex.timing is not None and ex.timing.reads else None
+        ex.done(Sample(ex.start, end - ex.start, error, pid, ex.sent, timing))
         if not ex.endpoint.closes and self._parser.should_keep_alive():
             self._client._release(self)
         elif self.transport is not None:
@@ -188,20 +203,23 @@ class RawClient:
                                                                self._params, endpoint)
         return request
 
-    def submit(self, endpoint: Endpoint, start: float, done: Done) -> None:
+    def submit(self, endpoint: Endpoint, start: float, done: Done, timed: bool = False
+               ) -> None:
         """Send now on an idle connection, or queue; ``done`` gets the sample. No task per
-        request: the open model submits thousands a second."""
-        ex = _Exchange(endpoint, start, done)
+        request: the open model submits thousands a second. ``timed``: the sample says when
+        its body arrived (`BodyTiming`)."""
+        ex = _Exchange(endpoint, start, done, timed)
         if self._idle:
             self._idle.pop().exchange(self._request(endpoint), ex, self._timeout_s)
             return
         self._queue.append(ex)
         self._grow()
 
-    async def send(self, endpoint: Endpoint, start: float | None = None) -> Sample:
+    async def send(self, endpoint: Endpoint, start: float | None = None, timed: bool = False
+                   ) -> Sample:
         future: asyncio.Future[Sample] = self.loop.create_future()
         self.submit(endpoint, time.perf_counter() if start is None else start,
-                    _resolver(future))
+                    _resolver(future), timed)
         return await future
 
     async def burst(self, endpoint: Endpoint, n: int) -> list[Sample]:

@@ -10,12 +10,22 @@ from lab.store.schema import KindFigures
 
 
 @dataclass(slots=True)
+class BodyTiming:
+    """When a response's body arrived, as the lab's own client saw it (a stream's figures)."""
+
+    first: float = 0.0  # perf_counter() of the socket read that brought its first bytes
+    reads: int = 0  # socket reads that carried body bytes: chunks as they arrived
+    nbytes: int = 0
+
+
+@dataclass(slots=True)
 class Sample:
     start: float  # time.perf_counter() when sent (open model: when scheduled)
     latency_s: float
     error: str | None  # None when the response passed the check, else its kind
     pid: int | None  # the worker process that answered
     sent: float | None = None  # perf_counter() when the request was written, if known
+    body: BodyTiming | None = None  # asked of rawhttp (``timed``): None, or no body came
 
 
 @dataclass

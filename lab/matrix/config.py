@@ -135,6 +135,8 @@ class Experiment:
     connect: str = "warm"
     probe_connect: str = "warm"
     connection: str = "keep-alive"  # closed, open: CONNECTION
+    responses: int = 5  # stream: whole responses each reader reads, one after another
+    paced_ms: float | None = None  # stream: the endpoint's first → last chunk, if not its query's
     ready: Endpoint = Endpoint("/health")  # lab.ready_path: what a warm connection is checked with
     http: str = "1.1"  # closed: the protocol; "2" is h2c by prior knowledge (h2load)
     streams: int = 1  # closed, http 2: concurrent streams per connection (h2load -m)
@@ -578,6 +580,8 @@ SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "message_bytes": lambda v, p: _at_most(_number(v, p, 1, integer=True), p,
                                            MAX_MESSAGE_BYTES),
     "rounds": lambda v, p: _number(v, p, 1, integer=True),
+    "responses": lambda v, p: _number(v, p, 1, integer=True),
+    "paced_ms": lambda v, p: float(_number(v, p, 0)),
 }
 
 

@@ -450,6 +450,48 @@ def _knee(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Pa
                  tuple(comps))
 
 
+def _stream(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
+            ) -> Chart | None:
+    """TTFB p50 against readers, per endpoint, beside the endpoint's pacing: a server that
+    streams stays far below it, one that buffers sits at it."""
+    groups = {e: g for e, g in _by_endpoint(comps).items() if any(r.values() for c in g
+                                                                   for r in c.rows)}
+    if not groups:
+        return None
+    fig, axes = _figure(len(groups))
+    for ax, (endpoint, group) in zip(axes, groups.items(), strict=True):
+        ns = sorted({c.n for c in group})
+        series = _series(group, lambda r: r.spread())
+        span = float(max(ns) - min(ns) or max(ns))
+        for k, (sid, (row, points)) in enumerate(series.items()):
+            _line(ax, _dodge([x for x, _, _ in points], k, len(series), span), points, sid,
+                  styles.line(row))
+        paced = next((f.stream.paced_ms for c in group for r in c.rows for f in r.ok
+                      if f.stream and f.stream.paced_ms), None)
+        if paced:
+            ends = [min(ns), max(ns)] if len(ns) > 1 else [ns[0] * 0.8, ns[0] * 1.2]
+            ax.plot(ends, [paced, paced], color="grey", linewidth=2, alpha=0.5,
+                    linestyle="--", label=f"pacing {paced:g} ms: a buffered TTFB is at least this")
+        _log_y(ax)
+        ax.set_xticks(ns)
+        ax.set_title(endpoint)
+        ax.set_xlabel("concurrent readers (N)")
+        ax.set_ylabel("time to first body byte, p50 (ms, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    _shared_legend(fig, axes)
+    _suptitle(fig, f"Stream {experiment!r}: when the first chunk arrives (median, bars: "
+                 f"min–max of repeats; {LIMITED})")
+    file = f"{PREFIX}stream-{_slug(experiment)}.png"
+    _save(fig, out / file)
+    return Chart(experiment, "stream", file, f"time to first body byte vs readers, "
+                 f"{experiment}", tuple(comps))
+
+
+def stream_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
+                  ) -> list[Chart | None]:
+    return [_stream(experiment, comps, styles, out)]
+
+
 def burst_charts(experiment: str, comps: list[ComparisonFacts], styles: Styles, out: Path
                  ) -> list[Chart | None]:
     return [_burst(experiment, comps, styles, out)]

@@ -9,7 +9,7 @@ from tabulate import tabulate
 from lab.kinds import get, kinds
 from lab.load.stats import Spread
 from lab.matrix.config import PYTHON_ENGINES
-from lab.report import article, loop
+from lab.report import article, loop, stream
 from lab.report.facts import Knee
 from lab.report.findings import findings
 from lab.report.fmt import fmt
@@ -236,6 +236,7 @@ def _sections(report: Report, drawn: list["Chart"]) -> list[str]:
             experiment = comp.experiment
             lines += [f"## Experiment `{comp.experiment}` ({comp.kind}: "
                       f"{get(comp.kind).help})", ""]
+            lines += [get(comp.kind).note, ""] if get(comp.kind).note else []
             lines += [f"![{c.alt}]({c.file})\n" for c in drawn if c.experiment == experiment]
         said = notes(comp)
         lines += [f"### {_title(comp)}", "", table(comp), "", *(x for n in said
@@ -415,7 +416,7 @@ def build(run: RunDir) -> Path:
     if warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
     short = in_short(report, (article.in_short(comps) or ways_short(comps))
-                     + loop.short(report))
+                     + loop.short(report)) + stream.short(comps)
     lines += _in_short(short, drawn)
     lines += _this_run(info, records) + _stale(stale)
     if claimed := article.claims(comps) + loop.article(report):

@@ -212,6 +212,29 @@ class InterferenceFigures(_Part):
 
 
 @dataclass(frozen=True, slots=True)
+class StreamFigures(_Part):
+    """stream: when each response's body arrived (its time to last byte is ``latency_ms``)."""
+
+    ttfb_ms: dict[str, float | None]  # request sent → first body bytes: p50, p99, …
+    ttfb_histogram: Histogram | None
+    body_span_ms: dict[str, float | None]  # first body bytes → last, per response
+    body_span_histogram: Histogram | None
+    chunks_per_s: float | None  # body reads per second of a response, all responses
+    chunks_per_response: float | None  # body reads per response, as the client got them
+    body_bytes: int  # of the successful responses
+    network_ms: float | None  # the ready path's round trip, idle, before the window
+    paced_ms: float | None  # the endpoint's own first → last chunk (None: not known)
+
+    @classmethod
+    def from_json(cls, f: Mapping[str, Any]) -> "StreamFigures":
+        return cls(_percentiles(f.get("ttfb_ms")), _histogram(f.get("ttfb_histogram")),
+                   _percentiles(f.get("body_span_ms")), _histogram(f.get("body_span_histogram")),
+                   _num(f.get("chunks_per_s")), _num(f.get("chunks_per_response")),
+                   _int(f.get("body_bytes")), _num(f.get("network_ms")),
+                   _num(f.get("paced_ms")))
+
+
+@dataclass(frozen=True, slots=True)
 class WrkFigures(_Part):
     client_threads: int  # wrk's threads: at its limit at this many cores
     latency_includes_errors: bool  # wrk times every response, failed ones too
@@ -412,6 +435,7 @@ class KindFigures:
     open: OpenFigures | None = None
     knee: KneeFigures | None = None
     interference: InterferenceFigures | None = None
+    stream: StreamFigures | None = None
     wrk: WrkFigures | None = None
     h2load: H2loadFigures | None = None
     processes: ProcessesFigures | None = None
@@ -421,8 +445,9 @@ class KindFigures:
 
 PARTS: dict[str, type[_Part]] = {
     "burst": BurstFigures, "open": OpenFigures, "knee": KneeFigures,
-    "interference": InterferenceFigures, "wrk": WrkFigures, "h2load": H2loadFigures,
-    "processes": ProcessesFigures, "loop": LoopFigures, "websocket": WebSocketFigures}
+    "interference": InterferenceFigures, "stream": StreamFigures, "wrk": WrkFigures,
+    "h2load": H2loadFigures, "processes": ProcessesFigures, "loop": LoopFigures,
+    "websocket": WebSocketFigures}
 
 
 @dataclass(frozen=True, slots=True)
