@@ -249,3 +249,10 @@ def test_uvicorn_without_websockets_fails_its_cells_clearly_and_the_matrix_goes_
     assert "10 handshake_http_404" in off["failure"]["reason"]
     on = lines["uvicorn-w1-ws=wsproto"]
     assert on["status"] == "ok" and on["figures"]["ok"] == 1000
+    # In short: which configuration held its 10 clients, and why the other did not
+    report = (out / "r" / "report.md").read_text(encoding="utf-8")
+    held = report.split("**Which server holds N WebSocket clients?**", 1)[1].split("\n\n")[1]
+    assert held.startswith("- `/ws/echo`, 10 clients (echo, msgs/s): held all 10 on "
+                           "uvicorn-w1-ws=wsproto "), held
+    assert "**did not** on uvicorn-w1-ws=none (" in held
+    assert "10 handshake_http_404" in held.split("ws=none", 1)[1]

@@ -9,7 +9,7 @@ from tabulate import tabulate
 from lab.kinds import get, kinds
 from lab.load.stats import Spread
 from lab.matrix.config import PYTHON_ENGINES
-from lab.report import article, loop, stream
+from lab.report import article, loop, stream, websocket
 from lab.report.facts import Knee
 from lab.report.findings import findings
 from lab.report.fmt import fmt
@@ -416,13 +416,14 @@ def build(run: RunDir) -> Path:
     if warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
     short = in_short(report, (article.in_short(comps) or ways_short(comps))
-                     + loop.short(report)) + stream.short(comps)
+                     + loop.short(report)) + stream.short(comps) + websocket.short(comps)
     lines += _in_short(short, drawn)
     lines += _this_run(info, records) + _stale(stale)
     if claimed := article.claims(comps) + loop.article(report):
         lines += ["## The article's claims, measured", "", *(f"- {x}" for x in claimed), ""]
     found = findings(comps) + ways_findings(comps) + loop.explained(report)
-    lines += ["## Findings", "", *(f"- {x}" for x in found or ["(none: no finished cells)"]),
+    none = "(none)" if any(r.status == "ok" for r in records) else "(none: no finished cells)"
+    lines += ["## Findings", "", *(f"- {x}" for x in found or [none]),
               ""]
     lines += loop.section(report)
     lines += _sections(report, drawn)

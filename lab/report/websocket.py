@@ -2,6 +2,7 @@
 what failed (a refused handshake is an error of its status) — and their charts: the
 latency percentiles of round trips (echo) or deliveries (broadcast), as closed loops'."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,3 +76,43 @@ def charts(experiment: str, comps: list[ComparisonFacts], styles: "Styles", fold
     kind = comps[0].kind if comps else "websocket"
     return [_percentiles(experiment, kind, comps, styles, folder,
                          lambda c: f"{c.n} clients")]
+
+
+def _held(row: Row) -> bool:
+    """Every repeat connected all its clients and lost no message or delivery."""
+    return bool(row.ok) and len(row.ok) == len(row.results) and not row.errors() and all(
+        w.ws_connected == w.ws_clients and not w.ws_missed for w in _ws(row))
+
+
+def _ranked(comp: ComparisonFacts, unit: str) -> str:
+    """The rows that held every client, best headline first, with its figure."""
+    better = 1 if comp.headline.higher_is_better else -1
+    held = sorted((r for r in comp.measured if _held(r)),
+                  key=lambda r: -better * (s.median if (s := r.spread()) else 0))
+    return ", ".join(f"{r.server_id} {fmt(s.median, 4)}{unit}" for r in held
+                     if (s := r.spread()) is not None)
+
+
+def short(comps: Sequence[ComparisonFacts]) -> list[tuple[str, list[str]]]:
+    """"Which server holds N WebSocket clients?": per echo or broadcast comparison, the
+    configurations that connected all N and lost nothing, best first, and those that did
+    not, with what failed. Verdicts between them are the tables'."""
+    lines = []
+    for comp in comps:
+        if comp.kind not in ("websocket", "ws_broadcast"):
+            continue
+        echo = comp.kind == "websocket"
+        what = ("echo, msgs/s" if echo else "broadcast, the last client's delivery p50")
+        ranked = _ranked(comp, "" if echo else " ms")
+        lost = [f"{r.server_id} ({_connected(r)} connected"
+                + (f", {errors(r)} errors" if r.errors() else "")
+                + (f", {sum(w.ws_missed for w in _ws(r))} missed" if any(
+                    w.ws_missed for w in _ws(r)) else "")
+                + (f"; failed: {'; '.join(reasons)}" if (reasons := sorted(
+                    {x.failure.reason for x in r.results if x.failure})) else "") + ")"
+                for r in comp.rows if not _held(r)]
+        parts = [f"held all {comp.n} on {ranked}" if ranked else f"none held all {comp.n}"]
+        parts += [f"**did not** on {'; '.join(lost)}"] if lost else []
+        lines.append(f"`{comp.endpoint}`, {comp.n} clients ({what}): " + "; ".join(parts)
+                     + ".")
+    return [("Which server holds N WebSocket clients?", lines)] if lines else []
