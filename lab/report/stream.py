@@ -8,7 +8,7 @@ from lab.load.histogram import Histogram, latency_figures
 from lab.report.fmt import fmt, pct, split
 from lab.report.groups import Row
 from lab.report.model import ComparisonFacts
-from lab.report.tables import Column, _cpu, errors
+from lab.report.tables import Column, client_cpu, errors
 from lab.store.schema import Figures, StreamFigures
 
 
@@ -82,7 +82,7 @@ def columns(comp: ComparisonFacts) -> list[Column]:
             Column("per response", per_response),
             Column("idle round trip ms", network),
             Column("errors by kind", errors), Column("responses per worker", split),
-            Column("client CPU %", _cpu)]
+            Column("client CPU %", client_cpu)]
 
 
 def short(comps: Iterable[ComparisonFacts]) -> list[tuple[str, list[str]]]:

@@ -32,7 +32,8 @@ def errors(row: Row) -> str:
     return f"{sum(counts.values())} (" + ", ".join(f"{k} {n}" for k, n in counts.items()) + ")"
 
 
-def _cpu(row: RowFacts) -> str:
+def client_cpu(row: RowFacts) -> str:
+    """The client's CPU % (typical repeat), with the limits it hit: every kind's column."""
     typical = row.typical()
     limits = [f" ⚠ {f.value}" for f in row.limit_flags]
     return fmt(typical.client_cpu_pct if typical else None, 2) + "".join(limits)
@@ -74,7 +75,8 @@ def burst_columns(comp: Comparison) -> list[Column]:
             Column("send spread ms (max)", _spread_ms, main=True),
             *([Column("N·delay/wall (an estimate)", estimate)] if comp.delay else []),
             *_latency("p50", "p99", "max"), Column("errors by kind", errors),
-            Column("requests per worker", split), Column("client CPU %", _cpu)]
+            Column("requests per worker", split),
+            Column("client CPU %", client_cpu)]
 
 
 def _scaling(row: RowFacts) -> str:
@@ -122,7 +124,7 @@ def closed_columns(comp: Comparison) -> list[Column]:
             *_latency("p50", "p99.9"), Column("errors by kind", errors),
             Column("requests per worker", split), *_connections(comp), *_resources()[:2],
             Column("engine", lambda r: ", ".join(sorted(r.engines))),
-            Column("client CPU %", _cpu), _resources()[2]]
+            Column("client CPU %", client_cpu), _resources()[2]]
 
 
 def open_columns(comp: Comparison) -> list[Column]:
@@ -142,7 +144,7 @@ def open_columns(comp: Comparison) -> list[Column]:
                    main=True),
             Column("error rate", lambda r: rate(r.error_rate()), main=True),
             *_latency("p50", "p99.9", "max"), Column("errors by kind", errors),
-            Column("client send lag p99 ms", lag), Column("client CPU %", _cpu),
+            Column("client send lag p99 ms", lag), Column("client CPU %", client_cpu),
             *_connections(comp), *_resources()]
 
 

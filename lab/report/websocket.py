@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from lab.report.fmt import fmt, pct
 from lab.report.groups import Comparison, Row
 from lab.report.model import ComparisonFacts
-from lab.report.tables import Column, _cpu, errors
+from lab.report.tables import Column, client_cpu, errors
 from lab.store.schema import WebSocketFigures
 
 if TYPE_CHECKING:  # matplotlib is imported only where a chart is drawn
@@ -46,7 +46,7 @@ def echo_columns(comp: Comparison) -> list[Column]:
             Column("p99 ms", lambda r: pct(r.latency(), "p99"), main=True),
             Column("max ms", lambda r: pct(r.latency(), "max")),
             _handshake("p50"), _handshake("max"), Column("errors by kind", errors),
-            Column("messages per worker", _per_worker), Column("client CPU %", _cpu)]
+            Column("messages per worker", _per_worker), Column("client CPU %", client_cpu)]
 
 
 def broadcast_columns(comp: Comparison) -> list[Column]:
@@ -66,7 +66,7 @@ def broadcast_columns(comp: Comparison) -> list[Column]:
                    main=True),
             Column("last client max ms", last_max, main=True),
             Column("groups (workers)", groups), _handshake("p50"), _handshake("max"),
-            Column("errors by kind", errors), Column("client CPU %", _cpu)]
+            Column("errors by kind", errors), Column("client CPU %", client_cpu)]
 
 
 def charts(experiment: str, comps: list[ComparisonFacts], styles: "Styles", folder: Path
