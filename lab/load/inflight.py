@@ -75,14 +75,11 @@ class InFlightMeter:
         """Worker pid → the most requests it had in flight at once in the current window,
         for the workers that saw a request start in it. A worker that started none is
         absent: its count only fell in the window, from what it was at ``begin``."""
-        return {pid: r.peak for pid, r in self._window().items()}
+        return {pid: r.peak for pid, r in self.window().items()}
 
-    def connections(self) -> dict[int, int]:
-        """Worker pid → the client connections that sent it a request in the current
-        window (the workers that saw one)."""
-        return {pid: r.connections for pid, r in self._window().items()}
-
-    def _window(self) -> dict[int, Reading]:
+    def window(self) -> dict[int, Reading]:
+        """Worker pid → its reading, for the workers that saw a request start in the
+        current window (its peak and its connections are that window's)."""
         generation = self.generation()
         return {pid: r for pid, r in self.readings().items() if r.generation == generation}
 

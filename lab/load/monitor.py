@@ -14,6 +14,7 @@ from typing import Protocol
 
 import psutil
 
+from lab.load.inflight import Reading
 from lab.load.loopreader import LoopReader
 from lab.servers.loopmeter import Snapshot
 
@@ -41,13 +42,12 @@ class Usage:
 
 
 class Meter(Protocol):
-    """What the workers count from inside (``lab.load.inflight``): a window begins, its peaks."""
+    """What the workers count from inside (``lab.load.inflight``): a window begins, what each
+    worker counted in it."""
 
     def begin(self) -> None: ...
 
-    def peaks(self) -> dict[int, int]: ...
-
-    def connections(self) -> dict[int, int]: ...
+    def window(self) -> dict[int, Reading]: ...
 
     def in_flight(self) -> int: ...
 
@@ -97,6 +97,7 @@ class Window:
     def end(self) -> Usage:
         wall, cpu = time.perf_counter() - self._t0, time.process_time() - self._cpu0
         opens = passive_opens()
+        counted = self._meter.window() if self._meter is not None else {}  # one read of each
         last_gap = time.perf_counter() - self._last_tick - SAMPLE_S  # a stop after the last tick
         self._stop.set()
         if self._sampler:
@@ -109,9 +110,9 @@ class Window:
         self.usage = Usage(wall, cpu, server_cpu,
                            self._peak_rss / 2**20 if self._procs else None, len(self._procs),
                            max(self._max_gap, last_gap),
-                           self._meter.peaks() if self._meter is not None else {},
+                           {pid: r.peak for pid, r in counted.items()},
                            self._loop.window(self._loop0) if self._loop is not None else None,
-                           self._meter.connections() if self._meter is not None else {},
+                           {pid: r.connections for pid, r in counted.items()},
                            None if opens is None or self._opens0 is None
                            else opens - self._opens0)
         return self.usage
