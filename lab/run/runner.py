@@ -4,7 +4,6 @@ A failing cell is a result, with its reason and the server log's tail; the matri
 Only an interruption stops the loop, and then after the running server has been stopped.
 """
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -12,17 +11,17 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError, ServerStartError
 from lab.kinds import get
 from lab.kinds.base import ms
-from lab.load import h2load, knee, loop, processes, wrk
+from lab.load import cell as load_cell
+from lab.load import loop, wrk
+from lab.load.cell import Leash
 from lab.load.monitor import Stalls, Window
-from lab.load.samples import Measurement
 from lab.load.stats import MachineShare, summarize
-from lab.load.window import quiet_gc
-from lab.matrix.config import Cell, Experiment, LabSettings, Matrix
+from lab.matrix.config import Cell, LabSettings, Matrix
 from lab.matrix.endpoint import Endpoint
 from lab.run import services
 from lab.servers import ADAPTERS
@@ -38,10 +37,12 @@ from lab.supervise.process import (
     Readiness,
     Server,
     ServerExited,
-    log_tail,
     start,
 )
 from lab.supervise.reaper import Ledger
+
+if TYPE_CHECKING:  # lab.remote imports Dask: only a run on remote hosts loads it
+    from lab.remote.controller import RemoteRun, RemoteServer
 
 
 @dataclass
@@ -53,7 +54,8 @@ class Outcome:
 
 def describe(cell: Cell, lab: LabSettings, run_id: str, engine: str, started_at: str,
              failure: Failure | None = None, figures: Figures | None = None,
-             process: Process | None = None) -> Result:
+             process: Process | None = None, placement: dict[str, Any] | None = None
+             ) -> Result:
     """A cell's results line: the cell, the engine that measured it, and what happened."""
     exp = cell.experiment
     adapter = ADAPTERS[cell.server]
@@ -71,7 +73,7 @@ def describe(cell: Cell, lab: LabSettings, run_id: str, engine: str, started_at:
         request=cell.endpoint.record(), params=dict(exp.params), load=load,
         engine=engine, engine_requested=exp.engine, ways=exp.ways, repeat=cell.repeat,
         cell_key=cell.key(lab),  # what resume matches: the id alone misses a changed config
-        placement=lab.placement.as_record(), process=process,
+        placement=placement or lab.placement.as_record(), process=process,
         status=status_of(failure), failure=failure, figures=figures,
         started_at=started_at, finished_at=timestamp())
 
@@ -96,10 +98,18 @@ class Context:
     run: RunDir
     interrupts: Interrupts
     machine: MachineShare
+    remote: "RemoteRun | None" = None  # a run on remote hosts: where its two sides are
 
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.run.path)
+
+    @property
+    def placement(self) -> dict[str, Any]:
+        """The results lines' placement: this host's CPUs, or each side's host."""
+        if self.remote is None:
+            return self.lab.placement.as_record()
+        return self.remote.sides.record(self.remote.remote.scheduler, "all", "all")
 
 
 @dataclass(frozen=True)
@@ -139,15 +149,9 @@ def engine_for(cell: Cell) -> str:
     return engine
 
 
-NATIVE = {"wrk": wrk.run, "h2load": h2load.run}  # supervised load generators: engine → run
-
-
 def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
     """The cell's figures, from whichever engine and number of client processes it uses."""
-    exp = replace(cell.experiment, engine=engine)
-    endpoint = cell.endpoint.closing() if exp.connection == "close" else cell.endpoint
     loop_meter = server.loop if ctx.lab.loop_meter else None
-    window = Window(server.pids(), server.meter, loop_meter)
     deadline = time.monotonic() + ctx.lab.cell_timeout_s
 
     def check() -> None:
@@ -156,42 +160,16 @@ def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
             raise TimeoutError
 
     placement = ctx.lab.placement
-    if exp.engine in NATIVE:
-        sup = wrk.Supervision(
-            spawn=lambda argv, name: Group(
-                argv, ctx.run.logs / f"{cell.id}.{name}.log", ctx.ledger,
-                placement.client_env(),
-                rusage_path=ctx.run.logs / f"{cell.id}.{name}.cpu.json"),
-            check=check, deadline=deadline,
-            threads=1 if placement.shared else len(placement.client_set()))
-        return summarize(NATIVE[exp.engine](server.base_url, exp, endpoint, cell.load,
-                                            window, sup), ctx.machine)
-    def at(load: float, e: Experiment, window: Window) -> Measurement:
-        with quiet_gc():
-            if e.clients > 1:  # only a kind that splits its load accepts clients = k
-                return processes.run(e.kind, server.base_url, e, endpoint, load, window,
-                                     check)
-            coro = get(e.kind).runner(server.base_url, e, endpoint, load, window)
-            left = max(0.0, deadline - time.monotonic())
-            return loop.run(ctx.interrupts.guard(asyncio.wait_for(coro, left)))
-
-    if cell.searched:
-        assert exp.slo_p99_ms is not None, "the config requires slo_p99_ms with rates = auto"
-
-        def limited(m: Measurement) -> bool:
-            f = summarize(m, ctx.machine)
-            return f.client_limited or bool(f.open and f.open.client_behind)
-
-        def probe(rate: float, seconds: float) -> Measurement:
-            w = Window(server.pids(), server.meter, loop_meter)
-            w.settle(exp.timeout_s, check)  # an overloaded probe's backlog is not the next's
-            return at(rate, replace(exp, duration_s=seconds), w)
-
-        m, found = knee.search(probe, limited, exp.slo_p99_ms, exp.knee_window_s,
-                               exp.duration_s, exp.knee_max_rps)
-        m.parts = replace(m.parts, knee=found)
-    else:
-        m = at(cell.load, exp, window)
+    leash = Leash(
+        check, deadline,
+        spawn=lambda argv, name: Group(
+            argv, ctx.run.logs / f"{cell.id}.{name}.log", ctx.ledger, placement.client_env(),
+            rusage_path=ctx.run.logs / f"{cell.id}.{name}.cpu.json"),
+        threads=1 if placement.shared else len(placement.client_set()),
+        guard=ctx.interrupts.guard)
+    m = load_cell.measure(cell, engine, server.base_url,
+                          lambda: Window(server.pids(), server.meter, loop_meter), leash,
+                          ctx.machine)
     return summarize(m, ctx.machine)
 
 
@@ -210,7 +188,7 @@ class Servers:
                  plan: Sequence[Cell] = (), out: Callable[[str], None] = print) -> None:
         self.ctx = ctx
         self.env = {**ctx.lab.placement.server_env(), **(env or {})}
-        self.server: Server | None = None
+        self.server: Server | RemoteServer | None = None
         self.key: tuple[object, ...] | None = None
         self.cells: list[str] = []
         self.healthy = False
@@ -219,7 +197,7 @@ class Servers:
         # "app", or a configuration (Cell.configuration) → (first cell, its failure)
         self.refused: dict[object, tuple[str, ServerStartError]] = {}
 
-    def get(self, cell: Cell, log_path: Path) -> tuple[Server, bool]:
+    def get(self, cell: Cell, log_path: Path) -> tuple["Server | RemoteServer", bool]:
         """(a ready server for ``cell``, whether it was just started)."""
         key = cell.start_key(self.ctx.lab.restart)
         if self.server is not None and key == self.key and self.healthy \
@@ -251,7 +229,9 @@ class Servers:
         self.key, self.cells, self.healthy = key, [cell.id], True
         return self.server, True
 
-    def _start(self, cell: Cell, log_path: Path) -> Server:
+    def _start(self, cell: Cell, log_path: Path) -> "Server | RemoteServer":
+        if self.ctx.remote is not None:
+            return self.ctx.remote.start(cell, self.ctx.lab, log_path)
         lab, adapter = self.ctx.lab, ADAPTERS[cell.server]
         launch = Launch.for_cell(lab, cell)
         h2c = cell.h2c
@@ -270,8 +250,9 @@ class Servers:
         assert self.server is not None
         server, pids = self.server, set(self.server.pids())
         experiments = list({c.experiment.name: c.experiment for c in self.plan}.values())
-        answers = loop.run(self.ctx.interrupts.guard(
-            appcheck.ask(server.base_url, sorted(pids), experiments)))
+        answers = (self.ctx.remote.check_app(experiments) if self.ctx.remote is not None
+                   else loop.run(self.ctx.interrupts.guard(
+                       appcheck.ask(server.base_url, sorted(pids), experiments))))
         for a in answers:
             if a.problem:
                 self.out(f"warning: {a.where}: {a.request} → {a.problem}, at the first "
@@ -328,35 +309,40 @@ def run_cell(cell: Cell, ctx: Context, servers: Servers) -> Result:
     if isinstance(reason := cell.h2c, str):  # a result, not a failure: the matrix goes on
         return describe(cell, ctx.lab, run_id, engine, started_at, Failure(
             FailureKind.NOT_SERVED, f"not served: {cell.server} does not speak h2c "
-            f"({reason})"))
+            f"({reason})"), placement=ctx.placement)
     try:
         server, fresh = servers.get(cell, log_path)
     except ServerStartError as e:
         return describe(cell, ctx.lab, run_id, engine, started_at,
-                        Failure(FailureKind.START_FAILED, e.reason, e.log_tail))
+                        Failure(FailureKind.START_FAILED, e.reason, e.log_tail),
+                        placement=ctx.placement)
     log_path = server.log_path
     pids_before = set(server.pids())
     stalls = Stalls()
     try:
         with stalls:
-            figures = measure(cell, server, ctx, engine)
+            if isinstance(server, Server):
+                figures = measure(cell, server, ctx, engine)
+            else:
+                assert ctx.remote is not None, "a remote server in a local run"
+                figures = ctx.remote.measure(cell, server, engine, ctx.lab, ctx.interrupts.check)
         ctx.interrupts.check()  # wrk gets the terminal's Ctrl-C too: never keep a cut cell
     except TimeoutError:
         failure = Failure(
             FailureKind.CELL_TIMEOUT,
             f"cell exceeded lab.cell_timeout_s = {ctx.lab.cell_timeout_s:g} s",
-            log_tail(log_path))
+            server.log_tail())
     except (RuntimeError, EOFError, OSError, subprocess.SubprocessError) as e:
         # The load generator itself failed (a client process died, wrk broke):
         # the cell is a failed result, the matrix goes on.
         failure = Failure(FailureKind.CLIENT_FAILED, f"{type(e).__name__}: {e}",
-                          log_tail(log_path))
+                          server.log_tail())
     lost = pids_before - set(server.pids())
     if lost and failure is None:
         failure = Failure(
             FailureKind.SERVER_CRASHED,
             f"server process(es) {', '.join(map(str, sorted(lost)))} exited during the "
-            "cell", log_tail(log_path))
+            "cell", server.log_tail())
     servers.healthy = failure is None and not lost
     process = Process(server.ready_s if fresh else None, not fresh, server.port,
                       tuple(server.argv), log_path.name)
@@ -368,8 +354,9 @@ def run_cell(cell: Cell, ctx: Context, servers: Servers) -> Result:
             "--resume runs the cell again", "")
     if figures is not None and figures.ok == 0 and failure is None:
         failure = Failure(FailureKind.ALL_REQUESTS_FAILED, _no_answer(figures, cell),
-                          log_tail(log_path))
-    return describe(cell, ctx.lab, run_id, engine, started_at, failure, figures, process)
+                          server.log_tail())
+    return describe(cell, ctx.lab, run_id, engine, started_at, failure, figures, process,
+                    ctx.placement)
 
 
 def _no_answer(figures: Figures, cell: Cell) -> str:
@@ -410,6 +397,16 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
         out(f"warning: {warning}")
     cells = remaining(matrix, run)
     skipped = matrix.size() - len(cells)
+    if matrix.lab.remote is not None:
+        from lab.remote.controller import running
+
+        with running(matrix, run.path.name, matrix.lab.stop_grace_s, out) as remote:
+            ctx = Context(matrix.lab, run, interrupts, remote.machine, remote)
+            servers = Servers(ctx, None, cells, out)
+            try:
+                return _run_cells(cells, ctx, servers, out, skipped, on_start)
+            finally:
+                servers.stop()
     placement = matrix.lab.placement
     placement.pin_client()  # the lab is the client of its in-process engines
     machine = MachineShare(len(placement.server_set() | placement.client_set()),
@@ -441,7 +438,8 @@ def _run_cells(cells: list[Cell], ctx: Context, servers: Servers, out: Callable[
             servers.healthy = False
             record = describe(cell, ctx.lab, ctx.run.path.name, engine_for(cell), timestamp(),
                               Failure(FailureKind.LAB_ERROR, f"{type(e).__name__}: {e}",
-                                      "".join(traceback.format_exception(e))[-4000:]))
+                                      "".join(traceback.format_exception(e))[-4000:]),
+                              placement=ctx.placement)
         if ctx.lab.restart == "cell":
             servers.stop()
         record = replace(record, cell_wall_s=time.monotonic() - t0)

@@ -272,6 +272,20 @@ class ProcessesFigures(_Part):
 
 
 @dataclass(frozen=True, slots=True)
+class LoadHostsFigures(_Part):
+    """Load sent from k hosts (a run on remote hosts): how far apart they started."""
+
+    load_hosts: int
+    start_spread_s: float | None  # the latest host's start after the first's (wall clocks)
+    start_spread_flagged: bool  # more than lab.start_spread of the window: not one load
+
+    @classmethod
+    def from_json(cls, f: Mapping[str, Any]) -> "LoadHostsFigures":
+        return cls(_int(f.get("load_hosts")), _num(f.get("start_spread_s")),
+                   bool(f.get("start_spread_flagged")))
+
+
+@dataclass(frozen=True, slots=True)
 class LoopSite:
     """Where steps of an endpoint blocked the loop: ``time.sleep at app.py:12 in slow``."""
 
@@ -441,13 +455,14 @@ class KindFigures:
     processes: ProcessesFigures | None = None
     loop: LoopFigures | None = None  # any kind's, with lab.loop_meter (from the window)
     websocket: WebSocketFigures | None = None
+    load_hosts: LoadHostsFigures | None = None  # a run on remote hosts, with k > 1
 
 
 PARTS: dict[str, type[_Part]] = {
     "burst": BurstFigures, "open": OpenFigures, "knee": KneeFigures,
     "interference": InterferenceFigures, "stream": StreamFigures, "wrk": WrkFigures,
     "h2load": H2loadFigures, "processes": ProcessesFigures, "loop": LoopFigures,
-    "websocket": WebSocketFigures}
+    "websocket": WebSocketFigures, "load_hosts": LoadHostsFigures}
 
 
 @dataclass(frozen=True, slots=True)

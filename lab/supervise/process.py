@@ -306,6 +306,9 @@ class Server(Group):
         except httpx.HTTPError:
             return False
 
+    def log_tail(self) -> str:
+        return log_tail(self.log_path)
+
     def ready_pids(self) -> list[int]:
         """Workers that have finished start-up (for apps that write markers)."""
         return [int(name) for name in os.listdir(self._ready_dir)]

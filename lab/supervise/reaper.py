@@ -9,6 +9,7 @@ owner is gone is an orphan: the servers of a lab still running are never touched
 import json
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,18 +114,26 @@ def reap(root: Path, writing: Path | None = None) -> list[str]:
         run_dir = ledger_path.parent
         if run_dir.resolve() != mine and writer_lock(run_dir).held_elsewhere():
             continue  # a live lab is writing it: its groups are its own
-        ledger = Ledger(run_dir)
-        for token, group in ledger.open_groups().items():
-            if group.owner is not None and group.owner.alive():
-                continue  # started by a lab that is still running
-            ours = [p for p in pgroup.members(group.pgid) if _carries(p, token)]
-            if ours:
-                for pid in ours:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                messages.append(f"reaped {len(ours)} leftover server process(es) of "
-                                f"{run_dir.name} (process group {group.pgid})")
-            ledger.stopped(group.pgid, token)
+        messages += reap_ledger(Ledger(run_dir), run_dir.name,
+                                lambda group: group.owner is not None and group.owner.alive())
+    return messages
+
+
+def reap_ledger(ledger: Ledger, name: str, held: Callable[[Group], bool]) -> list[str]:
+    """SIGKILL each open group of ``ledger`` that is not ``held`` (its owner still wants it)
+    and still carries its token; one message per group reaped, named after ``name``."""
+    messages = []
+    for token, group in ledger.open_groups().items():
+        if held(group):
+            continue
+        ours = [p for p in pgroup.members(group.pgid) if _carries(p, token)]
+        if ours:
+            for pid in ours:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            messages.append(f"reaped {len(ours)} leftover server process(es) of "
+                            f"{name} (process group {group.pgid})")
+        ledger.stopped(group.pgid, token)
     return messages
