@@ -3,15 +3,17 @@ run on remote hosts (a Dask scheduler) carry the server host and the load hosts 
 placement; runs in different places are compared and merged only with a warning."""
 
 import tomllib
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from lab import report
 from lab.matrix.config import parse
 from lab.report.where import places, remote_line, warning
 from lab.store.results import RunDir
-from lab.store.schema import Result
+from lab.store.schema import Figures, Result
 from tests.conftest import result, run_lab
 from tests.test_report import CONFIG, make_run, record_for
 
@@ -52,6 +54,17 @@ def test_the_daemon_s_cost_over_the_cells_is_its_range_and_unmeasured_is_not_sai
 def test_several_load_hosts_are_each_named() -> None:
     line = remote_line(placed(remote(load=(LOAD_C, LOAD_B))))
     assert "load from load-b (10.231.0.2, 4 cores, Xeon E-2224) and load-c (10.231.0.3" in line
+
+
+@pytest.mark.skipif("start_spread_s" not in {f.name for f in fields(Figures)},
+                    reason="this lab's figures have no load-start spread (Figures.start_spread_s)")
+def test_the_load_hosts_start_spread_is_the_widest_of_the_cells() -> None:
+    two = remote(load=(LOAD_B, LOAD_C))
+    cells = [replace(r, figures=replace(r.figures, start_spread_s=spread))  # type: ignore
+             for r, spread in zip(placed(two, two), (0.0012, 0.0042), strict=True)]
+    assert "the load hosts started at most 4.2 ms apart" in remote_line(cells)
+    alone = [replace(r, placement=remote()) for r in cells]
+    assert "started" not in remote_line(alone)  # one load host: nothing to spread
 
 
 def test_a_load_host_that_is_the_server_host_shared_it() -> None:
@@ -99,10 +112,14 @@ def this_run(md: str) -> str:
 
 
 def test_the_report_of_a_remote_run_says_where_each_side_ran(tmp_path: Path) -> None:
-    run = run_of(tmp_path, "remote", remote(daemon_cpu_pct=3.1))
-    md = report.build(run).read_text()
+    run = run_of(tmp_path, "remote", remote())
+    lines = [line | {"placement": remote(daemon_cpu_pct=2.9 + 0.5 * (i % 2))}
+             for i, line in enumerate(r.to_json() for r in run.load().records)]
+    md = report.build(make_run(tmp_path / "daemon", CONFIG, "remote", lines)).read_text()
     placement = next(x for x in this_run(md).splitlines() if x.startswith("- placement:"))
-    assert placement == remote_line(placed(remote(daemon_cpu_pct=3.1)))
+    # the daemon's CPU, measured per cell, is a range on the line, not a varied placement
+    assert placement == remote_line(placed(remote(daemon_cpu_pct=2.9),
+                                           remote(daemon_cpu_pct=3.4)))
     as_run = md.split("## Server configurations as run", 1)[1].split("\n## ", 1)[0]
     rows = [x for x in as_run.splitlines() if x.startswith("| uvicorn-w1 ")]
     hosts = next(x for x in rows if "srv-a" in x).strip("|").split("|")

@@ -165,8 +165,9 @@ def _client_warnings(records: Sequence[Result]) -> list[str]:
 
 def _placement_line(records: Sequence[Result]) -> str:
     placed = [r for r in records if r.placement]
+    # the daemon's idle CPU is measured per cell: a range on one line, not another place
     seen = {(p.get("server_cpus"), p.get("client_cpus"), p.get("shared"), Where.of(p),
-             p.get("scheduler")) for r in placed if (p := r.placement)}
+             p.get("scheduler")) for p in (r.placement for r in placed)}
     if not seen:
         return "- placement: not recorded"
     if len(seen) > 1:

@@ -134,11 +134,10 @@ def remote_line(records: Sequence[Result]) -> str:
     """"This run"'s placement when the servers ran on a remote host (one place, checked by
     the caller): each side's host, how load reached the servers, the worker daemon's cost."""
     first = records[0].placement
-    server = Where.of(first).server
+    server, load = (where := Where.of(first)).server, where.load
     assert server is not None
-    load = Where.of(first).load
     others = [h for h in load if not h.is_host(server)]
-    via = f" via the scheduler {s}" if (s := first.get("scheduler")) else ""
+    via = f" via the scheduler {at}" if (at := first.get("scheduler")) else ""
     net = f"{_and([h.words() for h in others])} over the network{via}"
     if not load:
         text = f"servers on {server.words()}{via}, load hosts not recorded"
@@ -148,14 +147,24 @@ def remote_line(records: Sequence[Result]) -> str:
         text = f"servers and load on {server.words()}{via}: {_shared(first)}"
     else:
         text = f"servers on {server.words()}, load from it ({_shared(first)}) and from {net}"
-    idle = [float(v) for r in records
-            if isinstance(v := r.placement.get("daemon_cpu_pct"), int | float)
-            and not isinstance(v, bool)]
-    if idle:
+    # optional figures: a runner that did not measure them leaves them out
+    spreads = [spread for r in records
+               if (spread := _number(getattr(r.figures, "start_spread_s", None))) is not None]
+    if len(load) > 1 and spreads:
+        text += (f"; the load hosts started at most {fmt(1000 * max(spreads))} ms apart "
+                 "(the widest of the cells)")
+    if idle := [v for r in records
+                if (v := _number(r.placement.get("daemon_cpu_pct"))) is not None]:
         low, high = min(idle), max(idle)
         pct = fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
         text += f"; the Dask worker daemon on the server host idled at {pct} % of a core"
     return f"- placement: {text}"
+
+
+def _number(value: object) -> float | None:
+    """A recorded figure, or None for one absent or of another type (a hand-edited line)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
 
 
 __all__ = ["NOT_EQUALS", "ONE_HOST", "Host", "Where", "brief", "differ", "places", "remote_line",
