@@ -6,7 +6,8 @@ the repeats of a cell on each side give two ranges, and the verdict is the repor
 that do not overlap and a change beyond the noise floor, else "no clear difference" — or
 "no verdict (…)" when the rule cannot speak. Two runs are weaker evidence than repeats that
 ran side by side: a machine that was busier during one run moves every figure of it, so the
-environments are compared too, and a difference between them is said first.
+environments are compared too, and so are the places the runs ran in (the lab's own host,
+or server and load hosts: `lab.report.where`); a difference in either is said first.
 """
 
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from lab.report.fmt import fmt_spread
 from lab.report.groups import Comparison, Row, noise_by_kind
 from lab.report.model import LIMIT_TEXT, Report
 from lab.report.verdict import MIN_REPEATS, compare
+from lab.report.where import NOT_EQUALS, Where, brief, differ, places
 from lab.servers import ADAPTERS
 from lab.store.environment import changes, facts
 from lab.store.results import ENVIRONMENT, RunDir
@@ -67,10 +69,17 @@ class RunComparison:
     env_base: dict[str, Any] = field(default_factory=dict)
     env_new: dict[str, Any] = field(default_factory=dict)
     env_changes: list[str] = field(default_factory=list)
+    where_base: frozenset[Where] = frozenset()  # where BASE's cells ran (`where.places`)
+    where_new: frozenset[Where] = frozenset()
 
     @property
     def regressions(self) -> list[CellChange]:
         return [c for c in self.cells if c.gates]
+
+    @property
+    def places_differ(self) -> str | None:
+        """Where each run ran, when not in the same places (`where.differ`)."""
+        return differ([("BASE", self.where_base), ("NEW", self.where_new)])
 
 
 def _rows(comps: Iterable[Comparison]) -> dict[str, tuple[Comparison, Row]]:
@@ -156,10 +165,12 @@ def _cells(rows: dict[str, tuple[Comparison, Row]]) -> str:
 
 def compare_runs(base: RunDir, new: RunDir, threshold_pct: float | None = None
                  ) -> RunComparison:
-    base_comps = Report.of_results(base.load().records).comparisons
-    new_comps = Report.of_results(new.load().records).comparisons
+    base_records, new_records = base.load().records, new.load().records
+    base_comps = Report.of_results(base_records).comparisons
+    new_comps = Report.of_results(new_records).comparisons
     noise = noise_by_kind(base_comps + new_comps)  # over both runs' repeated cells
-    out = RunComparison(base.path, new.path, threshold_pct, noise)
+    out = RunComparison(base.path, new.path, threshold_pct, noise,
+                        where_base=places(base_records), where_new=places(new_records))
     base_rows, new_rows = _rows(base_comps), _rows(new_comps)
     if not base_rows.keys() & new_rows.keys():  # "no regression" would pass a CI gate
         raise UsageError(f"compare: no cell is in both runs, so nothing was compared: BASE "
@@ -184,6 +195,9 @@ def _environment(rc: RunComparison) -> list[str]:
     b, n = facts(rc.env_base), facts(rc.env_new)
     rows = [[k, b.get(k) or "–", n.get(k) or "–", "" if b.get(k) == n.get(k) else "⚠ differs"]
             for k in ENV_FACTS]
+    if any(w.remote for w in rc.where_base | rc.where_new):  # a local pair: the machine says it
+        rows.append(["placement", brief(rc.where_base), brief(rc.where_new),
+                     "⚠ differs" if rc.places_differ else ""])
     if not rc.env_base or not rc.env_new:
         lead = ["> **⚠ An environment is unknown** (environment.json missing): the two runs "
                 "may not be comparable at all.", ""]
@@ -214,6 +228,9 @@ def render(rc: RunComparison) -> str:
     if rc.env_changes:
         lines += ["> **⚠ The runs' environments differ** (see Environments): weaker evidence "
                   "than side-by-side repeats.", ""]
+    if where := rc.places_differ:
+        lines += [f"> **⚠ The runs ran in different places** ({where}): {NOT_EQUALS}; a "
+                  "change between them may come from the hosts, not from what changed.", ""]
     if bad:
         lines += [f"**{len(bad)} regression(s):** " + ", ".join(
             f"`{c.cell}` ({_pct(c.change_pct)})" for c in bad), ""]

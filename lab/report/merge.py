@@ -3,7 +3,8 @@
 The runs' result lines are copied into DIR, which is then a run directory like any other
 (``lab report DIR`` rebuilds it, ``lab compare`` reads it), and ``run.json`` says which
 runs it merged and what each ran on. Rows of different runs did not run side by side, so
-the report says so, and says loudly when the runs' environments differ.
+the report says so, and says loudly when the runs' environments differ or when they ran in
+different places (on the lab's own host, or on other server and load hosts).
 
 A cell measured in several runs keeps the line of the run named last, with a warning.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import UsageError
+from lab.report.where import Where, places, warning
 from lab.store.environment import changes
 from lab.store.results import ENVIRONMENT, RESULTS, SERVERS, RunDir, write_atomically
 from lab.store.schema import MergedRun, Result, RunInfo
@@ -62,7 +64,7 @@ def environment_warnings(info: RunInfo) -> list[str]:
 
 def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
     """Write DIR's results, servers, environment and run.json from ``runs``; returns the
-    merged run and the warnings (duplicate cells, differing environments)."""
+    merged run and the warnings (duplicate cells, differing environments and places)."""
     _check_runs(runs)
     _check_out(out, runs)
     warnings: list[str] = []
@@ -71,12 +73,15 @@ def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
     keep: dict[str, tuple[int, int]] = {}
     sources: list[MergedRun] = []
     servers: list[dict[str, Any]] = []
+    where: list[tuple[str, frozenset[Where]]] = []
     for i, run in enumerate(runs):
         name = run.path.name
+        placed: set[Where] = set()  # a few places, not the lines: those stay on disk
         for n, record in run.lines():
             if isinstance(record, str):
                 warnings.append(f"{run.path}: {record}")
                 continue
+            placed |= places((record,))
             cell = record.cell_id
             if (before := keep.get(cell)) is not None:
                 warnings.append(f"{run.path}: {cell} was measured again with a changed "
@@ -84,6 +89,7 @@ def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
                                 f"{cell} is in {runs[before[0]].path.name} and {name}: the "
                                 f"line from {name} counts")
             keep[cell] = (i, n)
+        where.append((name, frozenset(placed)))
         servers += run.servers()
         info = run.info()
         sources.append(MergedRun(
@@ -107,6 +113,8 @@ def merge(runs: list[RunDir], out: Path) -> tuple[RunDir, list[str]]:
         warnings.append("the runs' environments differ (" + "; ".join(env) + "): "
                         "differences between them are weaker evidence than side-by-side "
                         "repeats in one run")
+    if elsewhere := warning(where):
+        warnings.append(elsewhere)
     return merged, warnings
 
 

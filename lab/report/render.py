@@ -19,6 +19,7 @@ from lab.report.model import NOISY_SPREAD_PCT, Report, noisy
 from lab.report.summary import in_short
 from lab.report.tables import notes, table
 from lab.report.ways import ways_findings, ways_short
+from lab.report.where import NOT_EQUALS, Where, differ, places, remote_line
 from lab.servers.base import FACTS, THREADS
 from lab.store.results import ENVIRONMENT, RunDir, current, write_atomically
 from lab.store.schema import NOT_SERVED, MergedRun, Result, RunInfo
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from lab.report.charts import Chart
 
 REPORT = "report.md"
+HOSTS_NOTE = ("*server host* / *load hosts* are where each side ran (its CPUs are that "
+              "host's; the lab's: the machine the lab ran on). ")
 SETTINGS = (*FACTS, "other options")  # the results store sorts keys: restore the order
 THREADS_NOTE = ("*threads* is the size of anyio's default thread limiter in each worker "
                 "(`lab.threads`; *default*: the app's own, 40 unless it changes it), which "
@@ -46,7 +49,7 @@ def _warnings(info: RunInfo, records: Sequence[Result]) -> list[str]:
     a client that measured itself."""
     lines = []
     if info.merged_from is not None:
-        lines += _merged_warnings(info, info.merged_from)
+        lines += _merged_warnings(info, info.merged_from, records)
     elif info.state == "interrupted":
         lines += [f"> **This run was interrupted** (signal {info.signal}): the report "
                   "covers only the cells that finished.", ""]
@@ -97,9 +100,10 @@ def _stale(stale: list[str]) -> list[str]:
             f"left out of every table: {ids}.", ""]
 
 
-def _merged_warnings(info: RunInfo, sources: list[MergedRun]) -> list[str]:
+def _merged_warnings(info: RunInfo, sources: list[MergedRun], records: Sequence[Result]
+                     ) -> list[str]:
     """Rows of merged runs did not run side by side (louder when the runs' environments
-    differ)."""
+    or their hosts differ)."""
     if len(sources) == 1:
         lines = [f"> **A copy of run `{sources[0].run}`** (`lab report --out`).", ""]
     else:
@@ -111,6 +115,10 @@ def _merged_warnings(info: RunInfo, sources: list[MergedRun]) -> list[str]:
         lines += ["> **⚠ The runs' environments differ:** " + "; ".join(env) + ". Differences "
                   "between runs in different environments are weaker evidence still: they "
                   "may be the environment's, not the servers'.", ""]
+    if where := differ([(src.run, places(r for r in records if r.source_run == src.run))
+                        for src in sources]):
+        lines += [f"> **⚠ The runs ran in different places** ({where}): {NOT_EQUALS}; a "
+                  "difference between them may be the hosts', not the servers'.", ""]
     return lines
 
 
@@ -156,13 +164,17 @@ def _client_warnings(records: Sequence[Result]) -> list[str]:
 
 
 def _placement_line(records: Sequence[Result]) -> str:
-    places = {(p.get("server_cpus"), p.get("client_cpus"), p.get("shared"))
-              for r in records if (p := r.placement)}
-    if not places:
+    placed = [r for r in records if r.placement]
+    # the daemon's idle CPU is measured per cell: a range on one line, not another place
+    seen = {(p.get("server_cpus"), p.get("client_cpus"), p.get("shared"), Where.of(p),
+             p.get("scheduler")) for p in (r.placement for r in placed)}
+    if not seen:
         return "- placement: not recorded"
-    if len(places) > 1:
+    if len(seen) > 1:
         return "- placement: varied between cells (see *as run*)"
-    server, client, shared = places.pop()
+    server, client, shared, where, _ = seen.pop()
+    if where.remote:
+        return remote_line(placed)
     if shared:
         return (f"- placement: **client and servers shared the same cores** (servers on CPUs "
                 f"{server}, client on {client}): a figure where together they used nearly "
@@ -290,6 +302,7 @@ def _settings(records: Sequence[Result], servers: list[dict[str, Any]]) -> list[
         rows.setdefault(r.server_id, []).append(r)
     server_of = {cell: entry for entry in servers for cell in entry.get("cells", [])}
     sized = any(THREADS in r.settings for r in records)  # lab.threads set (in a run merged)
+    remote = any(w.remote for w in places(records))
     settings: list[list[Any]] = []
     placed: list[list[Any]] = []
     for sid, rs in rows.items():
@@ -306,7 +319,8 @@ def _settings(records: Sequence[Result], servers: list[dict[str, Any]]) -> list[
         settings.append([sid, first.server_version, f"{first.workers}{flag}", *threads,
                          *(first.settings.get(k, "–") for k in SETTINGS)])
         placed.append([sid, place.get("server_cpus", "all"), place.get("client_cpus", "all"),
-                       engines or "–", f"{len(starts)} for {len(rs)} cells",
+                       *(_hosts(Where.of(place)) if remote else ()), engines or "–",
+                       f"{len(starts)} for {len(rs)} cells",
                        _range(starts), _range(stops), killed])
     return ["## Server configurations as run", "",
             "What actually ran, to judge whether a comparison is like for like: the lab's "
@@ -314,7 +328,8 @@ def _settings(records: Sequence[Result], servers: list[dict[str, Any]]) -> list[
             "set it. " + (THREADS_NOTE if sized else
                           article.thread_pool_note({r.app for r in records}))
             + "*server CPUs* / *client CPUs* are the cores each side was pinned to "
-            "(the same cores: they competed). *starts* counts server starts (a server serves "
+            "(the same cores: they competed). " + (HOSTS_NOTE if remote else "")
+            + "*starts* counts server starts (a server serves "
             "all cells of its configuration and repeat unless a cell failed, or "
             "`lab.restart = \"cell\"`). Start-to-ready and stop times are medians (min–max); "
             "SIGKILLed counts stops that needed SIGKILL.", "",
@@ -323,8 +338,16 @@ def _settings(records: Sequence[Result], servers: list[dict[str, Any]]) -> list[
                      tablefmt="github", disable_numparse=True), "",
             tabulate(placed,
                      headers=["configuration", "server CPUs", "client CPUs",
+                              *(["server host", "load hosts"] if remote else []),
                               "closed-loop engine", "starts", "start-to-ready s", "stop s",
                               "SIGKILLed"], tablefmt="github", disable_numparse=True), ""]
+
+
+def _hosts(where: Where) -> tuple[str, str]:
+    """The *as run* table's server host and load hosts of a configuration."""
+    if where.server is None:
+        return "the lab's", "the lab's"
+    return where.server.name, ", ".join(h.name for h in where.load) or "?"
 
 
 def _range(values: Iterable[float]) -> str:
@@ -347,7 +370,7 @@ def _failures(records: Sequence[Result]) -> list[str]:
     return ["## Failed cells", "", *lines, ""] if lines else []
 
 
-def _environment(env: dict[str, Any], changed: list[str]) -> list[str]:
+def _environment(env: dict[str, Any], changed: list[str], remote: bool) -> list[str]:
     if not env:
         return ["## Environment", "", "(environment.json missing)", ""]
     cpu = env.get("cpu", {})
@@ -364,8 +387,11 @@ def _environment(env: dict[str, Any], changed: list[str]) -> list[str]:
             + (" (with uncommitted changes)" if lab.get("dirty") else ""),
             *([f"- ⚠ the environment changed between the run's sessions (--resume): "
                f"{'; '.join(changed)}"] if changed else []),
-            "- the client (the lab) and the servers share this machine's cores; compare "
-            "ratios within one run, not absolute figures across runs.", ""]
+            ("- the lab ran on this machine, the servers and the load on the hosts named "
+             "under *This run*; compare ratios within one run, not absolute figures across "
+             "runs." if remote else
+             "- the client (the lab) and the servers share this machine's cores; compare "
+             "ratios within one run, not absolute figures across runs."), ""]
 
 
 def _in_short(short: list[tuple[str, list[str]]], drawn: list["Chart"]) -> list[str]:
@@ -432,7 +458,8 @@ def build(run: RunDir) -> Path:
     lines += _failures(records)
     if records:
         lines += _settings(records, run.servers())
-    lines += _environment(env, run.environment_changes())
+    lines += _environment(env, run.environment_changes(),
+                          any(w.remote for w in places(records)))
     lines += [HOW_TO_READ]
     path = run.path / REPORT
     text = "\n".join(lines)
