@@ -3,17 +3,15 @@ run on remote hosts (a Dask scheduler) carry the server host and the load hosts 
 placement; runs in different places are compared and merged only with a warning."""
 
 import tomllib
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from lab import report
 from lab.matrix.config import parse
 from lab.report.where import places, remote_line, warning
 from lab.store.results import RunDir
-from lab.store.schema import Figures, Result
+from lab.store.schema import LoadHostsFigures, Result
 from tests.conftest import result, run_lab
 from tests.test_report import CONFIG, make_run, record_for
 
@@ -56,11 +54,10 @@ def test_several_load_hosts_are_each_named() -> None:
     assert "load from load-b (10.231.0.2, 4 cores, Xeon E-2224) and load-c (10.231.0.3" in line
 
 
-@pytest.mark.skipif("start_spread_s" not in {f.name for f in fields(Figures)},
-                    reason="this lab's figures have no load-start spread (Figures.start_spread_s)")
 def test_the_load_hosts_start_spread_is_the_widest_of_the_cells() -> None:
     two = remote(load=(LOAD_B, LOAD_C))
-    cells = [replace(r, figures=replace(r.figures, start_spread_s=spread))  # type: ignore
+    cells = [replace(r, figures=replace(r.figures, load_hosts=LoadHostsFigures(2, spread,
+                                                                               False)))
              for r, spread in zip(placed(two, two), (0.0012, 0.0042), strict=True)]
     assert "the load hosts started at most 4.2 ms apart" in remote_line(cells)
     alone = [replace(r, placement=remote()) for r in cells]

@@ -26,13 +26,14 @@ from lab.load.processes import shares
 from lab.load.stats import MachineShare, summarize
 from lab.matrix.config import Cell, Experiment, Matrix
 from lab.remote import load, sweep
-from lab.remote.server import Refused, ServerHost, Started
+from lab.remote.server import Refused, ServerHost, Started, daemon_cpu_pct
 from lab.store.schema import Figures
 from lab.supervise import appcheck
 from lab.supervise.process import AppNotReady, ServerExited, ServerStartError, StopReport
 
 POLL_S = 0.1
 ACTOR_TIMEOUT_S = 30.0  # an actor call that is a round trip, not a wait
+DAEMON_SAMPLE_S = 1.0  # the server host's worker daemon, idle, before the run
 
 
 class NoHost(LabError):
@@ -64,12 +65,15 @@ class Sides:
         return any((h.name, h.address) == (self.server.name, self.server.address)
                    for h in self.load)
 
-    def record(self, scheduler: str, server_cpus: str, client_cpus: str) -> dict[str, Any]:
-        """The results lines' placement: the local keys, each side's host added."""
-        return {"server_cpus": server_cpus, "client_cpus": client_cpus,
+    def record(self, scheduler: str, daemon_cpu_pct: float | None) -> dict[str, Any]:
+        """The results lines' placement: the local keys (each side has every CPU of its
+        host), each side's host added, and the Dask daemon's idle CPU on the server host."""
+        return {"server_cpus": "all", "client_cpus": "all",
                 "server_cores": self.server.cores, "shared": self.shared,
                 "scheduler": scheduler, "server_host": self.server.record(),
-                "load_hosts": [h.record() for h in self.load]}
+                "load_hosts": [h.record() for h in self.load],
+                **({"daemon_cpu_pct": round(daemon_cpu_pct, 2)}
+                   if daemon_cpu_pct is not None else {})}
 
 
 class Lease(threading.Thread):
@@ -126,9 +130,10 @@ class RemoteRun:
     """What a run on remote hosts holds while it measures."""
 
     def __init__(self, remote: Remote, client: Any, sides: Sides, actor: Any,
-                 run_id: str, machine: MachineShare) -> None:
+                 run_id: str, machine: MachineShare, daemon_cpu_pct: float | None) -> None:
         self.remote, self.client, self.sides = remote, client, sides
         self.actor, self.run_id, self.machine = actor, run_id, machine
+        self.placement = sides.record(remote.scheduler, daemon_cpu_pct)
 
     def start(self, cell: Cell, lab: Any, log_path: Path) -> RemoteServer:
         """A ready server for ``cell`` on the server host; raises as the local start does."""
@@ -238,6 +243,9 @@ def running(matrix: Matrix, run_id: str, grace_s: float,
         sides = Sides.of(hosts(client), remote.scheduler)
         for message in _sweep(client):
             out(message)
+        # Before any server starts: what the daemon alone takes from the server host.
+        idle = client.run(daemon_cpu_pct, DAEMON_SAMPLE_S, workers=[sides.server.worker])
+        daemon = idle.get(sides.server.worker)
         with client.as_current():  # the actor's handle binds to the client current now
             actor = client.submit(ServerHost, run_id, remote.lease_s, grace_s, actor=True,
                                   workers=[sides.server.worker], allow_other_workers=False,
@@ -247,7 +255,7 @@ def running(matrix: Matrix, run_id: str, grace_s: float,
         try:
             cores = sides.server.cores
             yield RemoteRun(remote, client, sides, actor, run_id,
-                            MachineShare(cores, sides.shared))
+                            MachineShare(cores, sides.shared), daemon)
         finally:
             lease.done.set()
             try:

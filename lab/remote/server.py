@@ -12,12 +12,15 @@ task whose client is gone): the actor holds a lease that the controller renews e
 ``lease_s / 4``; a thread that finds it unrenewed for ``lease_s`` stops the group.
 """
 
+import asyncio
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import psutil
 
 from lab.errors import LabError
 from lab.load import loop
@@ -65,6 +68,24 @@ class Refused:
     kind: str
     reason: str
     log_tail: str
+
+
+async def daemon_cpu_pct(seconds: float) -> float:
+    """Run on a worker's event loop (``Client.run``, which awaits it): the CPU its Dask daemon (this worker process and its
+    nanny, if any) used over ``seconds`` while idle, in % of a core: what it takes from the
+    servers it runs beside."""
+    from distributed import get_worker
+
+    me = psutil.Process()
+    parent = me.parent() if get_worker().nanny else None
+    daemon = [me, *([parent] if parent else [])]
+
+    def cpu() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in daemon)
+
+    t0, c0 = time.perf_counter(), cpu()
+    await asyncio.sleep(seconds)
+    return 100.0 * (cpu() - c0) / (time.perf_counter() - t0)
 
 
 def worker_host() -> str:

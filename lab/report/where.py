@@ -147,9 +147,8 @@ def remote_line(records: Sequence[Result]) -> str:
         text = f"servers and load on {server.words()}{via}: {_shared(first)}"
     else:
         text = f"servers on {server.words()}, load from it ({_shared(first)}) and from {net}"
-    # optional figures: a runner that did not measure them leaves them out
-    spreads = [spread for r in records
-               if (spread := _number(getattr(r.figures, "start_spread_s", None))) is not None]
+    spreads = [spread for r in records if r.figures and (hosts := r.figures.load_hosts)
+               and (spread := hosts.start_spread_s) is not None]
     if len(load) > 1 and spreads:
         text += (f"; the load hosts started at most {fmt(1000 * max(spreads))} ms apart "
                  "(the widest of the cells)")

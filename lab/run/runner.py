@@ -109,7 +109,7 @@ class Context:
         """The results lines' placement: this host's CPUs, or each side's host."""
         if self.remote is None:
             return self.lab.placement.as_record()
-        return self.remote.sides.record(self.remote.remote.scheduler, "all", "all")
+        return self.remote.placement
 
 
 @dataclass(frozen=True)
