@@ -22,7 +22,16 @@ from lab.errors import ConfigError
 from lab.kinds import get, kinds
 from lab.matrix.endpoint import Endpoint
 from lab.matrix.placement import Placement, parse_cpuset, usable_cpus
-from lab.matrix.remote import NO_OVERRIDE, TLS_KEYS, Override, Remote, Tls, check, tls_file
+from lab.matrix.remote import (
+    FLAGS,
+    NO_OVERRIDE,
+    TLS_KEYS,
+    Override,
+    Remote,
+    check,
+    tls_file,
+    tls_of,
+)
 from lab.servers import ADAPTERS, OptionValue
 
 Scalar = str | int | float | bool
@@ -663,11 +672,8 @@ def _remote(t: Mapping[str, Any], base_dir: Path, override: Override) -> Remote 
              for k, v in _table(t.get("tls", {}), "lab.tls", set(TLS_KEYS)).items()}
     files |= {k: tls_file(path, flag, Path.cwd()) for k, (flag, path) in override.files().items()}
     scheduler = _string(scheduler, where)
-    for key in TLS_KEYS:
-        if files and key not in files:
-            raise ConfigError(f"lab.tls.{key}", "is required: a TLS scheduler needs ca_file, "
-                                                "cert_file and key_file")
-    tls = Tls(**files) if files else None
+    tls = tls_of(files, {k: f"lab.tls.{k}" if "tls" in t else flag
+                         for k, flag in zip(TLS_KEYS, FLAGS, strict=True)})
     check(scheduler, tls, where)
     d = Remote(scheduler)
     spread = _number(t.get("start_spread", d.start_spread), "lab.start_spread", 0)

@@ -3,18 +3,20 @@ address must follow (TLS off loopback). ``distributed`` is imported only when as
 ``Security``: a config without a scheduler never loads it."""
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from lab.errors import ConfigError
+from lab.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     import distributed
 
 SCHEMES = ("tcp", "tls")
 TLS_KEYS = ("ca_file", "cert_file", "key_file")
+FLAGS = ("--tls-ca-file", "--tls-cert", "--tls-key")  # each TLS_KEYS item's flag
 TLS_LINE = ("a scheduler off loopback requires TLS: use tls://… and [lab.tls] ca_file, "
             "cert_file, key_file")
 
@@ -65,10 +67,9 @@ class Override:
 
     def files(self) -> dict[str, tuple[str, str]]:
         """Each TLS file given: its ``[lab.tls]`` key → (flag, path)."""
-        given = {"ca_file": ("--tls-ca-file", self.ca_file),
-                 "cert_file": ("--tls-cert", self.cert_file),
-                 "key_file": ("--tls-key", self.key_file)}
-        return {k: (flag, v) for k, (flag, v) in given.items() if v is not None}
+        values = (self.ca_file, self.cert_file, self.key_file)
+        return {k: (flag, v) for k, flag, v in zip(TLS_KEYS, FLAGS, values, strict=True)
+                if v is not None}
 
 
 NO_OVERRIDE = Override()
@@ -118,3 +119,26 @@ def tls_file(value: str, path: str, base_dir: Path) -> str:
     if not file.is_file():
         raise ConfigError(path, f"no such file: {file}")
     return str(file)
+
+
+def tls_of(files: Mapping[str, str], where: Mapping[str, str]) -> Tls | None:
+    """All three TLS files, or None when none is given; ``where`` names each key's source
+    (``lab.tls.ca_file`` or ``--tls-ca-file``) for the error on a missing one."""
+    if not files:
+        return None
+    for key in TLS_KEYS:
+        if key not in files:
+            raise ConfigError(where[key], "is required: a TLS scheduler needs the CA, the "
+                                          "certificate and the key")
+    return Tls(**files)
+
+
+def of_flags(override: Override) -> Remote:
+    """The scheduler of a command given no config (``python -m lab hosts --scheduler …``)."""
+    if override.scheduler is None:
+        raise UsageError("give --scheduler ADDRESS, or a CONFIG whose lab.scheduler is set")
+    given = override.files()
+    files = {k: tls_file(path, flag, Path.cwd()) for k, (flag, path) in given.items()}
+    tls = tls_of(files, {k: flag for k, flag in zip(TLS_KEYS, FLAGS, strict=True)})
+    check(override.scheduler, tls, "--scheduler")
+    return Remote(override.scheduler, tls)
