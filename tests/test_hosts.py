@@ -1,6 +1,8 @@
 """``python -m lab hosts`` against a real Dask cluster on 127.0.0.1, an unreachable
 scheduler, and the version comparison of server and load hosts."""
 
+import datetime
+import ipaddress
 import os
 import socket
 import time
@@ -8,7 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from distributed import Scheduler, SpecCluster, Worker
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from distributed import Scheduler, Security, SpecCluster, Worker
 
 from lab.matrix.remote import Remote
 from lab.remote.cluster import LAB, Host, connect, hosts
@@ -16,10 +22,10 @@ from lab.remote.hosts import differences, warnings
 from tests.conftest import run_lab
 
 
-def _worker(role: str, folder: Path) -> dict[str, object]:
+def _worker(role: str, folder: Path, **extra: object) -> dict[str, object]:
     return {"cls": Worker, "options": {"host": "127.0.0.1", "resources": {role: 1},
                                        "nthreads": 1, "dashboard": False,
-                                       "local_directory": str(folder)}}
+                                       "local_directory": str(folder), **extra}}
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +82,48 @@ def test_hosts_gives_the_facts_of_each_worker(cluster: SpecCluster) -> None:
     assert found[0].record() == {"name": socket.gethostname(), "address": "127.0.0.1",
                                  "cores": len(os.sched_getaffinity(0)),
                                  "cpu_model": found[0].cpu_model}
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate (its own CA, for 127.0.0.1) and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "asgi-lab test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_hosts_over_tls(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    files = {f"tls_{who}_{part}": str(path) for who in ("scheduler", "worker", "client")
+             for part, path in (("cert", cert), ("key", key))}
+    security = Security(tls_ca_file=str(cert), require_encryption=True, **files)
+    with SpecCluster(workers={"s": _worker("server", tmp_path, security=security)},
+                     security=security,
+                     scheduler={"cls": Scheduler,
+                                "options": {"host": "127.0.0.1", "protocol": "tls",
+                                            "dashboard": False, "security": security,
+                                            "dashboard_address": "127.0.0.1:0"}}) as c:
+        assert c.scheduler_address.startswith("tls://127.0.0.1:")
+        result = run_lab("hosts", "--scheduler", c.scheduler_address, "--tls-ca-file", cert,
+                         "--tls-cert", cert, "--tls-key", key)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[2].split()[:4] == [
+            next(iter(c.scheduler_info["workers"])), socket.gethostname(), "127.0.0.1", "server"]
+        assert result.stdout.splitlines()[3:] == ["no load host (no worker with resources "
+                                                  "loadgen=1)"]
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2() -> None:

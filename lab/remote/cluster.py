@@ -6,6 +6,7 @@ Roles are worker resources: ``dask worker … --resources "server=1"`` (or ``loa
 import logging
 import os
 import platform
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,10 +64,9 @@ def connect(remote: Remote, timeout_s: float = 5.0) -> "distributed.Client":
                                       timeout=timeout_s, set_as_default=False)
         except TimeoutError:
             raise SchedulerUnreachable(remote.scheduler, timeout_s) from None
-        except OSError as e:  # refused, a TLS handshake that failed, a name that is unknown
-            timed_out = "Timed out" in str(e)
-            raise SchedulerUnreachable(remote.scheduler, timeout_s,
-                                       "" if timed_out else str(e)) from None
+        except OSError as e:  # refused, reset (tcp:// to a TLS scheduler), an unknown name
+            why = "" if "Timed out" in str(e) else re.sub(r"^in <[^>]*>: ", "", str(e))
+            raise SchedulerUnreachable(remote.scheduler, timeout_s, why) from None
 
 
 @dataclass(frozen=True)
