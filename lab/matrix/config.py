@@ -603,7 +603,7 @@ def _at_most(value: int, path: str, limit: int) -> int:
 
 
 def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None,
-               override: Override = NO_OVERRIDE) -> LabSettings:
+               override: Override) -> LabSettings:
     t = _table(raw, "lab", {"app", "app_dir", "wrap", "loop_meter", "ready_path",
                             "ready_status", "repeats", "host", "start_timeout_s",
                             "stop_grace_s", "cell_timeout_s", "order", "seed", "baseline",
