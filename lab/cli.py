@@ -1,4 +1,4 @@
-"""``python -m lab``: run, validate, report, compare, list.
+"""``python -m lab``: run, validate, report, compare, list, hosts.
 
 Exit codes: 0 all cells ok; 2 bad config or arguments, or refused because another lab
 holds a lock the command needs; 3 the run finished but some cells failed (the report
@@ -25,7 +25,9 @@ from lab.errors import (
 )
 from lab.kinds import kinds
 from lab.load import h2load, wrk
+from lab.matrix import config as config_mod
 from lab.matrix import placement
+from lab.matrix.remote import of_flags
 from lab.report.compare import EXIT_REGRESSED, compare_runs
 from lab.report.compare import render as render_comparison
 from lab.report.merge import merge
@@ -78,6 +80,19 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
                    help="only the experiment with this name (repeatable)")
     p.add_argument("--allow-non-loopback", action="store_true",
                    help="allow lab.host to be an address other than 127.0.0.1/localhost/::1")
+    _add_remote(p)
+
+
+def _add_remote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="the Dask scheduler of the remote hosts, replacing lab.scheduler: "
+                        "tls://HOST:PORT, or tcp://127.0.0.1:PORT on loopback only")
+    p.add_argument("--tls-ca-file", metavar="FILE",
+                   help="the scheduler's CA certificate (replaces lab.tls.ca_file)")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="this side's certificate (replaces lab.tls.cert_file)")
+    p.add_argument("--tls-key", metavar="FILE",
+                   help="this side's private key (replaces lab.tls.key_file)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="servers installed (with versions), experiment kinds, engines",
                    description="What this installation can measure.")
+
+    hst = sub.add_parser("hosts", help="the remote hosts a scheduler sees: roles, cores, "
+                         "versions", description="List the Dask workers of the scheduler "
+                         "(--scheduler, or CONFIG's lab.scheduler) with their roles (server, "
+                         "loadgen), cores, CPU model, Python and asgi-lab version, and say "
+                         "where server and load hosts differ in the versions that matter.")
+    hst.add_argument("config", type=Path, nargs="?",
+                     help="TOML config whose lab.scheduler to use (optional with --scheduler)")
+    _add_remote(hst)
     return p
 
 
@@ -268,8 +292,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return session.run(session.Request.of(args))
 
 
+def cmd_hosts(args: argparse.Namespace) -> int:
+    flags = session.override(args)
+    remote = (of_flags(flags) if args.config is None
+              else config_mod.load(args.config, override=flags).lab.remote)
+    if remote is None:
+        raise UsageError(f"{args.config}: has no lab.scheduler; give --scheduler ADDRESS")
+    from lab.remote import hosts  # imports distributed: only for this command
+
+    print(hosts.render(hosts.listed(remote)))
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,
-            "compare": cmd_compare, "list": cmd_list}
+            "compare": cmd_compare, "list": cmd_list, "hosts": cmd_hosts}
 
 
 def _utf8_output() -> None:

@@ -22,6 +22,16 @@ from lab.errors import ConfigError
 from lab.kinds import get, kinds
 from lab.matrix.endpoint import Endpoint
 from lab.matrix.placement import Placement, parse_cpuset, usable_cpus
+from lab.matrix.remote import (
+    FLAGS,
+    NO_OVERRIDE,
+    TLS_KEYS,
+    Override,
+    Remote,
+    check,
+    tls_file,
+    tls_of,
+)
 from lab.servers import ADAPTERS, OptionValue
 
 Scalar = str | int | float | bool
@@ -94,6 +104,7 @@ class LabSettings:
     # sync dependencies), applied by the wrapper: an axis of every server configuration.
     # (): not set, the app's own (40).
     threads: tuple[int, ...] = ()
+    remote: Remote | None = None  # None: no scheduler, everything runs on this machine
 
 
 @dataclass(frozen=True)
@@ -591,11 +602,13 @@ def _at_most(value: int, path: str, limit: int) -> int:
     return value
 
 
-def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> LabSettings:
+def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None,
+               override: Override) -> LabSettings:
     t = _table(raw, "lab", {"app", "app_dir", "wrap", "loop_meter", "ready_path",
                             "ready_status", "repeats", "host", "start_timeout_s",
                             "stop_grace_s", "cell_timeout_s", "order", "seed", "baseline",
-                            "server_cpus", "client_cpus", "restart", "threads"})
+                            "server_cpus", "client_cpus", "restart", "threads",
+                            "scheduler", "lease_s", "start_spread", "tls"})
     d = LabSettings()
     app = _string(t.get("app", d.app), "lab.app")
     module, _, attr = app.partition(":")
@@ -639,7 +652,38 @@ def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None) -> Lab
         placement=_placement(t),
         restart=_choice(t.get("restart", d.restart), "lab.restart", ("configuration", "cell")),
         threads=threads,
+        remote=_remote(t, base_dir or Path.cwd(), override),
     )
+
+
+def _remote(t: Mapping[str, Any], base_dir: Path, override: Override) -> Remote | None:
+    """lab.scheduler, lab.lease_s, lab.start_spread and [lab.tls], each replaced by its
+    command-line flag when given; None without a scheduler."""
+    scheduler, where = ((override.scheduler, "--scheduler") if override.scheduler is not None
+                        else (t.get("scheduler"), "lab.scheduler"))
+    if scheduler is None:
+        needing = [f"lab.{k}" for k in ("lease_s", "start_spread", "tls") if k in t]
+        needing += [flag for flag, _ in override.files().values()]
+        if needing:
+            raise ConfigError(needing[0], "needs lab.scheduler (or --scheduler): without a "
+                                          "scheduler everything runs on this machine")
+        return None
+    files = {k: tls_file(_string(v, f"lab.tls.{k}"), f"lab.tls.{k}", base_dir)
+             for k, v in _table(t.get("tls", {}), "lab.tls", set(TLS_KEYS)).items()}
+    files |= {k: tls_file(path, flag, Path.cwd()) for k, (flag, path) in override.files().items()}
+    scheduler = _string(scheduler, where)
+    tls = tls_of(files, {k: f"lab.tls.{k}" if "tls" in t else flag
+                         for k, flag in zip(TLS_KEYS, FLAGS, strict=True)})
+    check(scheduler, tls, where)
+    d = Remote(scheduler)
+    spread = _number(t.get("start_spread", d.start_spread), "lab.start_spread", 0)
+    if spread > 1:
+        raise ConfigError("lab.start_spread", f"must be a fraction of the window, 0 to 1, "
+                                              f"got {spread}")
+    return Remote(scheduler, tls,
+                  lease_s=float(_number(t.get("lease_s", d.lease_s), "lab.lease_s", 0,
+                                        strict=True)),
+                  start_spread=float(spread))
 
 
 def _threads(value: Any) -> tuple[int, ...]:
@@ -833,11 +877,12 @@ def _parse_service(name: str, raw: Any) -> Service:
 
 
 def parse(raw: Mapping[str, Any], allow_non_loopback: bool = False,
-          base_dir: Path | None = None) -> Matrix:
-    """``base_dir``: the config file's folder, which ``lab.app_dir`` is relative to."""
+          base_dir: Path | None = None, override: Override = NO_OVERRIDE) -> Matrix:
+    """``base_dir``: the config file's folder, which ``lab.app_dir`` is relative to;
+    ``override``: the command line's scheduler and TLS files."""
     t = _table(raw, "", {"lab", "servers", "experiments", "services"},
                {"servers", "experiments"})
-    lab = _parse_lab(t.get("lab", {}), allow_non_loopback, base_dir)
+    lab = _parse_lab(t.get("lab", {}), allow_non_loopback, base_dir, override)
     servers_raw = _open_table(t["servers"], "servers")
     if not servers_raw:
         raise ConfigError("servers", "must name at least one server")
@@ -905,9 +950,10 @@ def _check_ids(points: list[tuple[int, int, list[Cell]]]) -> None:
             seen[cid] = path
 
 
-def load(path: Path, allow_non_loopback: bool = False, base_dir: Path | None = None
-         ) -> Matrix:
-    """``base_dir``: what ``lab.app_dir`` is relative to (default: the file's folder)."""
+def load(path: Path, allow_non_loopback: bool = False, base_dir: Path | None = None,
+         override: Override = NO_OVERRIDE) -> Matrix:
+    """``base_dir``: what ``lab.app_dir`` is relative to (default: the file's folder);
+    ``override``: the command line's scheduler and TLS files."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not TOML
     except FileNotFoundError:
@@ -918,4 +964,4 @@ def load(path: Path, allow_non_loopback: bool = False, base_dir: Path | None = N
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), f"not valid TOML: {e}") from None
-    return parse(raw, allow_non_loopback, base_dir or path.resolve().parent)
+    return parse(raw, allow_non_loopback, base_dir or path.resolve().parent, override)

@@ -16,6 +16,7 @@ from lab.errors import Busy, ConfigError, Interrupted, ServiceError, StorageErro
 from lab.load import h2load, wrk
 from lab.matrix import config as config_mod
 from lab.matrix.config import Matrix
+from lab.matrix.remote import NO_OVERRIDE, Override
 from lab.run import progress
 from lab.run.estimate import Estimate
 from lab.run.runner import remaining, run_matrix
@@ -35,17 +36,24 @@ EXIT_CELLS_FAILED = 3
 @dataclass(frozen=True)
 class Filters:
     """Which part of a config a command runs (``--server``, ``--workers``,
-    ``--experiment``), and whether it may leave loopback."""
+    ``--experiment``), whether it may leave loopback, and the scheduler and TLS files that
+    replace the config's (``--scheduler``, ``--tls-*``)."""
 
     server: tuple[str, ...] = ()
     workers: tuple[int, ...] = ()
     experiment: tuple[str, ...] = ()
     allow_non_loopback: bool = False
+    remote: Override = NO_OVERRIDE
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> "Filters":
         return cls(tuple(args.server or ()), tuple(args.workers or ()),
-                   tuple(args.experiment or ()), args.allow_non_loopback)
+                   tuple(args.experiment or ()), args.allow_non_loopback, override(args))
+
+
+def override(args: argparse.Namespace) -> Override:
+    """``--scheduler`` and ``--tls-*`` (run, validate, hosts)."""
+    return Override(args.scheduler, args.tls_ca_file, args.tls_cert, args.tls_key)
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ def checked_matrix(filters: Filters, path: Path, base_dir: Path | None = None) -
     """The config at ``path``, filtered, checked against this machine: its servers and wrk
     installed, its app importable. ``base_dir``: what ``lab.app_dir`` is relative to
     (default: the config's folder)."""
-    matrix = config_mod.load(path, filters.allow_non_loopback, base_dir)
+    matrix = config_mod.load(path, filters.allow_non_loopback, base_dir, filters.remote)
     matrix = matrix.only(set(filters.server) or None, set(filters.workers) or None,
                          set(filters.experiment) or None)
     for spec in matrix.servers:

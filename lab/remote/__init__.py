@@ -1,0 +1,1 @@
+"""Remote hosts: servers on one host, load from others, on Dask distributed."""
