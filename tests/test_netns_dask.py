@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import psutil
@@ -19,8 +19,10 @@ from tests.tlsfiles import TlsFiles, write_certificates
 ROOT = Path(__file__).resolve().parent.parent
 SCHEDULER_PORT = 8786  # a fresh namespace has every port free
 HTTP_PORT = 8000
-START_S = 30.0  # the scheduler and both workers up (two shared cores, four engineers)
-CLIENT_S = 25.0
+# Each step's bound; with the three stops' grace (3 s each) they stay under 60 s in all.
+START_S = 15.0  # the scheduler listening (it took ~1 s here)
+CLIENT_S = 25.0  # both workers registered and both tasks done (~1.5 s here)
+PLAIN_S = 10.0
 
 # Run by this venv's python inside the load namespace: the client sees both workers, then one
 # task serves HTTP on the server host while one on the load host reads it.
@@ -131,10 +133,10 @@ def hop_reason() -> None:
 def test_a_request_crosses_from_the_loadgen_host_to_the_server_host(
         hop_reason: None, tmp_path: Path) -> None:
     started = time.monotonic()
-    with netns.hosts("lab-hop") as hop:
+    with netns.hosts("lab-hop") as hop, ExitStack() as files:
         tls = write_certificates(tmp_path / "tls", [hop.server_ip, hop.load_ip])
         address = f"tls://{hop.server_ip}:{SCHEDULER_PORT}"
-        logs = {name: (tmp_path / f"{name}.log").open("w")
+        logs = {name: files.enter_context((tmp_path / f"{name}.log").open("w"))
                 for name in ("scheduler", "server-worker", "load-worker")}
         hop.popen(hop.server_ns, _dask("scheduler", "--host", hop.server_ip, "--port",
                                        str(SCHEDULER_PORT), "--no-dashboard", "--protocol",
@@ -153,10 +155,8 @@ def test_a_request_crosses_from_the_loadgen_host_to_the_server_host(
                                     str(HTTP_PORT)], timeout=CLIENT_S, cwd=ROOT)
         plain = hop.run(hop.load_ns, [sys.executable, "-c", PLAIN_CLIENT,
                                       f"tcp://{hop.server_ip}:{SCHEDULER_PORT}"],
-                        timeout=15, cwd=ROOT)
+                        timeout=PLAIN_S, cwd=ROOT)
         hop.stop_all()
-        for log in logs.values():
-            log.close()
         assert netns.pids(hop.server_ns) == [] and netns.pids(hop.load_ns) == []
         names = (hop.server_ns, hop.load_ns)
         server_inode, load_inode = hop.netns_inode(hop.server_ns), hop.netns_inode(hop.load_ns)
