@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.remote.cluster import live_workers
 from lab.remote.hostdir import ROOT_ENV
 from lab.supervise.process import free_port
 from tests.conftest import ROOT
@@ -43,7 +44,7 @@ def wait_workers(address: str, names: Sequence[str], timeout_s: float,
     deadline = time.monotonic() + timeout_s
     with Client(address, timeout=timeout_s, set_as_default=False) as client:
         while True:
-            seen = {w["name"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+            seen = {w["name"] for w in live_workers(client).values()}
             if set(names) <= seen:
                 return
             for name, p in procs.items():

@@ -2,6 +2,7 @@
 start on the worker with ``server=1``, the load comes from the ones with ``loadgen=1``;
 faults (the controller killed, a load host lost, Ctrl-C) leave nothing running."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -120,9 +121,11 @@ def test_a_run_puts_the_servers_on_the_server_host_and_the_load_on_the_load_host
         burst = next(r for r in lines if r["kind"] == "burst")
         assert burst["figures"]["ok"] == 10
         assert 0.05 <= burst["figures"]["wall_s"] < 1.0
-        # The report is a local one's, saying where each side ran.
+        # The report is a local one's, saying where each side ran (one host here: shared).
         report = (tmp_path / "out" / "r" / "report.md").read_text()
-        assert "127.0.0.1" in report and "| uvicorn-w1 |" in report
+        assert "most req/s on uvicorn-w1" in report
+        assert f"servers and load on {os.uname().nodename} (127.0.0.1" in report
+        assert f"via the scheduler {c.address}" in report and "idled at" in report
         # The run's folder on the hosts was swept away at its end: nothing left open.
         assert not (c.hosts_dir / "r").exists()
         assert others(leak_token, c) == []
@@ -137,7 +140,7 @@ def test_a_killed_controller_lets_its_lease_stop_the_remote_server_and_wrk(
         wait_until("wrk loading from the load host",
                    lambda: len(host_groups(c, "k")) >= 2, lab)
         lab.kill()
-        lab.wait()
+        lab.communicate()
         t0 = time.monotonic()
         # The lease term, the server's stop grace (2 s) and wrk's (1 s), and polls.
         wait_until("every remote group stopped", lambda: not others(leak_token, c), None,

@@ -69,6 +69,13 @@ def connect(remote: Remote, timeout_s: float = 5.0) -> "distributed.Client":
             raise SchedulerUnreachable(remote.scheduler, timeout_s, why) from None
 
 
+def live_workers(client: "distributed.Client") -> dict[str, Any]:
+    """The scheduler's workers now (address → its info), asked for each call:
+    ``Client.scheduler_info()`` returns a cache that the client's own periodic refresh
+    overwrites with an empty worker list."""
+    return dict(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
+
+
 @dataclass(frozen=True)
 class Host:
     """One worker of the scheduler, as the results and ``python -m lab hosts`` show it."""
@@ -111,7 +118,7 @@ def versions() -> dict[str, str]:
 
 def hosts(client: "distributed.Client") -> list[Host]:
     """Every worker the scheduler sees, in its address order."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    workers = live_workers(client)
     found = client.run(facts)
     out = []
     for worker, info in sorted(workers.items()):

@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.matrix.remote import Remote
-from lab.remote.cluster import Host, connect, hosts
-
 from lab.errors import LabError
 from lab.kinds import get
 from lab.load.processes import shares
 from lab.load.stats import MachineShare, summarize
 from lab.matrix.config import Cell, Experiment, Matrix
+from lab.matrix.remote import Remote
 from lab.remote import load, sweep
+from lab.remote.cluster import Host, connect, hosts, live_workers
 from lab.remote.server import Refused, ServerHost, Started, daemon_cpu_pct
 from lab.store.schema import Figures
 from lab.supervise import appcheck
@@ -190,7 +189,7 @@ class RemoteRun:
         return summarize(load.merge(sent, self.remote.start_spread), self.machine)
 
     def _live_loaders(self) -> list[Host]:
-        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        workers = live_workers(self.client)
         alive = [h for h in self.sides.load if h.worker in workers]
         if not alive:
             raise RuntimeError("no load host is left in the cluster: "
@@ -209,7 +208,7 @@ class RemoteRun:
                     e = f.exception()
                     raise RuntimeError(f"load host {h.name} ({h.address}): "
                                        f"{type(e).__name__}: {e}")
-            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+            workers = live_workers(self.client)
             for f, h in zip(futures, loaders, strict=True):
                 if h.worker not in workers and not f.done():
                     raise RuntimeError(f"load host {h.name} ({h.worker}) left the cluster "
@@ -247,7 +246,7 @@ def running(matrix: Matrix, run_id: str, grace_s: float,
         idle = client.run(daemon_cpu_pct, DAEMON_SAMPLE_S, workers=[sides.server.worker])
         daemon = idle.get(sides.server.worker)
         with client.as_current():  # the actor's handle binds to the client current now
-            actor = client.submit(ServerHost, run_id, remote.lease_s, grace_s, actor=True,
+            actor: Any = client.submit(ServerHost, run_id, remote.lease_s, grace_s, actor=True,
                                   workers=[sides.server.worker], allow_other_workers=False,
                                   pure=False).result(ACTOR_TIMEOUT_S)
         lease = Lease(actor, remote.lease_s)

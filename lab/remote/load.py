@@ -34,6 +34,7 @@ from lab.supervise.reaper import Ledger
 ACTOR_TIMEOUT_S = 30.0  # a window mark on the server host: a round trip, not a wait
 BARRIER_TIMEOUT_S = 60.0  # the other load hosts check the server and get ready
 STOP_POLL_S = 0.25
+HELD_TIMEOUT_S = 2.0  # an actor dropped with its controller never answers: not held
 
 
 @dataclass(frozen=True)
@@ -116,20 +117,20 @@ def run(order: Order, server: Any) -> Sent:
     why = ["stopped by the controller"]
 
     def watch() -> None:
-        """Stop when the controller says so or its lease on the server host has expired (a
+        """Stop when the controller says so or its lease on the server host is gone (a
         controller killed says nothing); keep this host's own lease while loading."""
-        while not stopped.is_set() and time.monotonic() < deadline:
+        while not stopped.wait(STOP_POLL_S) and time.monotonic() < deadline:
             try:
                 if stop.is_set():
                     stopped.set()
-                elif not server.held().result(ACTOR_TIMEOUT_S):
+                elif not server.held().result(HELD_TIMEOUT_S):
                     why[0] = "the controller's lease on the server host expired"
                     stopped.set()
-            except Exception as e:  # the server host is gone
-                why[0] = f"the server host did not answer ({type(e).__name__})"
+            except Exception as e:  # the actor is gone with its controller, or its host
+                why[0] = f"the server host's actor did not answer ({type(e).__name__})"
                 stopped.set()
-            hostdir.renew(path)
-            time.sleep(STOP_POLL_S)
+            if not stopped.is_set():
+                hostdir.renew(path)
 
     def check() -> None:
         if stopped.is_set():

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
@@ -70,14 +71,12 @@ class Refused:
     log_tail: str
 
 
-async def daemon_cpu_pct(seconds: float) -> float:
-    """Run on a worker's event loop (``Client.run``, which awaits it): the CPU its Dask daemon (this worker process and its
-    nanny, if any) used over ``seconds`` while idle, in % of a core: what it takes from the
-    servers it runs beside."""
-    from distributed import get_worker
-
+async def daemon_cpu_pct(seconds: float, dask_worker: Any) -> float:
+    """Run on a worker's event loop (``Client.run``, which awaits it): the CPU its Dask
+    daemon (this worker process and its nanny, if any) used over ``seconds`` while idle, in %
+    of a core: what it takes from the servers it runs beside. (Dask gives ``dask_worker``.)"""
     me = psutil.Process()
-    parent = me.parent() if get_worker().nanny else None
+    parent = me.parent() if dask_worker.nanny else None
     daemon = [me, *([parent] if parent else [])]
 
     def cpu() -> float:

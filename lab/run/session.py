@@ -114,6 +114,15 @@ def warn_about_cores(matrix: Matrix) -> None:
                       "them takes longer", file=sys.stderr)
 
 
+def reachable(matrix: Matrix) -> None:
+    """A run on remote hosts whose scheduler does not answer is refused before it waits for
+    a lock or writes a folder (``SchedulerUnreachable``: one line, exit 2)."""
+    if matrix.lab.remote is not None:
+        from lab.remote.cluster import connect
+
+        connect(matrix.lab.remote).close()
+
+
 def _take_measuring_lock(req: Request, run_dir: Path | None,
                          interrupts: Interrupts) -> FileLock:
     """The machine's measuring lock: wait for it (saying for whom) or, with --no-wait,
@@ -185,6 +194,7 @@ def _open_run(req: Request, interrupts: Interrupts, locks: ExitStack
         # the folder of the config the run was started with.
         base = None if req.config else Path(info.config_dir) if info.config_dir else None
         matrix = checked_matrix(req.filters, path, base)
+        reachable(matrix)
         if changed and req.config is not None:  # it goes on with this config from now on
             kept = run.replace_config(text)
             info.config, info.config_hash = str(req.config), config_hash(text)
@@ -202,6 +212,7 @@ def _open_run(req: Request, interrupts: Interrupts, locks: ExitStack
     if req.run_id:
         RunDir.check_new(req.out / req.run_id)  # before waiting, not after
     matrix = checked_matrix(req.filters, req.config)
+    reachable(matrix)
     warn_about_cores(matrix)
     text = req.config.read_text(encoding="utf-8")
     estimate = Estimate.of(matrix.cells(), matrix.lab.restart).minutes
