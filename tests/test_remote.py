@@ -203,3 +203,14 @@ def test_an_unreachable_scheduler_exits_2_with_one_line_naming_it_and_writes_not
     assert len(lines) == 1 and address in lines[0], r.stderr
     assert time.monotonic() - t0 < 30
     assert not (tmp_path / "out").exists()  # refused before a run folder was made
+
+
+def test_client_processes_are_refused_with_a_scheduler_before_it_is_asked(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    text = CONFIG.format(lab="", users=4, duration=1.0).replace(
+        'duration_s = 1.0\n', 'duration_s = 1.0\nclients = 2\n', 1)
+    address = f"tcp://127.0.0.1:{free_port('127.0.0.1')}"
+    r = run_lab("run", write_config(text), "--scheduler", address, "--out", tmp_path / "out")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: experiments.clients: experiment 'hello' has clients = 2")
+    assert "add load hosts" in r.stderr and "unreachable" not in r.stderr

@@ -25,6 +25,7 @@ from lab.matrix.config import Cell, Experiment, Matrix
 from lab.matrix.remote import Remote
 from lab.remote import load, sweep
 from lab.remote.cluster import Host, connect, hosts, live_workers
+from lab.remote.hosts import differences
 from lab.remote.server import Refused, ServerHost, Started, daemon_cpu_pct
 from lab.store.schema import Figures
 from lab.supervise import appcheck
@@ -234,12 +235,12 @@ def running(matrix: Matrix, run_id: str, grace_s: float,
     its lease; on the way out stop everything and sweep again."""
     remote = matrix.lab.remote
     assert remote is not None
-    if matrix.services:
-        raise NoHost("[services] run on the controller's host: a run on remote hosts does "
-                     "not start them yet; run this config without a scheduler")
     client = connect(remote)
     try:
-        sides = Sides.of(hosts(client), remote.scheduler)
+        seen = hosts(client)
+        sides = Sides.of(seen, remote.scheduler)
+        for line in differences([sides.server, *sides.load]):
+            out(f"warning: {line}")
         for message in _sweep(client):
             out(message)
         # Before any server starts: what the daemon alone takes from the server host.

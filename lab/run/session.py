@@ -115,12 +115,25 @@ def warn_about_cores(matrix: Matrix) -> None:
 
 
 def reachable(matrix: Matrix) -> None:
-    """A run on remote hosts whose scheduler does not answer is refused before it waits for
-    a lock or writes a folder (``SchedulerUnreachable``: one line, exit 2)."""
-    if matrix.lab.remote is not None:
-        from lab.remote.cluster import connect
+    """A run on remote hosts is refused before it waits for a lock or writes a folder when
+    its scheduler does not answer (``SchedulerUnreachable``: one line, exit 2) or it asks
+    for what only a local run does: services (they run beside the lab), client processes
+    (each load host sends its share from one process: more load hosts split it further)."""
+    remote = matrix.lab.remote
+    if remote is None:
+        return
+    if matrix.services:
+        raise ConfigError("services", "a run on remote hosts does not start services (they "
+                                      "run on the lab's own host); run it without a scheduler")
+    for exp in matrix.experiments:
+        if exp.clients > 1:
+            raise ConfigError("experiments.clients",
+                              f"experiment {exp.name!r} has clients = {exp.clients}: with a "
+                              "scheduler each load host sends its share from one process; "
+                              "add load hosts instead of client processes")
+    from lab.remote.cluster import connect
 
-        connect(matrix.lab.remote).close()
+    connect(remote).close()
 
 
 def _take_measuring_lock(req: Request, run_dir: Path | None,
