@@ -12,9 +12,10 @@ import pytest
 from lab.errors import ConfigError
 from lab.matrix.config import Matrix, parse
 from lab.run.estimate import Estimate, cell_s
-from lab.run.runner import Launch, describe
+from lab.run.runner import describe
 from lab.servers import ADAPTERS
 from lab.servers.asgi_wrap import APP_ENV, THREADS_ENV
+from lab.supervise.launch import Launch
 from tests.conftest import ROOT, run_lab
 
 ARTICLE = """

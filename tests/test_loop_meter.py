@@ -19,11 +19,11 @@ from lab.errors import ConfigError
 from lab.load.loopreader import LoopReader
 from lab.load.stats import loop_figures
 from lab.matrix.config import parse
-from lab.run.runner import Launch
 from lab.servers import loopmeter
 from lab.servers.asgi_wrap import LOOP_METER_ENV, METER_DIR_ENV, Wrapped
 from lab.servers.loopmeter import Endpoint, Snapshot
 from lab.store.schema import Figures
+from lab.supervise.launch import Launch
 from tests.test_any_app import config, lab_run
 
 # ---- the bucket scheme and diff --------------------------------------------------------------

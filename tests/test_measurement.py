@@ -32,10 +32,11 @@ from lab.load.samples import Sample
 from lab.load.stats import MachineShare, summarize
 from lab.matrix.config import Cell, Experiment, LabSettings, Scalar
 from lab.report.groups import Row
-from lab.run.runner import Context, Launch, Servers, engine_for, measure, run_cell
+from lab.run.runner import Context, Servers, engine_for, measure, run_cell
 from lab.servers import ADAPTERS
 from lab.store.results import RunDir
 from lab.supervise.interrupt import Interrupts
+from lab.supervise.launch import Launch
 from lab.supervise.process import Server, running
 from tests.conftest import measurement, result
 

@@ -160,3 +160,14 @@ def test_a_config_without_scheduler_does_not_import_distributed(tmp_path: Path) 
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_cpu_sets_are_refused_with_a_scheduler(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[lab]\nscheduler = "tcp://127.0.0.1:8786"\nserver_cpus = "0"\n'
+                    'client_cpus = "0"\n[servers.uvicorn]\nworkers = [1]\n'
+                    '[[experiments]]\nname = "h"\nkind = "burst"\nendpoints = ["/hello"]\n'
+                    'requests = [1]\n')
+    r = run_lab("validate", path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: lab.server_cpus: not with a scheduler"), r.stderr

@@ -675,6 +675,10 @@ def _remote(t: Mapping[str, Any], base_dir: Path, override: Override) -> Remote 
     tls = tls_of(files, {k: f"lab.tls.{k}" if "tls" in t else flag
                          for k, flag in zip(TLS_KEYS, FLAGS, strict=True)})
     check(scheduler, tls, where)
+    for key in ("server_cpus", "client_cpus"):
+        if key in t:
+            raise ConfigError(f"lab.{key}", "not with a scheduler: each side has every CPU of "
+                                            "its host (pin a dask worker with taskset instead)")
     d = Remote(scheduler)
     spread = _number(t.get("start_spread", d.start_spread), "lab.start_spread", 0)
     if spread > 1:

@@ -28,9 +28,9 @@ from lab.load import loop
 from lab.load.monitor import Usage, Window
 from lab.matrix.config import Cell, Experiment, LabSettings
 from lab.remote import hostdir
-from lab.run.runner import Launch
 from lab.servers import ADAPTERS
 from lab.supervise import appcheck
+from lab.supervise.launch import Launch
 from lab.supervise.process import (
     AppNotReady,
     Server,

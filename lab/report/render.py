@@ -458,9 +458,11 @@ def build(run: RunDir) -> Path:
     lines += _failures(records)
     if records:
         lines += _settings(records, run.servers())
-    lines += _environment(env, run.environment_changes(),
-                          any(w.remote for w in places(records)))
-    lines += [HOW_TO_READ]
+    remote = any(w.remote for w in places(records))
+    lines += _environment(env, run.environment_changes(), remote)
+    # A run on remote hosts: its servers listened on the server host's own address.
+    lines += [HOW_TO_READ.replace("group on 127.0.0.1", "group on the server host's address "
+                                  "(see *This run*)") if remote else HOW_TO_READ]
     path = run.path / REPORT
     text = "\n".join(lines)
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -124,7 +124,8 @@ def _shared(placement: Mapping[str, Any]) -> str:
     """How the servers and the load shared the server host's CPUs."""
     server, client = placement.get("server_cpus"), placement.get("client_cpus")
     if server == client:
-        return (f"**servers and load shared that host and its cores** (CPUs {server}): a "
+        cpus = "all of them" if server == "all" else f"CPUs {server}"
+        return (f"**servers and load shared that host and its cores** ({cpus}): a "
                 "figure where together they used nearly all of them (⚠ machine saturated) "
                 "gets no verdict")
     return f"servers and load shared that host: servers on CPUs {server}, load on {client}"

@@ -25,16 +25,15 @@ from lab.matrix.config import Cell, LabSettings, Matrix
 from lab.matrix.endpoint import Endpoint
 from lab.run import services
 from lab.servers import ADAPTERS
-from lab.servers.asgi_wrap import APP_DIR_ENV, APP_ENV, LOOP_METER_ENV, SERVED, THREADS_ENV
 from lab.servers.base import THREADS
 from lab.store.results import RunDir, timestamp
 from lab.store.schema import NOT_SERVED, Failure, FailureKind, Figures, Process, Result
 from lab.supervise import appcheck
 from lab.supervise.interrupt import Interrupts
+from lab.supervise.launch import Launch
 from lab.supervise.process import (
     AppNotReady,
     Group,
-    Readiness,
     Server,
     ServerExited,
     start,
@@ -110,32 +109,6 @@ class Context:
         if self.remote is None:
             return self.lab.placement.as_record()
         return self.remote.placement
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How a server serves the app: what it is given to import, the environment that names
-    the user's app to the wrapper (and the configuration's thread limiter, ``threads``), and
-    when it is ready."""
-
-    app: str
-    env: dict[str, str]
-    readiness: Readiness
-    app_dir: str | None
-
-    @classmethod
-    def of(cls, lab: LabSettings, threads: int | None = None) -> "Launch":
-        readiness = Readiness(lab.ready_path, lab.ready_status, markers=lab.wrap)
-        if not lab.wrap:  # the config refuses lab.threads without the wrapper
-            return cls(lab.app, {}, readiness, lab.app_dir)
-        env = {APP_ENV: lab.app, **({APP_DIR_ENV: lab.app_dir} if lab.app_dir else {}),
-               **({LOOP_METER_ENV: "1"} if lab.loop_meter else {}),
-               **({THREADS_ENV: str(threads)} if threads is not None else {})}
-        return cls(SERVED, env, readiness, lab.app_dir)
-
-    @classmethod
-    def for_cell(cls, lab: LabSettings, cell: Cell) -> "Launch":
-        return cls.of(lab, cell.threads)
 
 
 def engine_for(cell: Cell) -> str:
