@@ -131,6 +131,26 @@ def test_a_run_puts_the_servers_on_the_server_host_and_the_load_on_the_load_host
         assert others(leak_token, c) == []
 
 
+def test_two_load_hosts_each_send_half_the_users_and_their_counts_merge(
+        write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
+    with cluster(tmp_path, {"srv": "server=1", "load1": "loadgen=1",
+                            "load2": "loadgen=1"}) as c:
+        r = run_lab("run", config(write_config, users=6), "--scheduler", c.address,
+                    "--experiment", "hello", "--out", tmp_path / "out", "--run-id", "two",
+                    timeout=120, env=c.env())
+        assert r.returncode == 0, r.stderr
+        (line,) = json_lines(RunDir.existing(tmp_path / "out" / "two"))
+        f = line["figures"]
+        assert len(line["placement"]["load_hosts"]) == 2
+        assert f["load_hosts"] == 2 and f["start_spread_flagged"] is False
+        assert 0 <= f["start_spread_s"] < 0.1  # behind one barrier
+        # 3 users from each host, every one seen by the server's worker; one histogram of
+        # both hosts' latencies (wrk's own histogram holds a few more than its count).
+        assert sum(f["connections"].values()) == 6
+        assert f["latency_samples"] >= f["ok"] > 100
+        assert others(leak_token, c) == []
+
+
 def test_a_killed_controller_lets_its_lease_stop_the_remote_server_and_wrk(
         write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
     lease_s = 2.0

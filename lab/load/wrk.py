@@ -66,10 +66,17 @@ def script_args(endpoint: Endpoint) -> list[str]:
     return args
 
 
+def threads_for(users: int, threads: int) -> int:
+    """wrk's threads for ``users`` connections: at most ``threads``, and a divisor of
+    ``users``: wrk gives each thread connections / threads and drops the remainder (-t2 -c3
+    opens 2 connections)."""
+    return max(t for t in range(1, max(1, min(threads, users)) + 1) if users % t == 0)
+
+
 def _wrk(url: str, endpoint: Endpoint, users: int, seconds: int, timeout_s: float,
          sup: Supervision, name: str) -> tuple[dict[str, Any], float]:
     """One wrk run: its LABJSON result and its own CPU seconds."""
-    argv = ["wrk", f"-t{min(sup.threads, users)}", f"-c{users}", f"-d{seconds}s",
+    argv = ["wrk", f"-t{threads_for(users, sup.threads)}", f"-c{users}", f"-d{seconds}s",
             f"--timeout={math.ceil(timeout_s)}s", "-s", str(SCRIPT), url, "--",
             *script_args(endpoint)]
     group, code = supervised(argv, name, seconds + timeout_s, sup)
@@ -132,6 +139,6 @@ def run(base_url: str, exp: Experiment, endpoint: Endpoint, users: int, window: 
     wall = r["duration_us"] / 1e6 or usage.wall_s
     t = tally(r)
     return Measurement([], replace(usage, wall_s=wall, client_cpu_s=cpu_s),
-                       KindFigures(wrk=WrkFigures(min(sup.threads, users),
+                       KindFigures(wrk=WrkFigures(threads_for(users, sup.threads),
                                                   bool(sum(t.errors.values())), settled_s)),
                        counted=t)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,12 +174,15 @@ class RemoteRun:
             allow_other_workers=False, pure=False, key=f"{barrier}-load-{i}")
             for i, (h, share) in enumerate(zip(loaders, parts, strict=True))]
         stop = Event(barrier + "-stop", client=self.client)
+        # Warm-ups start together; with k hosts, so does the window (one: a split kind's).
+        gates = [barrier, *([f"{barrier}-w0"] if len(parts) > 1 else [])]
         try:
-            ready = Queue(barrier, client=self.client)
-            for _ in futures:
-                self._wait(lambda: _got(ready), futures, loaders, lab.start_timeout_s + 60,
-                           check)
-            Event(barrier, client=self.client).set()
+            for gate in gates:
+                arrived = Queue(gate, client=self.client)
+                for _ in futures:
+                    self._wait(partial(_got, arrived), futures, loaders,
+                               lab.start_timeout_s + 60, check)
+                Event(gate, client=self.client).set()
             self._wait(lambda: all(f.done() for f in futures), futures, loaders,
                        lab.cell_timeout_s + 30, check)
             sent = [f.result() for f in futures]

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,6 +34,8 @@ from lab.supervise.reaper import Ledger
 
 ACTOR_TIMEOUT_S = 30.0  # a window mark on the server host: a round trip, not a wait
 BARRIER_TIMEOUT_S = 60.0  # the other load hosts check the server and get ready
+BARRIER_POLL_S = 0.25
+ANSWER_POLL_S = 0.25
 STOP_POLL_S = 0.25
 HELD_TIMEOUT_S = 2.0  # an actor dropped with its controller never answers: not held
 
@@ -62,32 +65,75 @@ class Order:
 @dataclass
 class Sent:
     measurement: Measurement
-    started: float  # time.time() when this host passed the barrier
+    started: float | None  # time.time() when its window passed the barrier (k > 1)
     worker: str
 
 
-class RemoteWindow(Window):
-    """This host's window that also marks the server's on its host (``ServerHost``)."""
+def answer(call: Any, timeout_s: float, check: Callable[[], None]) -> Any:
+    """An actor call's result, waited for in slices so that ``check`` can abandon the wait:
+    an actor dropped with its controller never answers (its call's future never resolves)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call.result(ANSWER_POLL_S)
+        except TimeoutError:
+            check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the server host did not answer within {timeout_s:g} s") from None
 
-    def __init__(self, server: Any, loop_meter: bool) -> None:
+
+class HostWindow(Window):
+    """A load host's window. With several load hosts it starts when theirs do (``aligned``
+    waits at the cell's window barrier and gives the wall time it passed it); on the first
+    host it also marks the server's window on its host (``ServerHost``) and settles it.
+    ``check`` raises to abandon a wait for the server host."""
+
+    def __init__(self, server: Any | None, loop_meter: bool,
+                 aligned: Callable[[], float] | None, check: Callable[[], None]) -> None:
         super().__init__()
-        self._server, self._loop_meter = server, loop_meter
+        self._server, self._loop_meter, self._aligned = server, loop_meter, aligned
+        self._check = check
         self._begun: Any = None
+        self.started: float | None = None  # time.time() when it passed the window barrier
 
-    def settle(self, timeout_s: float, check: Any) -> float:
-        return float(self._server.settle(timeout_s).result(timeout_s + ACTOR_TIMEOUT_S))
+    def settle(self, timeout_s: float, check: Callable[[], None]) -> float:
+        if self._server is None:
+            return 0.0  # the first host settles the server for all
+        return float(answer(self._server.settle(timeout_s), timeout_s + ACTOR_TIMEOUT_S,
+                            check))
 
     def start(self) -> None:
-        self._begun = self._server.begin(self._loop_meter)  # not waited for: a round trip
+        if self._aligned is not None:
+            self.started = self._aligned()
+        if self._server is not None:
+            self._begun = self._server.begin(self._loop_meter)  # not waited for: a round trip
         super().start()
 
     def end(self) -> Usage:
         mine = super().end()
-        self._begun.result(ACTOR_TIMEOUT_S)
-        theirs: Usage = self._server.end().result(ACTOR_TIMEOUT_S)
+        if self._server is None:
+            return mine
+        answer(self._begun, ACTOR_TIMEOUT_S, self._check)
+        theirs: Usage = answer(self._server.end(), ACTOR_TIMEOUT_S, self._check)
         self.usage = replace(theirs, wall_s=mine.wall_s, client_cpu_s=mine.client_cpu_s,
                              max_gap_s=mine.max_gap_s)
         return self.usage
+
+
+def barrier(name: str, index: int, check: Callable[[], None]) -> float:
+    """Say this host is at barrier ``name`` and wait until the controller lets every host
+    through (``check`` raises meanwhile to abandon it); the wall time it passed."""
+    from distributed import Event, Queue
+
+    Queue(name).put(index)
+    go, waited = Event(name), 0.0
+    while not go.wait(timeout=BARRIER_POLL_S):
+        check()
+        waited += BARRIER_POLL_S
+        if waited > BARRIER_TIMEOUT_S:
+            raise RuntimeError(f"the cell's other load hosts did not reach {name}")
+    return time.time()
 
 
 def ready(url: str, status: int, timeout_s: float) -> None:
@@ -109,7 +155,7 @@ def ready(url: str, status: int, timeout_s: float) -> None:
 
 def run(order: Order, server: Any) -> Sent:
     """The Dask task: ``server`` is the run's ``ServerHost`` actor."""
-    from distributed import Event, Queue, get_worker
+    from distributed import Event, get_worker
 
     deadline = time.monotonic() + order.cell_timeout_s
     stop = Event(order.barrier + "-stop")
@@ -140,25 +186,27 @@ def run(order: Order, server: Any) -> Sent:
 
     path = hostdir.folder(order.run_id, order.lease_s)
     ready(order.base_url + order.ready_path, order.ready_status, order.start_timeout_s)
-    Queue(order.barrier).put(order.index)
-    if not Event(order.barrier).wait(timeout=BARRIER_TIMEOUT_S):
-        raise RuntimeError("the cell's other load hosts did not get ready")
-    started = time.time()
     threading.Thread(target=watch, daemon=True).start()
+    barrier(order.barrier, order.index, check)  # warm-ups together, then each window
     cell, i = order.cell, order.index
     leash = Leash(check, deadline, threads=len(os.sched_getaffinity(0)), spawn=lambda argv, name:
                   Group(argv, path / "logs" / f"{cell.id}.{name}.{i}.log", Ledger(path),
                         rusage_path=path / "logs" / f"{cell.id}.{name}.{i}.cpu.json"))
+    windows: list[HostWindow] = []
 
     def window() -> Window:
-        return RemoteWindow(server, order.loop_meter) if i == 0 else Window()
+        gate = f"{order.barrier}-w{len(windows)}"  # the controller's k-host window: -w0
+        aligned = (lambda: barrier(gate, i, check)) if order.hosts > 1 else None
+        windows.append(HostWindow(server if i == 0 else None, order.loop_meter, aligned,
+                                  check))
+        return windows[-1]
 
     try:
         m = load_cell.measure(cell, order.engine, order.base_url, window, leash,
                               order.machine, load=order.share)
     finally:
         stopped.set()
-    return Sent(m, started, get_worker().address)
+    return Sent(m, windows[-1].started if windows else None, get_worker().address)
 
 
 def merge(sent: list[Sent], spread_limit: float) -> Measurement:
@@ -168,10 +216,11 @@ def merge(sent: list[Sent], spread_limit: float) -> Measurement:
     if len(sent) == 1:
         return sent[0].measurement
     first = sent[0].measurement
-    starts = [s.started for s in sent]
-    spread = max(starts) - min(starts)
+    starts = [s.started for s in sent if s.started is not None]
+    spread = max(starts) - min(starts) if len(starts) == len(sent) else None
     window_s = first.usage.wall_s
-    hosts = LoadHostsFigures(len(sent), spread, spread > spread_limit * window_s)
+    hosts = LoadHostsFigures(len(sent), spread,
+                             spread is not None and spread > spread_limit * window_s)
     ms = [s.measurement for s in sent]
     merged = merge_samples(ms, first.usage)
     parts = replace(first.parts, open=merged.parts.open, processes=merged.parts.processes,
