@@ -5,7 +5,6 @@ Every list is a matrix axis. Every error names its key path, e.g.
 """
 
 import hashlib
-import ipaddress
 import itertools
 import json
 import math
@@ -29,6 +28,7 @@ from lab.matrix.remote import (
     Override,
     Remote,
     check,
+    is_loopback,
     tls_file,
     tls_of,
 )
@@ -626,7 +626,7 @@ def _parse_lab(raw: Any, allow_non_loopback: bool, base_dir: Path | None,
         raise ConfigError("lab.threads", "needs lab.wrap = true: the wrapper sets the thread "
                                          "limiter inside each worker")
     host = _string(t.get("host", d.host), "lab.host")
-    if not allow_non_loopback and not _is_loopback(host):
+    if not allow_non_loopback and not is_loopback(host):
         raise ConfigError("lab.host", f"{host!r} is not a loopback address; the lab only "
                                       "loads 127.0.0.1, localhost or ::1 unless "
                                       "--allow-non-loopback is given")
@@ -738,15 +738,6 @@ def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
 def bind_address(host: str) -> str:
     """What servers are given to bind: granian refuses "localhost", all refuse "[::1]"."""
     return "127.0.0.1" if host == "localhost" else host.strip("[]")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _parse_server(name: str, raw: Any) -> ServerSpec:

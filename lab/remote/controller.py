@@ -22,7 +22,7 @@ from lab.errors import LabError
 from lab.kinds import get
 from lab.load.processes import shares
 from lab.load.stats import MachineShare, summarize
-from lab.matrix.config import Cell, Experiment, Matrix
+from lab.matrix.config import Cell, Experiment, LabSettings, Matrix
 from lab.matrix.remote import Remote
 from lab.remote import load, sweep
 from lab.remote.cluster import Host, connect, hosts, live_workers
@@ -102,7 +102,6 @@ class RemoteServer:
     started: Started
     base_url: str
     log_path: Path  # the local copy of its log, written when it stops
-    workers: int
     ready_s: float | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -136,7 +135,7 @@ class RemoteRun:
         self.actor, self.run_id, self.machine = actor, run_id, machine
         self.placement = sides.record(remote.scheduler, daemon_cpu_pct)
 
-    def start(self, cell: Cell, lab: Any, log_path: Path) -> RemoteServer:
+    def start(self, cell: Cell, lab: LabSettings, log_path: Path) -> RemoteServer:
         """A ready server for ``cell`` on the server host; raises as the local start does."""
         outcome: Started | Refused = self.actor.start(cell, lab).result(
             lab.start_timeout_s + ACTOR_TIMEOUT_S)
@@ -148,12 +147,12 @@ class RemoteRun:
         assert outcome.host == host, "the server binds the address the scheduler reports"
         url_host = f"[{host}]" if ":" in host else host
         return RemoteServer(self.actor, outcome, f"http://{url_host}:{outcome.port}",
-                            log_path, cell.workers)
+                            log_path)
 
     def check_app(self, experiments: Sequence[Experiment]) -> list[appcheck.Answer]:
         return list(self.actor.check_app(experiments).result(ACTOR_TIMEOUT_S * 4))
 
-    def measure(self, cell: Cell, server: RemoteServer, engine: str, lab: Any,
+    def measure(self, cell: Cell, server: RemoteServer, engine: str, lab: LabSettings,
                 check: Callable[[], None]) -> Figures:
         """The cell's figures: its load split over the load hosts (1/k of the users or
         of the rate each), sent behind a barrier; ``check`` raises on Ctrl-C."""
