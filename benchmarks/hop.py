@@ -1,7 +1,8 @@
 """The same cells measured locally and split over two hosts: does a remote placement change
 the figures, and what does the load host spend?
 
-    python benchmarks/hop.py [--seconds 3] [--repeats 3] [--users 16,64]   (as root)
+    python -m benchmarks.hop [--seconds 3] [--repeats 3] [--users 16,64]   (as root, from
+    the project root: it uses the test hosts of tests/netns.py)
 
 Runs one small matrix (uvicorn and granian, 1 worker, a closed loop on ``/hello`` with wrk)
 three times, side by side in one sitting:
@@ -9,9 +10,10 @@ three times, side by side in one sitting:
 * ``local, shared``: the lab as on this machine by default, client and servers on every CPU;
 * ``local, pinned``: ``lab.server_cpus = "1"``, ``lab.client_cpus = "0"``;
 * ``split``: two network namespaces joined by a veth pair (the test hosts of
-  ``tests/netns.py``), a TLS scheduler and the ``server=1`` worker in one, pinned to CPU 1, the
-  ``loadgen=1`` worker and the controller in the other, pinned to CPU 0: the same CPUs as
-  ``local, pinned``, with a real interface between client and server.
+  ``tests/netns.py``), a TLS scheduler and the ``server=1`` worker in one, the worker pinned
+  to CPU 1, the ``loadgen=1`` worker and the controller in the other, pinned to CPU 0 (the
+  scheduler too): the same CPUs as ``local, pinned``, with a real interface between client
+  and server and the worker daemon beside the server.
 
 It prints, per cell, req/s (median and spread over the repeats), the load side's CPU (wrk's
 own, % of a core) and the server's. Needs root (namespaces) and wrk. Everything it starts is
@@ -86,7 +88,9 @@ def run_split(config: Path, out: Path, run_id: str, folder: Path) -> Path:
         address = f"tls://{hop.server_ip}:{PORT}"
         log = (folder / "cluster.log").open("w")
         try:
-            hop.popen(hop.server_ns, ["taskset", "-c", "1", *dask(
+            # The scheduler on the load side's CPU, as on a controller's host: the server's
+            # CPU holds the server and its host's worker daemon only.
+            hop.popen(hop.server_ns, ["taskset", "-c", "0", *dask(
                 "scheduler", "--host", hop.server_ip, "--port", str(PORT), "--no-dashboard",
                 *files)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             for ns, ip, cpu, role in ((hop.server_ns, hop.server_ip, "1", "server"),
