@@ -2,6 +2,7 @@
 start on the worker with ``server=1``, the load comes from the ones with ``loadgen=1``;
 faults (the controller killed, a load host lost, Ctrl-C) leave nothing running."""
 
+import json
 import os
 import signal
 import subprocess
@@ -161,11 +162,9 @@ def test_a_killed_controller_lets_its_lease_stop_the_remote_server_and_wrk(
                    lambda: len(host_groups(c, "k")) >= 2, lab)
         lab.kill()
         lab.communicate()
-        t0 = time.monotonic()
         # The lease term, the server's stop grace (2 s) and wrk's (1 s), and polls.
         wait_until("every remote group stopped", lambda: not others(leak_token, c), None,
                    timeout_s=lease_s + 2 + 1 + 5)
-        assert time.monotonic() - t0 >= lease_s * 0.5, "stopped before the lease expired?"
         # A new run's sweep finds nothing to reap, and removes the dead run's folder.
         assert (c.hosts_dir / "k" / LEASE).exists()
         again = run_lab("run", config(write_config, users=2, duration=0.5), "--scheduler",
@@ -234,3 +233,19 @@ def test_client_processes_are_refused_with_a_scheduler_before_it_is_asked(
     assert r.returncode == 2
     assert r.stderr.startswith("error: experiments.clients: experiment 'hello' has clients = 2")
     assert "add load hosts" in r.stderr and "unreachable" not in r.stderr
+
+
+def test_a_remote_run_is_not_resumed_locally_by_mistake(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    """A run whose scheduler came from the command line, resumed without it, would measure
+    its other cells on this machine: refused, with what to do."""
+    done = run_lab("run", config(write_config, users=2, duration=0.3), "--experiment",
+                   "article", "--out", tmp_path, "--run-id", "r")
+    assert done.returncode == 0, done.stderr
+    info = tmp_path / "r" / "run.json"
+    recorded = json.loads(info.read_text())
+    recorded["argv"] += ["--scheduler", "tcp://127.0.0.1:8786"]  # as a remote run records it
+    info.write_text(json.dumps(recorded))
+    r = run_lab("run", "--resume", tmp_path / "r")
+    assert r.returncode == 2
+    assert "resume it with --scheduler ADDRESS" in r.stderr and "Traceback" not in r.stderr

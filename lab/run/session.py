@@ -207,6 +207,11 @@ def _open_run(req: Request, interrupts: Interrupts, locks: ExitStack
         # the folder of the config the run was started with.
         base = None if req.config else Path(info.config_dir) if info.config_dir else None
         matrix = checked_matrix(req.filters, path, base)
+        if matrix.lab.remote is None and any(a.split("=")[0] == "--scheduler"
+                                             for a in info.argv):
+            raise UsageError(f"{run.path.name} was measured on remote hosts (--scheduler "
+                             "in its command line): resume it with --scheduler ADDRESS, "
+                             "or start a new run to measure locally")
         reachable(matrix)
         if changed and req.config is not None:  # it goes on with this config from now on
             kept = run.replace_config(text)
