@@ -71,10 +71,11 @@ def stop(procs: Mapping[str, subprocess.Popen[bytes]]) -> None:
 
 
 @contextmanager
-def cluster(folder: Path, workers: Mapping[str, str], host: str = "127.0.0.1"
-            ) -> Iterator[Cluster]:
+def cluster(folder: Path, workers: Mapping[str, str], host: str = "127.0.0.1",
+            env_of: Mapping[str, Mapping[str, str]] | None = None) -> Iterator[Cluster]:
     """A scheduler on ``host`` and one worker per entry of ``workers`` (name → its
-    ``--resources``), every one a process group of its own."""
+    ``--resources``; ``env_of[name]``: what its environment changes), every one a process
+    group of its own."""
     port = free_port(host)
     address = f"tcp://{host}:{port}"
     hosts_dir = folder / "hosts"
@@ -84,7 +85,8 @@ def cluster(folder: Path, workers: Mapping[str, str], host: str = "127.0.0.1"
     def spawn(name: str, argv: list[str]) -> None:
         with (folder / f"{name}.log").open("wb") as log:
             procs[name] = subprocess.Popen([sys.executable, "-m", "dask", *argv], cwd=ROOT,
-                                           env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           env={**env, **(env_of or {}).get(name, {})},
+                                           stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True)
 
     try:

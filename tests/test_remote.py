@@ -152,6 +152,26 @@ def test_two_load_hosts_each_send_half_the_users_and_their_counts_merge(
         assert others(leak_token, c) == []
 
 
+def test_a_load_host_without_wrk_is_said_and_its_cells_use_the_python_client(
+        write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
+    no_wrk = {"PATH": str(Path(sys.executable).parent)}  # the venv's tools, not /usr/bin's
+    with cluster(tmp_path, {"srv": "server=1", "load": "loadgen=1"},
+                 env_of={"load": no_wrk}) as c:
+        listed = run_lab("hosts", "--scheduler", c.address, env=c.env())
+        assert listed.returncode == 0 and "has no wrk" in listed.stdout, listed.stdout
+        r = run_lab("run", config(write_config, "loop_meter = true", users=2, duration=0.5),
+                    "--scheduler", c.address, "--experiment", "hello", "--out",
+                    tmp_path / "out", "--run-id", "w", timeout=120, env=c.env())
+        assert r.returncode == 0, r.stderr
+        assert "has no wrk" in r.stdout + r.stderr  # said before it measures
+        (line,) = json_lines(RunDir.existing(tmp_path / "out" / "w"))
+        assert line["engine"] == "rawhttp" and line["figures"]["ok"] > 10
+        # The loop meter read on the server host came back with the window.
+        (worker,) = line["figures"]["loop"].values()
+        assert worker["endpoints"]["/hello"]["calls"] > 10
+        assert others(leak_token, c) == []
+
+
 def test_a_killed_controller_lets_its_lease_stop_the_remote_server_and_wrk(
         write_config: Callable[..., Path], tmp_path: Path, leak_token: str) -> None:
     lease_s = 2.0

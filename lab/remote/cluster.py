@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 ROLES = ("server", "loadgen")
 LAB = "asgi-lab"  # the lab's own entry in Host.versions
+TOOLS = ("wrk", "h2load")
 
 
 class SchedulerUnreachable(LabError):
@@ -88,6 +90,7 @@ class Host:
     cpu_model: str
     python: str
     versions: dict[str, str]  # LAB and each server adapter's name → its version there
+    tools: tuple[str, ...] = ()  # the native load generators installed there (wrk, h2load)
 
     def record(self) -> dict[str, object]:
         """What a results line keeps of the host a role ran on."""
@@ -100,7 +103,7 @@ def facts() -> dict[str, Any]:
     cpu = collect_cpu()
     return {"name": socket.gethostname(), "cores": len(os.sched_getaffinity(0)),
             "cpu_model": cpu["model"], "python": platform.python_version(),
-            "versions": versions()}
+            "versions": versions(), "tools": [t for t in TOOLS if shutil.which(t)]}
 
 
 def versions() -> dict[str, str]:
@@ -129,5 +132,5 @@ def hosts(client: "distributed.Client") -> list[Host]:
         out.append(Host(worker=worker, address=str(info.get("host", "")), name=f["name"],
                         roles=tuple(r for r in ROLES if resources.get(r, 0) > 0),
                         cores=int(f["cores"]), cpu_model=f["cpu_model"], python=f["python"],
-                        versions=dict(f["versions"])))
+                        versions=dict(f["versions"]), tools=tuple(f["tools"])))
     return out

@@ -26,7 +26,7 @@ from lab.matrix.config import Cell, Experiment, LabSettings, Matrix
 from lab.matrix.remote import Remote
 from lab.remote import load, sweep
 from lab.remote.cluster import Host, connect, hosts, live_workers
-from lab.remote.hosts import differences
+from lab.remote.hosts import differences, without_wrk
 from lab.remote.server import Refused, ServerHost, Started, daemon_cpu_pct
 from lab.store.schema import Figures
 from lab.supervise import appcheck
@@ -134,6 +134,8 @@ class RemoteRun:
         self.remote, self.client, self.sides = remote, client, sides
         self.actor, self.run_id, self.machine = actor, run_id, machine
         self.placement = sides.record(remote.scheduler, daemon_cpu_pct)
+        # what engine "auto" may use: the native load generators every load host has
+        self.tools = frozenset.intersection(*(frozenset(h.tools) for h in sides.load))
 
     def start(self, cell: Cell, lab: LabSettings, log_path: Path) -> RemoteServer:
         """A ready server for ``cell`` on the server host; raises as the local start does."""
@@ -161,7 +163,10 @@ class RemoteRun:
         loaders = self._live_loaders()
         exp = cell.experiment
         split = get(exp.kind).split if not cell.searched else None
-        parts = shares(cell.load, len(loaders), exp.kind) if split else [cell.load]
+        # users are whole (a closed loop's engines take an int), a rate is split exactly
+        parts = [p if split == "rate" else int(p) for p in shares(cell.load, len(loaders),
+                                                                  exp.kind)] \
+            if split else [cell.load]
         loaders = loaders[:len(parts)]
         barrier = f"lab-{self.run_id}-{cell.id}-{uuid.uuid4().hex[:8]}"
         futures = [self.client.submit(
@@ -242,7 +247,7 @@ def running(matrix: Matrix, run_id: str, grace_s: float,
     try:
         seen = hosts(client)
         sides = Sides.of(seen, remote.scheduler)
-        for line in differences([sides.server, *sides.load]):
+        for line in differences([sides.server, *sides.load]) + without_wrk(list(sides.load)):
             out(f"warning: {line}")
         for message in _sweep(client):
             out(message)

@@ -28,11 +28,19 @@ def render(found: list[Host]) -> str:
 
 
 def warnings(found: list[Host]) -> list[str]:
-    """A missing role, and each version that differs among the hosts with a role."""
+    """A missing role, each version that differs among the hosts with a role, and each load
+    host without wrk."""
     out = [f"no {label} host (no worker with resources {role}=1)"
            for role, label in (("server", "server"), ("loadgen", "load"))
            if not any(role in h.roles for h in found)]
-    return out + differences(found)
+    return out + differences(found) + without_wrk(found)
+
+
+def without_wrk(found: list[Host]) -> list[str]:
+    """Load hosts where engine "auto" falls back to the Python client."""
+    return [f"load host {h.name} ({h.address}) has no wrk: closed-loop cells with engine "
+            "\"auto\" measure with the Python client rawhttp (apt-get install wrk there)"
+            for h in found if "loadgen" in h.roles and "wrk" not in h.tools]
 
 
 def differences(found: list[Host]) -> list[str]:

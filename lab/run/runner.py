@@ -104,6 +104,11 @@ class Context:
         return Ledger(self.run.path)
 
     @property
+    def tools(self) -> frozenset[str] | None:
+        """The native load generators where the load is sent from (None: this machine's)."""
+        return self.remote.tools if self.remote is not None else None
+
+    @property
     def placement(self) -> dict[str, Any]:
         """The results lines' placement: this host's CPUs, or each side's host."""
         if self.remote is None:
@@ -111,14 +116,16 @@ class Context:
         return self.remote.placement
 
 
-def engine_for(cell: Cell) -> str:
-    """The engine a cell really uses: "auto" is h2load for HTTP/2, else wrk when installed,
-    else rawhttp."""
+def engine_for(cell: Cell, tools: frozenset[str] | None = None) -> str:
+    """The engine a cell really uses: "auto" is h2load for HTTP/2, else wrk when installed
+    where the load is sent from (``tools``: the native generators every load host has; None:
+    this machine), else rawhttp."""
     engine = cell.experiment.engine
     if engine == "auto" and cell.experiment.http == "2":
         return "h2load"
     if engine == "auto":
-        return "wrk" if wrk.available() else "rawhttp"
+        has_wrk = wrk.available() if tools is None else "wrk" in tools
+        return "wrk" if has_wrk else "rawhttp"
     return engine
 
 
@@ -274,7 +281,8 @@ def window_warnings(answers: list[appcheck.Answer], plan: Sequence[Cell]) -> lis
 
 
 def run_cell(cell: Cell, ctx: Context, servers: Servers) -> Result:
-    started_at, engine = timestamp(), engine_for(cell)  # the engine: decided once, here
+    # the engine: decided once, here, for where the load is sent from
+    started_at, engine = timestamp(), engine_for(cell, ctx.tools)
     run_id = ctx.run.path.name
     log_path = ctx.run.logs / f"{cell.id}.log"
     figures: Figures | None = None
@@ -409,7 +417,8 @@ def _run_cells(cells: list[Cell], ctx: Context, servers: Servers, out: Callable[
             raise
         except Exception as e:  # a defect of the lab in one cell: that cell's failure
             servers.healthy = False
-            record = describe(cell, ctx.lab, ctx.run.path.name, engine_for(cell), timestamp(),
+            record = describe(cell, ctx.lab, ctx.run.path.name,
+                              engine_for(cell, ctx.tools), timestamp(),
                               Failure(FailureKind.LAB_ERROR, f"{type(e).__name__}: {e}",
                                       "".join(traceback.format_exception(e))[-4000:]),
                               placement=ctx.placement)
