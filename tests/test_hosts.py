@@ -146,9 +146,10 @@ def test_hosts_needs_an_address() -> None:
 
 
 def _host(name: str, address: str, roles: tuple[str, ...], uvicorn: str = "0.54.0",
-          python: str = "3.11.7") -> Host:
+          python: str = "3.11.7", tools: tuple[str, ...] = ("wrk",)) -> Host:
     return Host(worker=f"tcp://{address}:1", address=address, name=name, roles=roles, cores=2,
-                cpu_model="x", python=python, versions={LAB: "0.1.0", "uvicorn": uvicorn})
+                cpu_model="x", python=python, versions={LAB: "0.1.0", "uvicorn": uvicorn},
+                tools=tools)
 
 
 def test_versions_that_differ_between_server_and_load_hosts_are_named() -> None:
@@ -167,3 +168,8 @@ def test_a_missing_role_is_said() -> None:
     assert warnings([_host("a", "10.0.0.1", ("server",))]) == [
         "no load host (no worker with resources loadgen=1)"]
     assert warnings([_host("a", "10.0.0.1", ("server", "loadgen"))]) == []
+    # wrk matters where the load is sent from, not on the server host
+    assert warnings([_host("a", "10.0.0.1", ("server",), tools=()),
+                     _host("b", "10.0.0.2", ("loadgen",), tools=())]) == [
+        'load host b (10.0.0.2) has no wrk: closed-loop cells with engine "auto" measure '
+        "with the Python client rawhttp (apt-get install wrk there)"]
