@@ -20,6 +20,9 @@ from lab.servers.loopmeter import Snapshot
 
 SAMPLE_S = 0.1
 SETTLE_POLL_S = 0.01
+# A backlog that a blocked loop serves one by one leaves the meter at 0 for a moment between
+# two requests (the next still in its socket): drained is 0 for this long.
+SETTLE_QUIET_S = 0.05
 SNMP = "/proc/net/snmp"
 
 
@@ -84,12 +87,20 @@ class Window:
         self._sampler.start()
 
     def settle(self, timeout_s: float, check: Callable[[], None]) -> float:
-        """Wait, at most ``timeout_s``, until the server has no request in flight; the
-        seconds waited. Requests a client has let go of (the last of a warm-up run, a
-        timed-out one) still run in the server and would be charged to the next window."""
+        """Wait, at most ``timeout_s``, until the server has had no request in flight for
+        ``SETTLE_QUIET_S``; the seconds waited. Requests a client has let go of (the last of
+        a warm-up run, a timed-out one) still run in the server and would be charged to the
+        next window."""
         t0 = time.perf_counter()
-        while self._meter is not None and self._meter.in_flight() > 0 \
-                and time.perf_counter() - t0 < timeout_s:
+        quiet_since: float | None = None
+        while self._meter is not None and time.perf_counter() - t0 < timeout_s:
+            now = time.perf_counter()
+            if self._meter.in_flight() > 0:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= SETTLE_QUIET_S:
+                break
             check()
             time.sleep(SETTLE_POLL_S)
         return time.perf_counter() - t0
