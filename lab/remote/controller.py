@@ -33,6 +33,7 @@ from lab.supervise import appcheck
 from lab.supervise.process import AppNotReady, ServerExited, ServerStartError, StopReport
 
 POLL_S = 0.1
+WORKERS_EVERY_S = 1.0  # how often a cell asks the scheduler whether its load hosts are there
 ACTOR_TIMEOUT_S = 30.0  # an actor call that is a round trip, not a wait
 DAEMON_SAMPLE_S = 1.0  # the server host's worker daemon, idle, before the run
 
@@ -209,7 +210,7 @@ class RemoteRun:
               timeout_s: float, check: Callable[[], None]) -> None:
         """Until ``done()``; raises the first task's error, a load host that left the
         cluster, TimeoutError after ``timeout_s``, or what ``check`` raises."""
-        deadline = time.monotonic() + timeout_s
+        deadline, asked = time.monotonic() + timeout_s, 0.0
         while not done():
             check()
             for f, h in zip(futures, loaders, strict=True):
@@ -217,11 +218,12 @@ class RemoteRun:
                     e = f.exception()
                     raise RuntimeError(f"load host {h.name} ({h.address}): "
                                        f"{type(e).__name__}: {e}")
-            workers = live_workers(self.client)
-            for f, h in zip(futures, loaders, strict=True):
-                if h.worker not in workers and not f.done():
-                    raise RuntimeError(f"load host {h.name} ({h.worker}) left the cluster "
-                                       "during the cell")
+            if time.monotonic() - asked >= WORKERS_EVERY_S:  # a call to the scheduler
+                asked, workers = time.monotonic(), live_workers(self.client)
+                for f, h in zip(futures, loaders, strict=True):
+                    if h.worker not in workers and not f.done():
+                        raise RuntimeError(f"load host {h.name} ({h.worker}) left the "
+                                           "cluster during the cell")
             if time.monotonic() > deadline:
                 raise TimeoutError
             time.sleep(POLL_S)

@@ -3,7 +3,7 @@ its share of it) with the lab's own engines, wrk included, from where it runs.
 
 The task checks from its own host that the server answers, waits behind the cell's barrier
 with the other load hosts, and measures. Latencies are taken on this host's monotonic clock
-only; the first host's window also marks the server's (``RemoteWindow``), so the server's
+only; the first host's window also marks the server's (``HostWindow``), so the server's
 CPU and the wrapper's figures cover the window the load was sent in. The task keeps its own
 deadline (the cell timeout; wrk's ``-d`` and a subprocess timeout) and stops when the
 controller says so: a task Dask has let go of keeps running otherwise.
@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 
 from lab.load import cell as load_cell
-from lab.load.cell import Leash
 from lab.load.histogram import Histogram
 from lab.load.monitor import Usage, Window
 from lab.load.processes import merge as merge_samples
 from lab.load.samples import Measurement, Tally
 from lab.load.stats import MachineShare
+from lab.load.wrk import Supervision
 from lab.matrix.config import Cell
 from lab.remote import hostdir
 from lab.store.schema import LoadHostsFigures
@@ -34,9 +34,7 @@ from lab.supervise.reaper import Ledger
 
 ACTOR_TIMEOUT_S = 30.0  # a window mark on the server host: a round trip, not a wait
 BARRIER_TIMEOUT_S = 60.0  # the other load hosts check the server and get ready
-BARRIER_POLL_S = 0.25
-ANSWER_POLL_S = 0.25
-STOP_POLL_S = 0.25
+POLL_S = 0.25  # how often a wait (a barrier, the server host, the watch) looks again
 HELD_TIMEOUT_S = 2.0  # an actor dropped with its controller never answers: not held
 
 
@@ -75,7 +73,7 @@ def answer(call: Any, timeout_s: float, check: Callable[[], None]) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return call.result(ANSWER_POLL_S)
+            return call.result(POLL_S)
         except TimeoutError:
             check()
             if time.monotonic() > deadline:
@@ -128,9 +126,9 @@ def barrier(name: str, index: int, check: Callable[[], None]) -> float:
 
     Queue(name).put(index)
     go, waited = Event(name), 0.0
-    while not go.wait(timeout=BARRIER_POLL_S):
+    while not go.wait(timeout=POLL_S):
         check()
-        waited += BARRIER_POLL_S
+        waited += POLL_S
         if waited > BARRIER_TIMEOUT_S:
             raise RuntimeError(f"the cell's other load hosts did not reach {name}")
     return time.time()
@@ -165,7 +163,7 @@ def run(order: Order, server: Any) -> Sent:
     def watch() -> None:
         """Stop when the controller says so or its lease on the server host is gone (a
         controller killed says nothing); keep this host's own lease while loading."""
-        while not stopped.wait(STOP_POLL_S) and time.monotonic() < deadline:
+        while not stopped.wait(POLL_S) and time.monotonic() < deadline:
             try:
                 if stop.is_set():
                     stopped.set()
@@ -189,9 +187,11 @@ def run(order: Order, server: Any) -> Sent:
     threading.Thread(target=watch, daemon=True).start()
     barrier(order.barrier, order.index, check)  # warm-ups together, then each window
     cell, i = order.cell, order.index
-    leash = Leash(check, deadline, threads=len(os.sched_getaffinity(0)), spawn=lambda argv, name:
-                  Group(argv, path / "logs" / f"{cell.id}.{name}.{i}.log", Ledger(path),
-                        rusage_path=path / "logs" / f"{cell.id}.{name}.{i}.cpu.json"))
+    logs = path / "logs"
+    sup = Supervision(
+        spawn=lambda argv, name: Group(argv, logs / f"{cell.id}.{name}.{i}.log", Ledger(path),
+                                       rusage_path=logs / f"{cell.id}.{name}.{i}.cpu.json"),
+        check=check, deadline=deadline, threads=len(os.sched_getaffinity(0)))
     windows: list[HostWindow] = []
 
     def window() -> Window:
@@ -202,7 +202,7 @@ def run(order: Order, server: Any) -> Sent:
         return windows[-1]
 
     try:
-        m = load_cell.measure(cell, order.engine, order.base_url, window, leash,
+        m = load_cell.measure(cell, order.engine, order.base_url, window, sup,
                               order.machine, load=order.share)
     finally:
         stopped.set()

@@ -18,7 +18,6 @@ from lab.kinds import get
 from lab.kinds.base import ms
 from lab.load import cell as load_cell
 from lab.load import loop, wrk
-from lab.load.cell import Leash
 from lab.load.monitor import Stalls, Window
 from lab.load.stats import MachineShare, summarize
 from lab.matrix.config import Cell, LabSettings, Matrix
@@ -140,16 +139,15 @@ def measure(cell: Cell, server: Server, ctx: Context, engine: str) -> Figures:
             raise TimeoutError
 
     placement = ctx.lab.placement
-    leash = Leash(
-        check, deadline,
+    sup = wrk.Supervision(
         spawn=lambda argv, name: Group(
             argv, ctx.run.logs / f"{cell.id}.{name}.log", ctx.ledger, placement.client_env(),
             rusage_path=ctx.run.logs / f"{cell.id}.{name}.cpu.json"),
-        threads=1 if placement.shared else len(placement.client_set()),
-        guard=ctx.interrupts.guard)
+        check=check, deadline=deadline,
+        threads=1 if placement.shared else len(placement.client_set()))
     m = load_cell.measure(cell, engine, server.base_url,
-                          lambda: Window(server.pids(), server.meter, loop_meter), leash,
-                          ctx.machine)
+                          lambda: Window(server.pids(), server.meter, loop_meter), sup,
+                          ctx.machine, ctx.interrupts.guard)
     return summarize(m, ctx.machine)
 
 
@@ -176,6 +174,12 @@ class Servers:
         self.checked = not plan
         # "app", or a configuration (Cell.configuration) → (first cell, its failure)
         self.refused: dict[object, tuple[str, ServerStartError]] = {}
+
+    def __enter__(self) -> "Servers":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()  # whatever ended the run: the last server goes with it
 
     def get(self, cell: Cell, log_path: Path) -> tuple["Server | RemoteServer", bool]:
         """(a ready server for ``cell``, whether it was just started)."""
@@ -383,11 +387,8 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
 
         with running(matrix, run.path.name, matrix.lab.stop_grace_s, out) as remote:
             ctx = Context(matrix.lab, run, interrupts, remote.machine, remote)
-            servers = Servers(ctx, None, cells, out)
-            try:
+            with Servers(ctx, None, cells, out) as servers:
                 return _run_cells(cells, ctx, servers, out, skipped, on_start)
-            finally:
-                servers.stop()
     placement = matrix.lab.placement
     placement.pin_client()  # the lab is the client of its in-process engines
     machine = MachineShare(len(placement.server_set() | placement.client_set()),
@@ -395,11 +396,8 @@ def run_matrix(matrix: Matrix, run: RunDir, interrupts: Interrupts,
     ctx = Context(matrix.lab, run, interrupts, machine)
     with services.running(matrix.services, matrix.lab, run, interrupts.check,
                           lambda: interrupts.hurry) as env:
-        servers = Servers(ctx, env, cells, out)
-        try:
+        with Servers(ctx, env, cells, out) as servers:
             return _run_cells(cells, ctx, servers, out, skipped, on_start)
-        finally:
-            servers.stop()
 
 
 def _run_cells(cells: list[Cell], ctx: Context, servers: Servers, out: Callable[[str], None],
